@@ -1,0 +1,3 @@
+//! # mceval
+//!
+//! MCEval8K loading, prompts and construction from sources.

@@ -1,0 +1,230 @@
+//! The boundary between the methods (this crate) and a model implementation (`neg-hooks`).
+//!
+//! Everything crosses it as `ndarray` arrays, so that the methods, their tests and downstream
+//! crates never depend on libtorch. An implementation owns tokenization, batching, devices and
+//! dtypes; callers only see prompts, target token ids, probabilities, activations and gradients.
+//!
+//! Shapes use these letters: P prompts, T targets per prompt, L layers, N FF neurons per layer,
+//! H hidden size, V patch variants, A IG scaling factors.
+
+use ndarray::{Array2, Array3, Array4};
+use serde::{Deserialize, Serialize};
+
+/// What decides the measured position of a prompt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelKind {
+    /// Causal LM (Llama, Qwen): the last prompt token predicts the next token.
+    CausalLm,
+    /// Masked LM (BERT): the single `[MASK]` token of the prompt.
+    MaskedLm,
+}
+
+/// A prompt and the token ids whose probabilities are measured at its position.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TargetedPrompt {
+    pub text: String,
+    pub targets: Vec<u32>,
+}
+
+impl TargetedPrompt {
+    pub fn new(text: impl Into<String>, targets: Vec<u32>) -> Self {
+        Self {
+            text: text.into(),
+            targets,
+        }
+    }
+}
+
+/// The address of one feed-forward neuron: the input of layer `layer`'s down projection,
+/// element `neuron`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct NeuronId {
+    pub layer: usize,
+    pub neuron: usize,
+}
+
+impl NeuronId {
+    pub fn new(layer: usize, neuron: usize) -> Self {
+        Self { layer, neuron }
+    }
+}
+
+/// Where a patched or captured unit lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Site {
+    /// FF neuron: the input of the down projection (width N).
+    FeedForward,
+    /// Residual stream: the output of a decoder/encoder layer (width H).
+    Residual,
+}
+
+/// How a patch changes a unit's value at the prompt's position.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PatchOp {
+    /// a -> a + delta
+    Add(f32),
+    /// a -> value
+    Set(f32),
+}
+
+/// One change to one unit. A patch variant is a slice of these, applied together.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Patch {
+    pub site: Site,
+    pub layer: usize,
+    pub index: usize,
+    pub op: PatchOp,
+}
+
+impl Patch {
+    /// A patch of an FF neuron.
+    pub fn ff(neuron: NeuronId, op: PatchOp) -> Self {
+        Self {
+            site: Site::FeedForward,
+            layer: neuron.layer,
+            index: neuron.neuron,
+            op,
+        }
+    }
+
+    /// A patch of a residual-stream dimension (output of `layer`).
+    pub fn residual(layer: usize, index: usize, op: PatchOp) -> Self {
+        Self {
+            site: Site::Residual,
+            layer,
+            index,
+            op,
+        }
+    }
+}
+
+/// Target probabilities and FF activations at each prompt's position.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Forward {
+    /// [P, T] softmax probability of each target token.
+    pub probs: Array2<f32>,
+    /// [P, L, N] FF activations.
+    pub activations: Array3<f32>,
+}
+
+/// [`Forward`] plus the gradient of every target probability with respect to every FF
+/// activation at the position.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Gradients {
+    /// [P, T]
+    pub probs: Array2<f32>,
+    /// [P, L, N]
+    pub activations: Array3<f32>,
+    /// [P, T, L, N]: dP(target t) / da(l, n)
+    pub grads: Array4<f32>,
+}
+
+/// Text generated greedily from a prompt, with the FF activations averaged over the generated
+/// tokens' positions (used by the auxiliary-metrics study on open-ended generation).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Generation {
+    pub token_ids: Vec<u32>,
+    pub text: String,
+    /// [L, N]
+    pub mean_activations: Array2<f32>,
+}
+
+/// Errors at the adapter boundary. Implementations map their own typed errors into `Backend`
+/// (callers can downcast it) or `InvalidInput`.
+#[derive(Debug, thiserror::Error)]
+pub enum AdapterError {
+    #[error("{what} is not supported for model {model}")]
+    Unsupported { what: String, model: String },
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+    #[error(transparent)]
+    Backend(Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// A language model whose FF neurons can be read, patched and differentiated at one position
+/// per prompt (the last token for causal LMs, the `[MASK]` for masked LMs).
+///
+/// All prompts of one call must have the same number of targets T. Implementations batch and
+/// pad internally and must give the same numbers as one prompt at a time.
+pub trait ModelAdapter {
+    /// A human-readable id (directory or hub id) recorded in results.
+    fn model_id(&self) -> &str;
+    fn kind(&self) -> ModelKind;
+    /// L
+    fn num_layers(&self) -> usize;
+    /// N, FF neurons per layer.
+    fn ff_width(&self) -> usize;
+    /// H, residual-stream width.
+    fn hidden_size(&self) -> usize;
+
+    /// The single token that `answer` contributes after `prompt`: for causal LMs the tokens that
+    /// tokenize(prompt + answer) adds after tokenize(prompt); for masked LMs the answer
+    /// tokenized alone. Not exactly one token is an `InvalidInput` error naming the answer.
+    fn target_token(&self, prompt: &str, answer: &str) -> Result<u32, AdapterError>;
+
+    /// Probabilities of the targets and FF activations, no gradients.
+    fn forward(&self, prompts: &[TargetedPrompt]) -> Result<Forward, AdapterError>;
+
+    /// Probabilities, activations and dP/da for every target and every FF neuron.
+    fn gradients(&self, prompts: &[TargetedPrompt]) -> Result<Gradients, AdapterError>;
+
+    /// Target probabilities of one prompt under each patch variant: [V, T]. Patches apply at the
+    /// prompt's position only; an empty variant gives the unpatched probabilities. This is the
+    /// fast path of intervention sweeps: implementations should not recompute what a patch
+    /// cannot change (layers below the lowest patched layer; for causal LMs, the prefix).
+    fn patched_probs(
+        &self,
+        prompt: &TargetedPrompt,
+        variants: &[Vec<Patch>],
+    ) -> Result<Array2<f32>, AdapterError>;
+
+    /// Same numbers as [`ModelAdapter::patched_probs`] by full recomputation of every variant.
+    /// The reference the fast path is checked and benchmarked against.
+    fn patched_probs_naive(
+        &self,
+        prompt: &TargetedPrompt,
+        variants: &[Vec<Patch>],
+    ) -> Result<Array2<f32>, AdapterError> {
+        self.patched_probs(prompt, variants)
+    }
+
+    /// Integrated-gradients path gradients: for each `layers[i]` and `alphas[j]`, the gradient
+    /// of each target probability with respect to that layer's FF activations at the position
+    /// when the layer's whole activation vector there is replaced by alpha * a (other layers as
+    /// they follow from it). Shape [layers.len(), alphas.len(), T, N].
+    fn scaled_gradients(
+        &self,
+        prompt: &TargetedPrompt,
+        layers: &[usize],
+        alphas: &[f32],
+    ) -> Result<Array4<f32>, AdapterError>;
+
+    /// Log-probability increase (Yu & Ananiadou 2024) of every FF neuron for every target:
+    /// [T, L, N]. Defined for Llama-family models only.
+    fn log_prob_increase(&self, _prompt: &TargetedPrompt) -> Result<Array3<f32>, AdapterError> {
+        Err(AdapterError::Unsupported {
+            what: "log-probability increase (LPI)".into(),
+            model: self.model_id().into(),
+        })
+    }
+
+    /// Residual stream (each layer's output) at each prompt's position: [P, L, H].
+    fn residual(&self, _prompts: &[TargetedPrompt]) -> Result<Array3<f32>, AdapterError> {
+        Err(AdapterError::Unsupported {
+            what: "residual-stream capture".into(),
+            model: self.model_id().into(),
+        })
+    }
+
+    /// Greedy generation of up to `max_new_tokens` tokens, with FF activations averaged over the
+    /// generated positions.
+    fn generate(&self, _prompt: &str, _max_new_tokens: usize) -> Result<Generation, AdapterError> {
+        Err(AdapterError::Unsupported {
+            what: "generation".into(),
+            model: self.model_id().into(),
+        })
+    }
+}

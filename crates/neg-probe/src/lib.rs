@@ -1,0 +1,3 @@
+//! # neg-probe
+//!
+//! Skill-neuron probes on NEG features.

@@ -1,0 +1,89 @@
+//! Project runner: `cargo xtask <command>`.
+//!
+//! Why xtask rather than a Makefile: a fresh machine is promised nothing but the Rust toolchain
+//! and python3, and `make` is not always there; an xtask needs only cargo. It never links
+//! libtorch itself, so it builds before libtorch exists and can install it.
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+const USAGE: &str = "usage: cargo xtask <command> [args]
+
+commands:
+  setup                 create/refresh the libtorch virtual environment (idempotent)
+  test                  setup, then fmt --check, clippy -D warnings, and the whole test suite
+  skill-probe [ARGS]    setup, then run the main job (examples/skill_probe.rs) with ARGS
+  example NAME [ARGS]   setup, then run any example in release mode";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let root = project_root();
+    let result = match args.first().map(String::as_str) {
+        Some("setup") => setup(&root),
+        Some("test") => setup(&root).and_then(|_| test(&root)),
+        Some("skill-probe") => {
+            setup(&root).and_then(|_| run_example(&root, "skill_probe", &args[1..]))
+        }
+        Some("example") => match args.get(1) {
+            Some(name) => setup(&root).and_then(|_| run_example(&root, name, &args[2..])),
+            None => Err(format!("`example` needs an example name\n\n{USAGE}")),
+        },
+        Some("-h" | "--help" | "help") | None => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Some(other) => Err(format!("unknown command `{other}`\n\n{USAGE}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("xtask: error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn project_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives one level below the workspace root")
+        .to_path_buf()
+}
+
+/// Runs a command in the project root, failing with the command line on a non-zero exit.
+fn run(root: &Path, program: &str, args: &[&str]) -> Result<(), String> {
+    eprintln!("xtask: $ {program} {}", args.join(" "));
+    let status = Command::new(program)
+        .args(args)
+        .current_dir(root)
+        .status()
+        .map_err(|e| format!("could not start `{program}`: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("`{program} {}` failed ({status})", args.join(" ")))
+    }
+}
+
+fn setup(root: &Path) -> Result<(), String> {
+    let script = root.join("scripts/setup-libtorch.sh");
+    run(root, "bash", &[script.to_str().ok_or("non-UTF-8 project path")?])
+}
+
+fn test(root: &Path) -> Result<(), String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    run(root, &cargo, &["fmt", "--all", "--check"])?;
+    run(
+        root,
+        &cargo,
+        &["clippy", "--workspace", "--all-targets", "--release", "--", "-D", "warnings"],
+    )?;
+    // Release: the suite runs real models and forests; the examples' main job shares the build.
+    run(root, &cargo, &["test", "--workspace", "--release", "--no-fail-fast"])
+}
+
+fn run_example(root: &Path, name: &str, args: &[String]) -> Result<(), String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut full = vec!["run", "--release", "--example", name, "--"];
+    full.extend(args.iter().map(String::as_str));
+    run(root, &cargo, &full)
+}
