@@ -1,8 +1,8 @@
-//! Link-time glue for libtorch, shared by `neg-hooks` and the root package (which `include!`s
-//! this file): an rpath to libtorch's `lib/` so binaries run from a plain shell, and an explicit
-//! `--no-as-needed` link of `libtorch_cuda.so` when it exists. Without the latter the linker
-//! drops the CUDA library (no symbol of it is referenced directly; it registers itself when
-//! loaded), and `tch::Cuda::is_available()` reports false on a GPU machine.
+// Link-time glue for libtorch, shared by `neg-hooks` and the root package (which `include!`s
+// this file): an rpath to libtorch's `lib/` so binaries run from a plain shell, and an explicit
+// `--no-as-needed` link of `libtorch_cuda.so` when it exists. Without the latter the linker
+// drops the CUDA library (no symbol of it is referenced directly; it registers itself when
+// loaded), and `tch::Cuda::is_available()` reports false on a GPU machine.
 use std::path::PathBuf;
 
 fn main() {
