@@ -20,8 +20,13 @@ fn main() {
     }
     println!("cargo:rustc-link-search=native={}", lib.display());
     println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display());
-    // `rustc-link-lib` propagates to every binary that depends on this crate, unlike link-arg.
+    // Link arguments apply to this package's own binaries only (tests, examples, benches):
+    // cargo forwards none to dependents, and the `as-needed` link modifier that would is
+    // unstable. Downstream binaries get the same effect from `neg_hooks::cuda_available()`,
+    // which loads libtorch_cuda at run time when it was not linked.
     if lib.join("libtorch_cuda.so").exists() {
-        println!("cargo:rustc-link-lib=dylib:-as-needed=torch_cuda");
+        println!("cargo:rustc-link-arg=-Wl,--no-as-needed");
+        println!("cargo:rustc-link-arg=-ltorch_cuda");
+        println!("cargo:rustc-link-arg=-Wl,--as-needed");
     }
 }
