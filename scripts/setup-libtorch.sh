@@ -19,7 +19,7 @@ VENV_LINK="$ROOT/.venv"
 die() { echo "setup-libtorch: error: $*" >&2; exit 1; }
 
 PY="${PYTHON:-python3}"
-command -v "$PY" >/dev/null 2>&1 || die "python3 not found on PATH. Install Python 3.9+ (with the venv module) and run this again, or set PYTHON=/path/to/python3."
+command -v "$PY" >/dev/null 2>&1 || die "$PY not found. Install Python 3.9+ (with the venv module) and run this again, or set PYTHON=/path/to/python3."
 
 torch_dir_of() {
   "$1/bin/python" - <<'PY' 2>/dev/null
