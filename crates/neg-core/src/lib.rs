@@ -4,17 +4,42 @@
 //! [`ModelAdapter`] trait. No libtorch dependency: a model implementation (such as
 //! `neg-hooks`) implements the trait, and everything here works on `ndarray` arrays.
 //!
+//! - [`stats`]: zero-intercept slope, Pearson r, Spearman, MAE.
+//! - [`neg`]: ground-truth NEG by intervention sweep ([`neg::ground_truth_neg`]).
+//! - [`methods`]: NeurGrad, CG, IG and LPI for every FF neuron at once.
+//! - [`analysis`]: linearity, estimation quality, top-K attribution, NEG distribution and
+//!   multi-neuron accumulation (the paper's Tables 1, 2, 5 and Figs. 2-5, 11, 12, 14).
+//! - [`testing`]: [`testing::AnalyticAdapter`], a model with closed-form answers.
+//!
 //! ```
-//! use neg_core::stats::fit_through_origin;
-//! let shifts = [-1.0, -0.5, 0.5, 1.0];
-//! let delta_p = [-0.2, -0.1, 0.1, 0.2];
-//! let fit = fit_through_origin(&shifts, &delta_p).unwrap();
-//! assert!((fit.slope - 0.2).abs() < 1e-12 && (fit.r - 1.0).abs() < 1e-12);
+//! use neg_core::testing::{AnalyticAdapter, Head};
+//! use neg_core::{methods, neg, sampling, ModelAdapter, TargetedPrompt};
+//!
+//! // An exactly linear model: NeurGrad equals the ground-truth NEG.
+//! let model = AnalyticAdapter::new(7, 3, 8, 5, 4).with_head(Head::Linear);
+//! let prompts = vec![TargetedPrompt::new("Once upon a time", vec![1, 2])];
+//! let neurons = sampling::sample_neurons(model.num_layers(), model.ff_width(), 6, 0).unwrap();
+//! let truth = neg::ground_truth_neg(&model, &prompts, &neurons, &neg::SweepConfig::default()).unwrap();
+//! let ng = methods::neurgrad(&model, &prompts).unwrap();
+//! for (k, n) in neurons.iter().enumerate() {
+//!     let est = ng.scores[[0, 1, n.layer, n.neuron]];
+//!     assert!((est - truth.neg[[0, 1, k]]).abs() < 1e-4);
+//! }
 //! ```
 pub mod adapter;
+pub mod analysis;
+pub mod error;
+pub mod methods;
+pub mod neg;
+pub mod sampling;
 pub mod stats;
+pub mod testing;
+pub mod validate;
 
 pub use adapter::{
     AdapterError, Forward, Generation, Gradients, ModelAdapter, ModelKind, NeuronId, Patch,
     PatchOp, Site, TargetedPrompt,
 };
+pub use error::{NegError, Result};
+pub use methods::{Attribution, Method};
+pub use neg::{ground_truth_neg, GroundTruth, ShiftMode, SweepConfig};
