@@ -1,0 +1,239 @@
+//! Prompt rendering against the published templates (character for character, checked by an
+//! independent Python renderer written from templates.json's own description) and with the
+//! built-in templates.
+mod common;
+
+use std::process::Command;
+
+use mceval::{
+    check_single_token, resplit, DataSource, Dataset, Shots, Split, TaskRegistry, TemplateSet,
+};
+use serde_json::Value;
+
+const N: usize = 150;
+
+#[test]
+fn every_task_matches_the_python_reference_zero_and_few_shot() {
+    let out = Command::new(common::python())
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/reference_render.py"
+        ))
+        .arg(common::templates_json())
+        .arg(common::mceval8k())
+        .arg(N.to_string())
+        .output()
+        .expect("run reference_render.py");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let reference: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let templates = TemplateSet::from_file(&common::templates_json()).unwrap();
+    let reg = TaskRegistry::builtin();
+    let mut few_checked = 0;
+    for task in reg.tasks() {
+        let data = Dataset::load(&DataSource::Dir(common::mceval8k()), task).unwrap();
+        let r = &reference[task.name];
+        let zero = templates
+            .render(task, &data, Split::Test, Shots::Zero, Some(N))
+            .unwrap();
+        assert_eq!(zero.len(), N);
+        for (item, want) in zero.iter().zip(r["zero"].as_array().unwrap()) {
+            assert_eq!(
+                item.prompt,
+                want["prompt"].as_str().unwrap(),
+                "{} zero-shot #{}",
+                task.name,
+                item.index
+            );
+            assert_eq!(
+                item.answer(),
+                want["answer"].as_str().unwrap(),
+                "{} answer #{}",
+                task.name,
+                item.index
+            );
+            // The registry's label rule agrees with the template's.
+            let rec = &data.split(Split::Test).unwrap()[item.index];
+            assert_eq!(task.label_of(rec).unwrap(), item.label, "{}", task.name);
+        }
+        match r["few"].as_array() {
+            Some(few_ref) => {
+                let few = templates
+                    .render(task, &data, Split::Test, Shots::Published, Some(N))
+                    .unwrap();
+                for (item, want) in few.iter().zip(few_ref) {
+                    assert_eq!(
+                        item.prompt,
+                        want.as_str().unwrap(),
+                        "{} few-shot #{}",
+                        task.name,
+                        item.index
+                    );
+                }
+                few_checked += 1;
+            }
+            None => {
+                // imdb and chunking: no published train, so no published demos.
+                let err = templates
+                    .render(task, &data, Split::Test, Shots::Published, Some(1))
+                    .unwrap_err()
+                    .to_string();
+                assert!(err.contains("train"), "{err}");
+            }
+        }
+    }
+    assert_eq!(few_checked, 20);
+}
+
+#[test]
+fn published_quirks_are_reproduced() {
+    let templates = TemplateSet::from_file(&common::templates_json()).unwrap();
+    let reg = TaskRegistry::builtin();
+    let load = |name: &str| {
+        let task = reg.get(name).unwrap();
+        (
+            task,
+            Dataset::load(&DataSource::Dir(common::mceval8k()), task).unwrap(),
+        )
+    };
+    // LTI letters its options a, b, a, a, a.
+    let (task, data) = load("lti");
+    let item = &templates
+        .render(task, &data, Split::Test, Shots::Zero, Some(1))
+        .unwrap()[0];
+    assert!(item
+        .prompt
+        .contains("a.English\nb.French\na.German\na.Chinese\na.Spanish\n### Answer:"));
+    // Multilingual prompts follow the record's language (mLAMA zh header swap).
+    let (task, data) = load("mlama");
+    let items = templates
+        .render(task, &data, Split::Test, Shots::Published, None)
+        .unwrap();
+    let zh = items
+        .iter()
+        .find(|i| i.lang.as_deref() == Some("zh"))
+        .unwrap();
+    assert!(zh.prompt.starts_with("### 指令："), "{}", zh.prompt);
+    assert!(zh.prompt.ends_with("### 问题:"));
+    // Its demos are Chinese too: 4 demos + the question = 5 question headers.
+    assert_eq!(zh.prompt.matches("### 答案:").count(), 5);
+    // Few-shot prompts end exactly like the zero-shot ones and carry one demo per answer.
+    let (task, data) = load("agnews");
+    let z = &templates
+        .render(task, &data, Split::Test, Shots::Zero, Some(1))
+        .unwrap()[0];
+    let f = &templates
+        .render(task, &data, Split::Test, Shots::Published, Some(1))
+        .unwrap()[0];
+    let question = z.prompt.split_once("\n\n").unwrap().1;
+    assert!(f.prompt.ends_with(question));
+    for a in ["a", "b", "c", "d"] {
+        assert!(
+            f.prompt.contains(&format!("### Answer:{a}\n\n")),
+            "demo for {a}"
+        );
+    }
+}
+
+#[test]
+fn published_demos_need_the_published_train_split() {
+    let templates = TemplateSet::from_file(&common::templates_json()).unwrap();
+    let task = TaskRegistry::builtin().get("agnews").unwrap();
+    let data = Dataset::load(&DataSource::Dir(common::mceval8k()), task).unwrap();
+    let other = resplit(&data, 3).unwrap();
+    let err = templates
+        .render(task, &other, Split::Test, Shots::Published, Some(1))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("published train"), "{err}");
+}
+
+#[test]
+fn builtin_templates_render_every_task_with_seeded_demos() {
+    let templates = TemplateSet::builtin();
+    let published = TemplateSet::from_file(&common::templates_json()).unwrap();
+    for task in TaskRegistry::builtin().tasks() {
+        let loaded = Dataset::load(&DataSource::Dir(common::mceval8k()), task).unwrap();
+        // imdb/chunking have no train: re-split them first (the documented fix).
+        let data = if loaded.has(Split::Train) {
+            loaded
+        } else {
+            resplit(&loaded, 0).unwrap()
+        };
+        let zero = templates
+            .render(task, &data, Split::Test, Shots::Zero, Some(20))
+            .unwrap();
+        let few1 = templates
+            .render(task, &data, Split::Test, Shots::Few { seed: 1 }, Some(20))
+            .unwrap();
+        let few1b = templates
+            .render(task, &data, Split::Test, Shots::Few { seed: 1 }, Some(20))
+            .unwrap();
+        let few2 = templates
+            .render(task, &data, Split::Test, Shots::Few { seed: 2 }, Some(20))
+            .unwrap();
+        assert_eq!(few1, few1b, "{}: same seed, same prompts", task.name);
+        assert_ne!(few1, few2, "{}: another seed draws other demos", task.name);
+        let pub_zero = published
+            .render(task, &data, Split::Test, Shots::Zero, Some(20))
+            .unwrap();
+        for ((z, f), p) in zero.iter().zip(&few1).zip(&pub_zero) {
+            // Same answers and labels as the published templates, different wording.
+            assert_eq!(
+                (z.label, &z.options),
+                (p.label, &p.options),
+                "{}",
+                task.name
+            );
+            assert_ne!(z.prompt, p.prompt, "{}", task.name);
+            assert!(
+                z.prompt.ends_with(':') || z.prompt.ends_with('：'),
+                "{}: {:?}",
+                task.name,
+                z.prompt
+            );
+            // One demonstration per answer, each ending with its answer token.
+            let demos = f.prompt.len() - z.prompt.len();
+            assert!(demos > 0);
+            for (a, tok) in f.options.iter().enumerate() {
+                let _ = a;
+                assert!(
+                    f.prompt.contains(&format!(":{tok}\n\n"))
+                        || f.prompt.contains(&format!("：{tok}\n\n")),
+                    "{}: no demo for {tok}",
+                    task.name
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn single_token_check_names_the_offending_answer() {
+    let templates = TemplateSet::builtin();
+    let task = TaskRegistry::builtin().get("fever").unwrap();
+    let data = Dataset::load(&DataSource::Dir(common::mceval8k()), task).unwrap();
+    let items = templates
+        .render(task, &data, Split::Test, Shots::Zero, Some(5))
+        .unwrap();
+    // A toy tokenizer: one id per character.
+    let per_char = |_: &str, answer: &str| -> Result<Vec<u32>, String> {
+        Ok(answer.chars().map(|c| c as u32).collect())
+    };
+    let err = check_single_token(&items, per_char)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("`False`") && err.contains("fever"), "{err}");
+    // A word-level one passes and returns one id per option.
+    let words =
+        |_: &str, answer: &str| -> Result<Vec<u32>, String> { Ok(vec![answer.len() as u32]) };
+    let ids = check_single_token(&items, words).unwrap();
+    assert_eq!(ids[0], vec![5, 4]);
+    // Tokenizer errors are reported with the answer too.
+    let failing = |_: &str, _: &str| -> Result<Vec<u32>, String> { Err("boom".into()) };
+    let err = check_single_token(&items, failing).unwrap_err().to_string();
+    assert!(err.contains("boom") && err.contains("False"), "{err}");
+}
