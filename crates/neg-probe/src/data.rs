@@ -1,0 +1,646 @@
+//! Compact probe features.
+//!
+//! A 7B Llama has 352,256 FF neurons; 6000 prompts x 5 options of f32 NEG would be 42 GB.
+//! The probes only ever look at signs and at which option is largest / smallest, so the data
+//! set keeps, per (neuron, prompt), single bytes: the index of the largest and of the
+//! smallest option, two bit masks of the options whose NEG is positive / negative, and the
+//! gold option's margin `sum_o sign(g[y] - g[o])` (the Magn-Probe training statistic). That
+//! is 5 bytes per (prompt, neuron), 10.6 GB for the whole 7B model over 6000 prompts, or one
+//! byte (`option_index` only, enough for the Tree-Probe) = 2.1 GB. Matrices are stored
+//! neuron-major (`[neurons, prompts]`) because fitting scans one neuron over all prompts.
+use ndarray::{Array2, ArrayView1, ArrayView2, ArrayView3};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{ProbeError, Result};
+
+/// Largest number of options the sign bit masks hold (MCEval8K has at most 5).
+pub const MAX_OPTIONS: usize = 8;
+
+/// Which split a prompt belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Split {
+    /// Training prompts (id 0).
+    Train,
+    /// Validation prompts (id 1), used to choose the neuron count.
+    Valid,
+    /// Test prompts (id 2).
+    Test,
+}
+
+impl Split {
+    /// Parses the on-disk id: 0 train, 1 valid, 2 test.
+    pub fn from_id(prompt: usize, value: u8) -> Result<Self> {
+        match value {
+            0 => Ok(Split::Train),
+            1 => Ok(Split::Valid),
+            2 => Ok(Split::Test),
+            _ => Err(ProbeError::InvalidSplitId { prompt, value }),
+        }
+    }
+
+    /// Lower-case name, as used in error messages and JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            Split::Train => "train",
+            Split::Valid => "valid",
+            Split::Test => "test",
+        }
+    }
+}
+
+/// The per-option sign features derived from full NEG scores.
+#[derive(Debug, Clone)]
+pub(crate) struct ScoreFeatures {
+    /// `[N, P]` index of the option with the smallest NEG.
+    pub bottom: Array2<u8>,
+    /// `[N, P]` bit o set when NEG of option o is > 0.
+    pub pos_bits: Array2<u8>,
+    /// `[N, P]` bit o set when NEG of option o is < 0.
+    pub neg_bits: Array2<u8>,
+    /// `[N, P]` `sum_o sign(g[y] - g[o])` for the gold option y.
+    pub gold_margin: Array2<i8>,
+}
+
+/// A probing data set: compact NEG features, optional activations and option probabilities,
+/// gold labels and split ids for `P` prompts, `K` options and `N` neurons.
+#[derive(Debug, Clone)]
+pub struct ProbeData {
+    n_options: usize,
+    labels: Vec<usize>,
+    split: Vec<Split>,
+    /// `[N, P]` index of the option with the largest NEG (the Tree-Probe feature).
+    top: Array2<u8>,
+    scores: Option<ScoreFeatures>,
+    /// `[N, P]` activations.
+    activations: Option<Array2<f32>>,
+    /// `[P, K]` option probabilities.
+    probs: Option<Array2<f32>>,
+}
+
+/// A subset of a data set's prompts (a split, or part of one) that probes fit on or predict.
+#[derive(Debug, Clone)]
+pub struct FeatureView<'a> {
+    /// The whole data set.
+    pub data: &'a ProbeData,
+    /// Prompt indices into `data`, in order.
+    pub rows: Vec<usize>,
+}
+
+impl FeatureView<'_> {
+    /// Number of prompts in the view.
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// Whether the view is empty.
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// Gold labels of the view's prompts.
+    pub fn labels(&self) -> Vec<usize> {
+        self.rows.iter().map(|&p| self.data.labels[p]).collect()
+    }
+
+    /// Fraction of `predictions` equal to the gold labels (0 for an empty view).
+    pub fn accuracy(&self, predictions: &[usize]) -> f64 {
+        if self.rows.is_empty() {
+            return 0.0;
+        }
+        let correct = self
+            .rows
+            .iter()
+            .zip(predictions)
+            .filter(|(&p, &y)| self.data.labels[p] == y)
+            .count();
+        correct as f64 / self.rows.len() as f64
+    }
+
+    /// Errors unless the view holds at least two classes (a training split must).
+    pub fn require_two_classes(&self, split: &str) -> Result<()> {
+        let Some(&first) = self.rows.first() else {
+            return Err(ProbeError::EmptySplit {
+                split: split.to_string(),
+            });
+        };
+        let class = self.data.labels[first];
+        if self.rows.iter().all(|&p| self.data.labels[p] == class) {
+            return Err(ProbeError::SingleClass {
+                split: split.to_string(),
+                class,
+                n_prompts: self.rows.len(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Builds a [`ProbeData`] prompt by prompt, so that full `[K, N]` f32 NEG never needs to be
+/// held for more than one prompt at a time.
+#[derive(Debug)]
+pub struct ProbeDataBuilder {
+    n_prompts: usize,
+    n_options: usize,
+    n_neurons: usize,
+    next: usize,
+    labels: Vec<usize>,
+    split: Vec<Split>,
+    top: Array2<u8>,
+    scores: Option<ScoreFeatures>,
+    activations: Option<Array2<f32>>,
+    probs: Option<Array2<f32>>,
+    with_scores: bool,
+}
+
+impl ProbeDataBuilder {
+    /// A builder for `n_prompts` prompts with `n_options` options and `n_neurons` neurons.
+    /// `with_activations` / `with_probs` say whether every prompt will bring them.
+    pub fn new(
+        n_prompts: usize,
+        n_options: usize,
+        n_neurons: usize,
+        with_activations: bool,
+        with_probs: bool,
+    ) -> Result<Self> {
+        check_options(n_options)?;
+        if n_neurons == 0 {
+            return Err(ProbeError::ShapeMismatch {
+                what: "neurons".into(),
+                expected: "at least 1 neuron".into(),
+                found: "0".into(),
+            });
+        }
+        Ok(Self {
+            n_prompts,
+            n_options,
+            n_neurons,
+            next: 0,
+            labels: Vec::with_capacity(n_prompts),
+            split: Vec::with_capacity(n_prompts),
+            top: Array2::zeros((n_neurons, n_prompts)),
+            scores: None,
+            activations: with_activations.then(|| Array2::zeros((n_neurons, n_prompts))),
+            probs: with_probs.then(|| Array2::zeros((n_prompts, n_options))),
+            with_scores: false,
+        })
+    }
+
+    fn row_checks(
+        &self,
+        label: i64,
+        activations: Option<ArrayView1<f32>>,
+        probs: Option<ArrayView1<f32>>,
+    ) -> Result<usize> {
+        let p = self.next;
+        if p >= self.n_prompts {
+            return Err(ProbeError::ShapeMismatch {
+                what: "prompts pushed".into(),
+                expected: format!("{}", self.n_prompts),
+                found: format!("more than {}", self.n_prompts),
+            });
+        }
+        if label < 0 || label as usize >= self.n_options {
+            return Err(ProbeError::LabelOutOfRange {
+                prompt: p,
+                label,
+                n_options: self.n_options,
+            });
+        }
+        match (&self.activations, activations) {
+            (Some(_), Some(a)) => {
+                if a.len() != self.n_neurons {
+                    return Err(ProbeError::ShapeMismatch {
+                        what: format!("activations of prompt {p}"),
+                        expected: format!("[{}]", self.n_neurons),
+                        found: format!("[{}]", a.len()),
+                    });
+                }
+                if let Some((n, v)) = a.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+                    return Err(ProbeError::NonFinite {
+                        what: "activations",
+                        prompt: p,
+                        option: None,
+                        neuron: Some(n),
+                        value: v.to_string(),
+                    });
+                }
+            }
+            (None, None) => {}
+            (Some(_), None) | (None, Some(_)) => {
+                return Err(ProbeError::ShapeMismatch {
+                    what: format!("activations of prompt {p}"),
+                    expected: if self.activations.is_some() {
+                        "present"
+                    } else {
+                        "absent"
+                    }
+                    .into(),
+                    found: if activations.is_some() {
+                        "present"
+                    } else {
+                        "absent"
+                    }
+                    .into(),
+                })
+            }
+        }
+        match (&self.probs, probs) {
+            (Some(_), Some(pr)) => {
+                if pr.len() != self.n_options {
+                    return Err(ProbeError::ShapeMismatch {
+                        what: format!("probs of prompt {p}"),
+                        expected: format!("[{}]", self.n_options),
+                        found: format!("[{}]", pr.len()),
+                    });
+                }
+                if let Some((o, v)) = pr.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+                    return Err(ProbeError::NonFinite {
+                        what: "probs",
+                        prompt: p,
+                        option: Some(o),
+                        neuron: None,
+                        value: v.to_string(),
+                    });
+                }
+            }
+            (None, None) => {}
+            _ => {
+                return Err(ProbeError::ShapeMismatch {
+                    what: format!("probs of prompt {p}"),
+                    expected: if self.probs.is_some() {
+                        "present"
+                    } else {
+                        "absent"
+                    }
+                    .into(),
+                    found: if probs.is_some() { "present" } else { "absent" }.into(),
+                })
+            }
+        }
+        Ok(p)
+    }
+
+    fn finish_row(
+        &mut self,
+        p: usize,
+        label: usize,
+        split: Split,
+        activations: Option<ArrayView1<f32>>,
+        probs: Option<ArrayView1<f32>>,
+    ) {
+        if let (Some(dst), Some(a)) = (self.activations.as_mut(), activations) {
+            dst.column_mut(p).assign(&a);
+        }
+        if let (Some(dst), Some(pr)) = (self.probs.as_mut(), probs) {
+            dst.row_mut(p).assign(&pr);
+        }
+        self.labels.push(label);
+        self.split.push(split);
+        self.next += 1;
+    }
+
+    /// Adds one prompt from its full NEG scores `[K, N]`.
+    pub fn push_scores(
+        &mut self,
+        scores: ArrayView2<f32>,
+        label: i64,
+        split: Split,
+        activations: Option<ArrayView1<f32>>,
+        probs: Option<ArrayView1<f32>>,
+    ) -> Result<()> {
+        let p = self.row_checks(label, activations, probs)?;
+        if p > 0 && !self.with_scores {
+            return Err(ProbeError::ShapeMismatch {
+                what: format!("features of prompt {p}"),
+                expected: "option_index like the earlier prompts".into(),
+                found: "scores".into(),
+            });
+        }
+        let (k, n) = (self.n_options, self.n_neurons);
+        if scores.dim() != (k, n) {
+            return Err(ProbeError::ShapeMismatch {
+                what: format!("scores of prompt {p}"),
+                expected: format!("[{k}, {n}]"),
+                found: format!("{:?}", scores.shape()),
+            });
+        }
+        if let Some(((o, nn), v)) = scores.indexed_iter().find(|(_, v)| !v.is_finite()) {
+            return Err(ProbeError::NonFinite {
+                what: "scores",
+                prompt: p,
+                option: Some(o),
+                neuron: Some(nn),
+                value: v.to_string(),
+            });
+        }
+        self.with_scores = true;
+        let np = self.n_prompts;
+        let sf = self.scores.get_or_insert_with(|| ScoreFeatures {
+            bottom: Array2::zeros((n, np)),
+            pos_bits: Array2::zeros((n, np)),
+            neg_bits: Array2::zeros((n, np)),
+            gold_margin: Array2::zeros((n, np)),
+        });
+        let y = label as usize;
+        for neuron in 0..n {
+            let col = scores.column(neuron);
+            let (mut top, mut bottom) = (0usize, 0usize);
+            let (mut pos, mut neg) = (0u8, 0u8);
+            let mut margin = 0i8;
+            let gy = col[y];
+            for (o, &g) in col.iter().enumerate() {
+                // Ties keep the first option, like numpy's argmax.
+                if g > col[top] {
+                    top = o;
+                }
+                if g < col[bottom] {
+                    bottom = o;
+                }
+                if g > 0.0 {
+                    pos |= 1 << o;
+                } else if g < 0.0 {
+                    neg |= 1 << o;
+                }
+                margin += (gy > g) as i8 - (gy < g) as i8;
+            }
+            self.top[[neuron, p]] = top as u8;
+            sf.bottom[[neuron, p]] = bottom as u8;
+            sf.pos_bits[[neuron, p]] = pos;
+            sf.neg_bits[[neuron, p]] = neg;
+            sf.gold_margin[[neuron, p]] = margin;
+        }
+        self.finish_row(p, y, split, activations, probs);
+        Ok(())
+    }
+
+    /// Adds one prompt from its option indices `[N]` (index of the largest NEG per neuron).
+    pub fn push_option_index(
+        &mut self,
+        option_index: ArrayView1<u8>,
+        label: i64,
+        split: Split,
+        activations: Option<ArrayView1<f32>>,
+        probs: Option<ArrayView1<f32>>,
+    ) -> Result<()> {
+        let p = self.row_checks(label, activations, probs)?;
+        if self.with_scores {
+            return Err(ProbeError::ShapeMismatch {
+                what: format!("features of prompt {p}"),
+                expected: "scores like the earlier prompts".into(),
+                found: "option_index".into(),
+            });
+        }
+        if option_index.len() != self.n_neurons {
+            return Err(ProbeError::ShapeMismatch {
+                what: format!("option_index of prompt {p}"),
+                expected: format!("[{}]", self.n_neurons),
+                found: format!("[{}]", option_index.len()),
+            });
+        }
+        if let Some((neuron, &value)) = option_index
+            .iter()
+            .enumerate()
+            .find(|(_, &v)| v as usize >= self.n_options)
+        {
+            return Err(ProbeError::OptionIndexOutOfRange {
+                prompt: p,
+                neuron,
+                value,
+                n_options: self.n_options,
+            });
+        }
+        self.top.column_mut(p).assign(&option_index);
+        self.finish_row(p, label as usize, split, activations, probs);
+        Ok(())
+    }
+
+    /// Finishes the data set; errors unless exactly `n_prompts` prompts were pushed.
+    pub fn finish(self) -> Result<ProbeData> {
+        if self.next != self.n_prompts {
+            return Err(ProbeError::ShapeMismatch {
+                what: "prompts pushed".into(),
+                expected: format!("{}", self.n_prompts),
+                found: format!("{}", self.next),
+            });
+        }
+        Ok(ProbeData {
+            n_options: self.n_options,
+            labels: self.labels,
+            split: self.split,
+            top: self.top,
+            scores: self.scores,
+            activations: self.activations,
+            probs: self.probs,
+        })
+    }
+}
+
+fn check_options(n_options: usize) -> Result<()> {
+    if !(2..=MAX_OPTIONS).contains(&n_options) {
+        return Err(ProbeError::OptionCount {
+            n_options,
+            max: MAX_OPTIONS,
+        });
+    }
+    Ok(())
+}
+
+fn check_len(what: &str, found: usize, expected: usize) -> Result<()> {
+    if found != expected {
+        return Err(ProbeError::ShapeMismatch {
+            what: what.to_string(),
+            expected: format!("[{expected}]"),
+            found: format!("[{found}]"),
+        });
+    }
+    Ok(())
+}
+
+fn check_matrix(what: &str, m: Option<&ArrayView2<f32>>, rows: usize, cols: usize) -> Result<()> {
+    if let Some(m) = m {
+        if m.dim() != (rows, cols) {
+            return Err(ProbeError::ShapeMismatch {
+                what: what.to_string(),
+                expected: format!("[{rows}, {cols}]"),
+                found: format!("{:?}", m.shape()),
+            });
+        }
+    }
+    Ok(())
+}
+
+impl ProbeData {
+    /// Builds a data set from full NEG scores `[P, K, N]`, gold `labels` `[P]` and split ids
+    /// `[P]` (0 train, 1 valid, 2 test), with optional `activations` `[P, N]` and option
+    /// `probs` `[P, K]`.
+    pub fn from_scores(
+        scores: ArrayView3<f32>,
+        labels: &[i64],
+        split: &[u8],
+        activations: Option<ArrayView2<f32>>,
+        probs: Option<ArrayView2<f32>>,
+    ) -> Result<Self> {
+        let (p, k, n) = scores.dim();
+        check_len("labels", labels.len(), p)?;
+        check_len("split", split.len(), p)?;
+        check_matrix("activations", activations.as_ref(), p, n)?;
+        check_matrix("probs", probs.as_ref(), p, k)?;
+        let mut b = ProbeDataBuilder::new(p, k, n, activations.is_some(), probs.is_some())?;
+        for i in 0..p {
+            b.push_scores(
+                scores.index_axis(ndarray::Axis(0), i),
+                labels[i],
+                Split::from_id(i, split[i])?,
+                activations.as_ref().map(|a| a.row(i)),
+                probs.as_ref().map(|a| a.row(i)),
+            )?;
+        }
+        b.finish()
+    }
+
+    /// Builds a data set from option indices `[P, N]` (index of the option with the largest
+    /// NEG, per prompt and neuron); enough for the Tree-Probe, Act-Probe and baselines.
+    pub fn from_option_index(
+        option_index: ArrayView2<u8>,
+        n_options: usize,
+        labels: &[i64],
+        split: &[u8],
+        activations: Option<ArrayView2<f32>>,
+        probs: Option<ArrayView2<f32>>,
+    ) -> Result<Self> {
+        let (p, n) = option_index.dim();
+        check_options(n_options)?;
+        check_len("labels", labels.len(), p)?;
+        check_len("split", split.len(), p)?;
+        check_matrix("activations", activations.as_ref(), p, n)?;
+        check_matrix("probs", probs.as_ref(), p, n_options)?;
+        let mut b = ProbeDataBuilder::new(p, n_options, n, activations.is_some(), probs.is_some())?;
+        for i in 0..p {
+            b.push_option_index(
+                option_index.row(i),
+                labels[i],
+                Split::from_id(i, split[i])?,
+                activations.as_ref().map(|a| a.row(i)),
+                probs.as_ref().map(|a| a.row(i)),
+            )?;
+        }
+        b.finish()
+    }
+
+    /// Number of prompts.
+    pub fn n_prompts(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// Number of answer options.
+    pub fn n_options(&self) -> usize {
+        self.n_options
+    }
+
+    /// Number of neurons.
+    pub fn n_neurons(&self) -> usize {
+        self.top.nrows()
+    }
+
+    /// Gold labels `[P]`.
+    pub fn labels(&self) -> &[usize] {
+        &self.labels
+    }
+
+    /// Split of every prompt.
+    pub fn splits(&self) -> &[Split] {
+        &self.split
+    }
+
+    /// `[N, P]` index of the option with the largest NEG.
+    pub fn option_index(&self) -> ArrayView2<'_, u8> {
+        self.top.view()
+    }
+
+    /// Whether the data set was built from full scores (Polar- and Magn-Probe need them).
+    pub fn has_scores(&self) -> bool {
+        self.scores.is_some()
+    }
+
+    /// `[N, P]` activations, if present.
+    pub fn activations(&self) -> Option<ArrayView2<'_, f32>> {
+        self.activations.as_ref().map(|a| a.view())
+    }
+
+    /// `[P, K]` option probabilities, if present.
+    pub fn probs(&self) -> Option<ArrayView2<'_, f32>> {
+        self.probs.as_ref().map(|a| a.view())
+    }
+
+    pub(crate) fn score_features(&self, probe: &str) -> Result<&ScoreFeatures> {
+        self.scores
+            .as_ref()
+            .ok_or_else(|| ProbeError::MissingFeature {
+                probe: probe.to_string(),
+                feature: "scores",
+            })
+    }
+
+    /// The prompts of one split, in index order.
+    pub fn split_view(&self, split: Split) -> FeatureView<'_> {
+        let rows = (0..self.n_prompts())
+            .filter(|&p| self.split[p] == split)
+            .collect();
+        FeatureView { data: self, rows }
+    }
+
+    /// A view of the given prompts; errors on an index out of range.
+    pub fn view(&self, rows: Vec<usize>) -> Result<FeatureView<'_>> {
+        if let Some(&bad) = rows.iter().find(|&&p| p >= self.n_prompts()) {
+            return Err(ProbeError::ShapeMismatch {
+                what: "view rows".into(),
+                expected: format!("prompt indices < {}", self.n_prompts()),
+                found: format!("{bad}"),
+            });
+        }
+        Ok(FeatureView { data: self, rows })
+    }
+
+    /// Same features with options relabelled: option `o` becomes `perm[o]` everywhere
+    /// (labels, option indices, signs, probabilities). Used to check that probes do not
+    /// depend on the order of the options.
+    pub fn permute_options(&self, perm: &[usize]) -> Result<Self> {
+        let k = self.n_options;
+        let mut seen = vec![false; k];
+        if perm.len() != k
+            || perm
+                .iter()
+                .any(|&o| o >= k || std::mem::replace(&mut seen[o], true))
+        {
+            return Err(ProbeError::InvalidConfig {
+                what: format!("{perm:?} is not a permutation of {k} options"),
+            });
+        }
+        let map_bits = |b: u8| -> u8 {
+            (0..k)
+                .filter(|&o| b & (1 << o) != 0)
+                .fold(0u8, |acc, o| acc | (1 << perm[o]))
+        };
+        let mut out = self.clone();
+        out.labels.iter_mut().for_each(|y| *y = perm[*y]);
+        out.top.mapv_inplace(|o| perm[o as usize] as u8);
+        if let Some(sf) = out.scores.as_mut() {
+            sf.bottom.mapv_inplace(|o| perm[o as usize] as u8);
+            sf.pos_bits.mapv_inplace(map_bits);
+            sf.neg_bits.mapv_inplace(map_bits);
+        }
+        if let (Some(dst), Some(src)) = (out.probs.as_mut(), self.probs.as_ref()) {
+            for (o, &to) in perm.iter().enumerate() {
+                dst.column_mut(to).assign(&src.column(o));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Replaces the split ids (e.g. for a re-split); errors on a length mismatch.
+    pub fn with_splits(mut self, split: Vec<Split>) -> Result<Self> {
+        check_len("split", split.len(), self.n_prompts())?;
+        self.split = split;
+        Ok(self)
+    }
+}
