@@ -29,6 +29,7 @@
 pub mod adapter;
 pub mod analysis;
 pub mod error;
+pub mod io;
 pub mod methods;
 pub mod neg;
 pub mod sampling;

@@ -1,0 +1,165 @@
+#!/usr/bin/env python3
+"""Independent reference for NeurGrad and ground-truth NEG, written against Hugging Face
+transformers (not against the Rust code).
+
+FF neuron = the input of layer l's `mlp.down_proj` at the prompt's last token. It is captured
+and patched with a forward pre-hook on `down_proj`; dP/da comes from torch.autograd.
+
+Usage:
+    neg_reference.py --model DIR --spec spec.json --out result.json
+
+spec.json:
+    {"prompts": [{"prompt": "...", "targets": [token ids]}, ...],
+     "neurons": [[layer, neuron], ...],
+     "range": 0.5, "step": 0.05, "mode": "magnitude" | "additive",
+     "dtype": "float64" | "float32"}
+
+result.json (P prompts, T targets, K neurons, S shifts):
+    token_ids [P][*], probs [P][T], activations [P][K], cg [P][T][K], neurgrad [P][T][K],
+    shifts [S], delta_probs [P][T][K][S], neg [P][T][K], r [P][T][K]
+
+Shift grid: d = k * step for integer k with |d| <= range (zero included), as in neg-core.
+Magnitude mode: a -> a + d * sign(a), sign(a) = 1 if a > 0 else -1.
+"""
+import argparse
+import json
+import math
+import sys
+
+import numpy as np
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+
+def fail(msg):
+    print(f"neg_reference.py: error: {msg}", file=sys.stderr)
+    sys.exit(2)
+
+
+def shift_grid(rng, step):
+    if not (math.isfinite(rng) and rng > 0):
+        fail(f"range must be > 0, got {rng}")
+    if not (math.isfinite(step) and step > 0):
+        fail(f"step must be > 0, got {step}")
+    n = int(math.floor(rng / step + 1e-6))
+    return [k * step for k in range(-n, n + 1)]
+
+
+class DownProjHooks:
+    """Pre-hooks on every layer's down_proj: capture the last position's input, optionally
+    replace it by a differentiable leaf, optionally add per-row deltas to one neuron."""
+
+    def __init__(self, model):
+        self.layers = model.model.layers
+        self.captured = {}
+        self.leaves = {}
+        self.make_leaf = False
+        self.patch = None  # (layer, neuron, delta tensor [B])
+        self.handles = [
+            layer.mlp.down_proj.register_forward_pre_hook(self._hook(i))
+            for i, layer in enumerate(self.layers)
+        ]
+
+    def _hook(self, layer):
+        def hook(_module, args):
+            (x,) = args
+            last = x[:, -1, :]
+            if self.make_leaf:
+                last = last.detach().clone().requires_grad_(True)
+                self.leaves[layer] = last
+            if self.patch is not None and self.patch[0] == layer:
+                _, neuron, delta = self.patch
+                last = last.clone()
+                last[:, neuron] = last[:, neuron] + delta
+            self.captured[layer] = last.detach().clone()
+            if last is x[:, -1, :]:
+                return None
+            return (torch.cat([x[:, :-1, :], last[:, None, :]], dim=1),)
+
+        return hook
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--spec", required=True)
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args()
+
+    with open(args.spec) as f:
+        spec = json.load(f)
+    prompts = spec.get("prompts") or fail("spec has no prompts")
+    neurons = spec.get("neurons") or fail("spec has no neurons")
+    mode = spec.get("mode", "magnitude")
+    if mode not in ("magnitude", "additive"):
+        fail(f"unknown mode {mode!r}")
+    shifts = shift_grid(float(spec.get("range", 2.0)), float(spec.get("step", 0.2)))
+    dtype = {"float64": torch.float64, "float32": torch.float32}[spec.get("dtype", "float64")]
+
+    torch.manual_seed(0)
+    tok = AutoTokenizer.from_pretrained(args.model)
+    model = AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32)
+    model = model.to(dtype).eval()
+    hooks = DownProjHooks(model)
+    d = torch.tensor(shifts, dtype=dtype)
+
+    out = {k: [] for k in ("token_ids", "probs", "activations", "cg", "neurgrad",
+                           "delta_probs", "neg", "r")}
+    out["shifts"] = shifts
+    for i, item in enumerate(prompts):
+        targets = item.get("targets") or fail(f"prompt {i} has no targets")
+        ids = tok(item["prompt"], return_tensors="pt").input_ids
+        out["token_ids"].append(ids[0].tolist())
+
+        # Unpatched pass with differentiable activations at the last position.
+        hooks.make_leaf, hooks.patch = True, None
+        probs = torch.softmax(model(input_ids=ids).logits[0, -1], dim=-1)
+        acts = {l: hooks.leaves[l][0].detach() for l in hooks.leaves}
+        leaves = [hooks.leaves[l] for l in range(len(hooks.layers))]
+        cg = []
+        for t in targets:
+            grads = torch.autograd.grad(probs[t], leaves, retain_graph=True)
+            cg.append([grads[l][0, n].item() for l, n in neurons])
+        hooks.make_leaf = False
+        a = [acts[l][n].item() for l, n in neurons]
+        sign = [1.0 if v > 0 else -1.0 for v in a]
+        out["probs"].append([probs[t].item() for t in targets])
+        out["activations"].append(a)
+        out["cg"].append(cg)
+        out["neurgrad"].append([[g * s for g, s in zip(row, sign)] for row in cg])
+
+        # Intervention sweep: one batch of S identical sequences per neuron.
+        with torch.no_grad():
+            hooks.patch = None
+            base = torch.softmax(model(input_ids=ids).logits[0, -1], dim=-1)
+            batch = ids.repeat(len(shifts), 1)
+            dp = np.zeros((len(targets), len(neurons), len(shifts)))
+            for k, (l, n) in enumerate(neurons):
+                delta = d * sign[k] if mode == "magnitude" else d
+                hooks.patch = (l, n, delta)
+                p = torch.softmax(model(input_ids=batch).logits[:, -1], dim=-1)
+                for j, t in enumerate(targets):
+                    dp[j, k] = (p[:, t] - base[t]).double().numpy()
+            hooks.patch = None
+        x = np.array(shifts, dtype=np.float64)
+        neg = dp @ x / (x @ x)
+        r = np.zeros_like(neg)
+        for j in range(len(targets)):
+            for k in range(len(neurons)):
+                y = dp[j, k]
+                if np.std(y) > 0:
+                    r[j, k] = np.corrcoef(x, y)[0, 1]
+        out["delta_probs"].append(dp.tolist())
+        out["neg"].append(neg.tolist())
+        out["r"].append(r.tolist())
+
+    tmp = args.out + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(out, f)
+    import os
+
+    os.replace(tmp, args.out)
+
+
+if __name__ == "__main__":
+    main()
