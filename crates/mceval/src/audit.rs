@@ -144,7 +144,7 @@ pub fn audit(data_dir: &Path) -> Result<Vec<TaskAudit>> {
     if out.is_empty() {
         return Err(Error::MissingSplit {
             task: "any".into(),
-            split: "any".into(),
+            split: "train/valid/test".into(),
             path: data_dir.display().to_string(),
             fix: "expected <genre>/<task>/<split>.json files (MCEval8K layout)".into(),
         });

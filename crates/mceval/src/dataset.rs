@@ -183,7 +183,7 @@ impl Dataset {
         if splits.iter().all(Option::is_none) {
             return Err(Error::MissingSplit {
                 task: task.name.into(),
-                split: "any".into(),
+                split: "train/valid/test".into(),
                 path: match source {
                     DataSource::Dir(root) => root.join(task.rel_dir()).display().to_string(),
                     DataSource::Hub(hub) => format!("hub {}:{}", hub.repo, task.rel_dir()),
