@@ -40,6 +40,7 @@ fn every_task_matches_the_python_reference_zero_and_few_shot() {
             .render(task, &data, Split::Test, Shots::Zero, Some(N))
             .unwrap();
         assert_eq!(zero.len(), N);
+        assert_eq!(r["zero"].as_array().unwrap().len(), N, "{}", task.name);
         for (item, want) in zero.iter().zip(r["zero"].as_array().unwrap()) {
             assert_eq!(
                 item.prompt,
@@ -61,6 +62,7 @@ fn every_task_matches_the_python_reference_zero_and_few_shot() {
         }
         match r["few"].as_array() {
             Some(few_ref) => {
+                assert_eq!(few_ref.len(), N, "{}", task.name);
                 let few = templates
                     .render(task, &data, Split::Test, Shots::Published, Some(N))
                     .unwrap();
