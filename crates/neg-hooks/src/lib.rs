@@ -1,7 +1,54 @@
 //! # neg-hooks
 //!
-//! Hugging Face transformer checkpoints run in libtorch, with every feed-forward neuron exposed
-//! to capture, patching and differentiation through `neg_core::ModelAdapter`.
+//! Hugging Face transformer checkpoints run in libtorch (`tch`), with every feed-forward (FF)
+//! neuron exposed to capture, patching and differentiation through
+//! [`neg_core::ModelAdapter`], implemented by [`HfModel`].
+//!
+//! - Architectures: Llama family (Llama 2, Llama 3.x with `llama3` rope scaling, GQA, optional
+//!   `head_dim`, tied or untied head), Qwen2/2.5 (q/k/v biases), BERT masked LM.
+//! - Loading: a local directory or a hub id ([`ModelSource`]), single or sharded safetensors,
+//!   f32/bf16/f16 ([`DType`]), CPU or `cuda:N` ([`DeviceSpec`]).
+//! - The FF neuron is the input of the down projection: SiLU(gate(x)) * up(x) for Llama/Qwen,
+//!   GELU(intermediate(x)) for BERT. The measured position is the last prompt token (causal)
+//!   or the single `[MASK]` (BERT). Probabilities are f32 softmax over the full vocabulary.
+//! - Causal LMs: gradients come from a no-grad prefix pass that keeps keys/values and one
+//!   differentiated one-token pass of P x T rows; intervention sweeps reuse the prefix and the
+//!   activations below the lowest patched layer and recompute only the last position above it.
+//!
+//! ```
+//! use neg_core::{ModelAdapter, NeuronId, Patch, PatchOp, TargetedPrompt};
+//! use neg_hooks::{HfModel, LoadOptions, ModelSource};
+//!
+//! let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/models/stories260k");
+//! let model = HfModel::load(&ModelSource::parse(dir), &LoadOptions::default())?;
+//! let prompt = "Once upon a time, there was a little";
+//! let target = model.target_token(prompt, " g")?;
+//! let p = TargetedPrompt::new(prompt, vec![target]);
+//! let g = model.gradients(std::slice::from_ref(&p))?;
+//! assert_eq!(g.grads.shape(), &[1, 1, 5, 172]); // [P, T, L, N]
+//! let shifted = model.patched_probs(&p, &[vec![], vec![Patch::ff(NeuronId::new(2, 7), PatchOp::Add(1.0))]])?;
+//! assert!((shifted[[0, 0]] - g.probs[[0, 0]]).abs() < 1e-5);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+// `x = x + y` is deliberate everywhere: tch's `+=` is an in-place add, which would write into
+// tensors shared with caches (expanded prefix states) and break autograd graphs.
+#![allow(clippy::assign_op_pattern)]
+
+mod adapter;
+mod bert;
+pub mod config;
+pub mod error;
+mod hooks;
+mod llama;
+pub mod loader;
+mod model;
+mod tokenize;
+
+pub use config::{BertConfig, Family, LlamaConfig, ModelConfig, RopeConfig, RopeScaling};
+pub use error::HooksError;
+pub use loader::{DType, DeviceSpec, LoadOptions, ModelSource};
+pub use model::HfModel;
 
 /// True when libtorch was linked with CUDA support and a device is visible.
 pub fn cuda_available() -> bool {

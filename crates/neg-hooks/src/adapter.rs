@@ -1,0 +1,323 @@
+//! The [`neg_core::ModelAdapter`] implementation of [`HfModel`].
+
+use ndarray::{Array, Array2, Array3, Array4, Dimension, IxDyn};
+use neg_core::{
+    AdapterError, Forward, Generation, Gradients, ModelAdapter, ModelKind, Patch, TargetedPrompt,
+};
+use tch::{Device, Kind, Tensor};
+
+use crate::error::{HooksError, Result};
+use crate::model::{Arch, HfModel};
+use crate::tokenize;
+
+/// A tensor as an f32 `ndarray` of dimension `D`.
+pub(crate) fn to_array<D: Dimension>(t: &Tensor) -> Result<Array<f32, D>> {
+    let shape: Vec<usize> = t.size().iter().map(|&d| d as usize).collect();
+    let flat = t
+        .to_device(Device::Cpu)
+        .to_kind(Kind::Float)
+        .contiguous()
+        .view(-1);
+    let v = Vec::<f32>::try_from(&flat)?;
+    let a = Array::from_shape_vec(IxDyn(&shape), v)
+        .map_err(|e| HooksError::Torch(tch::TchError::Shape(format!("tensor to array: {e}"))))?;
+    a.into_dimensionality::<D>()
+        .map_err(|e| HooksError::Torch(tch::TchError::Shape(format!("tensor to array: {e}"))))
+}
+
+impl HfModel {
+    fn encode_all(&self, prompts: &[TargetedPrompt]) -> Result<Vec<Vec<u32>>> {
+        prompts.iter().map(|p| self.encode(&p.text)).collect()
+    }
+
+    fn not_bert(&self, what: &str) -> std::result::Result<(), AdapterError> {
+        match self.arch {
+            Arch::Bert(_) => Err(AdapterError::Unsupported {
+                what: what.into(),
+                model: self.id.clone(),
+            }),
+            Arch::Llama(_) => Ok(()),
+        }
+    }
+
+    /// Prompt chunks whose rows (prompts x `rows_per_prompt`) fit `max_batch`.
+    fn chunk_len(&self, rows_per_prompt: usize) -> usize {
+        (self.opts.max_batch / rows_per_prompt.max(1)).max(1)
+    }
+
+    /// f32 logits `[P, vocab]` at each prompt's measured position (last token, or the
+    /// `[MASK]`), from the same batched pass as [`ModelAdapter::forward`].
+    pub fn logits(&self, prompts: &[&str]) -> Result<Array2<f32>> {
+        let tp: Vec<TargetedPrompt> = prompts
+            .iter()
+            .map(|p| TargetedPrompt::new(*p, vec![]))
+            .collect();
+        Ok(self.forward_impl(&tp, false)?.3)
+    }
+
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn forward_impl(
+        &self,
+        prompts: &[TargetedPrompt],
+        want_resid: bool,
+    ) -> Result<(Array2<f32>, Array3<f32>, Option<Array3<f32>>, Array2<f32>)> {
+        let t = self.check_targets(prompts)?;
+        let seqs = self.encode_all(prompts)?;
+        let (l, n, h) = (self.layers(), self.width(), self.hidden());
+        let p = prompts.len();
+        let mut probs = Array2::zeros((p, t));
+        let mut acts = Array3::zeros((p, l, n));
+        let mut resid = Array3::zeros((p, l, h));
+        let mut logits = Array2::zeros((p, self.vocab_size()));
+        let step = self.chunk_len(1);
+        for start in (0..p).step_by(step) {
+            let end = (start + step).min(p);
+            let s: Vec<&[u32]> = seqs[start..end].iter().map(|s| s.as_slice()).collect();
+            let targets: Vec<Vec<u32>> = prompts[start..end]
+                .iter()
+                .map(|p| p.targets.clone())
+                .collect();
+            let (pr, ac, re, lo) = match &self.arch {
+                Arch::Llama(m) => m.forward_tokens(&s, &targets, want_resid),
+                Arch::Bert(_) => unimplemented_bert()?,
+            };
+            probs
+                .slice_mut(ndarray::s![start..end, ..])
+                .assign(&to_array::<ndarray::Ix2>(&pr)?);
+            acts.slice_mut(ndarray::s![start..end, .., ..])
+                .assign(&to_array::<ndarray::Ix3>(&ac)?);
+            logits
+                .slice_mut(ndarray::s![start..end, ..])
+                .assign(&to_array::<ndarray::Ix2>(&lo)?);
+            if let Some(re) = re {
+                resid
+                    .slice_mut(ndarray::s![start..end, .., ..])
+                    .assign(&to_array::<ndarray::Ix3>(&re)?);
+            }
+        }
+        Ok((probs, acts, want_resid.then_some(resid), logits))
+    }
+
+    fn gradients_impl(&self, prompts: &[TargetedPrompt]) -> Result<Gradients> {
+        let t = self.check_targets(prompts)?;
+        let seqs = self.encode_all(prompts)?;
+        let (l, n) = (self.layers(), self.width());
+        let p = prompts.len();
+        let mut probs = Array2::zeros((p, t));
+        let mut acts = Array3::zeros((p, l, n));
+        let mut grads = Array4::zeros((p, t, l, n));
+        let step = self.chunk_len(t);
+        for start in (0..p).step_by(step) {
+            let end = (start + step).min(p);
+            let s: Vec<&[u32]> = seqs[start..end].iter().map(|s| s.as_slice()).collect();
+            let targets: Vec<Vec<u32>> = prompts[start..end]
+                .iter()
+                .map(|p| p.targets.clone())
+                .collect();
+            let (pr, ac, gr) = match &self.arch {
+                Arch::Llama(m) => m.gradients_tokens(&s, &targets),
+                Arch::Bert(_) => unimplemented_bert()?,
+            };
+            probs
+                .slice_mut(ndarray::s![start..end, ..])
+                .assign(&to_array::<ndarray::Ix2>(&pr)?);
+            acts.slice_mut(ndarray::s![start..end, .., ..])
+                .assign(&to_array::<ndarray::Ix3>(&ac)?);
+            grads
+                .slice_mut(ndarray::s![start..end, .., .., ..])
+                .assign(&to_array::<ndarray::Ix4>(&gr)?);
+        }
+        Ok(Gradients {
+            probs,
+            activations: acts,
+            grads,
+        })
+    }
+
+    fn patched_impl(
+        &self,
+        prompt: &TargetedPrompt,
+        variants: &[Vec<Patch>],
+        naive: bool,
+    ) -> Result<Array2<f32>> {
+        self.check_targets(std::slice::from_ref(prompt))?;
+        self.check_patches(variants)?;
+        let seq = self.encode(&prompt.text)?;
+        let out = match &self.arch {
+            Arch::Llama(m) => {
+                if naive {
+                    m.sweep_naive(&seq, &prompt.targets, variants, self.opts.max_batch)
+                } else {
+                    let cache = m.prompt_cache(&seq);
+                    m.sweep(&cache, &prompt.targets, variants, self.opts.max_batch)
+                }
+            }
+            Arch::Bert(_) => unimplemented_bert()?,
+        };
+        to_array(&out)
+    }
+
+    fn scaled_impl(
+        &self,
+        prompt: &TargetedPrompt,
+        layers: &[usize],
+        alphas: &[f32],
+    ) -> Result<Array4<f32>> {
+        self.check_targets(std::slice::from_ref(prompt))?;
+        for &l in layers {
+            self.check_layer(l)?;
+        }
+        let seq = self.encode(&prompt.text)?;
+        let out = match &self.arch {
+            Arch::Llama(m) => {
+                let cache = m.prompt_cache(&seq);
+                m.scaled_gradients(&cache, &prompt.targets, layers, alphas, self.opts.max_batch)
+            }
+            Arch::Bert(_) => unimplemented_bert()?,
+        };
+        to_array(&out)
+    }
+
+    fn target_token_impl(&self, prompt: &str, answer: &str) -> Result<u32> {
+        let (base, full) = match self.arch {
+            Arch::Llama(_) => (
+                tokenize::encode(&self.tokenizer, prompt, true)?,
+                tokenize::encode(&self.tokenizer, &format!("{prompt}{answer}"), true)?,
+            ),
+            Arch::Bert(_) => (
+                Vec::new(),
+                tokenize::encode(&self.tokenizer, answer, false)?,
+            ),
+        };
+        let common = base.iter().zip(&full).take_while(|(a, b)| a == b).count();
+        if common == base.len() && full.len() == base.len() + 1 {
+            return Ok(full[base.len()]);
+        }
+        Err(HooksError::AnswerNotOneToken {
+            prompt: prompt.into(),
+            answer: answer.into(),
+            tokens: tokenize::pieces(&self.tokenizer, &full[common..]),
+        })
+    }
+}
+
+fn unimplemented_bert<T>() -> Result<T> {
+    Err(HooksError::UnsupportedModelType {
+        model_type: "bert".into(),
+        path: "config.json".into(),
+    })
+}
+
+impl ModelAdapter for HfModel {
+    fn model_id(&self) -> &str {
+        &self.id
+    }
+
+    fn kind(&self) -> ModelKind {
+        match self.arch {
+            Arch::Llama(_) => ModelKind::CausalLm,
+            Arch::Bert(_) => ModelKind::MaskedLm,
+        }
+    }
+
+    fn num_layers(&self) -> usize {
+        self.layers()
+    }
+
+    fn ff_width(&self) -> usize {
+        self.width()
+    }
+
+    fn hidden_size(&self) -> usize {
+        self.hidden()
+    }
+
+    fn target_token(&self, prompt: &str, answer: &str) -> std::result::Result<u32, AdapterError> {
+        Ok(self.target_token_impl(prompt, answer)?)
+    }
+
+    fn forward(&self, prompts: &[TargetedPrompt]) -> std::result::Result<Forward, AdapterError> {
+        let (probs, activations, _, _) = self.forward_impl(prompts, false)?;
+        Ok(Forward { probs, activations })
+    }
+
+    fn gradients(
+        &self,
+        prompts: &[TargetedPrompt],
+    ) -> std::result::Result<Gradients, AdapterError> {
+        Ok(self.gradients_impl(prompts)?)
+    }
+
+    fn patched_probs(
+        &self,
+        prompt: &TargetedPrompt,
+        variants: &[Vec<Patch>],
+    ) -> std::result::Result<Array2<f32>, AdapterError> {
+        Ok(self.patched_impl(prompt, variants, false)?)
+    }
+
+    fn patched_probs_naive(
+        &self,
+        prompt: &TargetedPrompt,
+        variants: &[Vec<Patch>],
+    ) -> std::result::Result<Array2<f32>, AdapterError> {
+        Ok(self.patched_impl(prompt, variants, true)?)
+    }
+
+    fn scaled_gradients(
+        &self,
+        prompt: &TargetedPrompt,
+        layers: &[usize],
+        alphas: &[f32],
+    ) -> std::result::Result<Array4<f32>, AdapterError> {
+        Ok(self.scaled_impl(prompt, layers, alphas)?)
+    }
+
+    fn log_prob_increase(
+        &self,
+        prompt: &TargetedPrompt,
+    ) -> std::result::Result<Array3<f32>, AdapterError> {
+        self.not_bert("log-probability increase (LPI)")?;
+        self.check_targets(std::slice::from_ref(prompt))?;
+        let seq = self.encode(&prompt.text)?;
+        let Arch::Llama(m) = &self.arch else {
+            unreachable!("checked by not_bert")
+        };
+        let cache = m.prompt_cache(&seq);
+        Ok(to_array(&m.log_prob_increase(&cache, &prompt.targets))?)
+    }
+
+    fn residual(
+        &self,
+        prompts: &[TargetedPrompt],
+    ) -> std::result::Result<Array3<f32>, AdapterError> {
+        let (_, _, resid, _) = self.forward_impl(prompts, true)?;
+        resid.ok_or_else(|| AdapterError::InvalidInput("no residual stream captured".into()))
+    }
+
+    fn generate(
+        &self,
+        prompt: &str,
+        max_new_tokens: usize,
+    ) -> std::result::Result<Generation, AdapterError> {
+        self.not_bert("generation")?;
+        let seq = self.encode(prompt)?;
+        let Arch::Llama(m) = &self.arch else {
+            unreachable!("checked by not_bert")
+        };
+        let (ids, sum, count) = m.generate(&seq, max_new_tokens, &self.eos);
+        let mean = to_array::<ndarray::Ix2>(&sum)? / count.max(1) as f32;
+        let text = self
+            .tokenizer
+            .decode(&ids, true)
+            .map_err(|e| HooksError::Tokenize {
+                text: format!("{ids:?}"),
+                message: e.to_string(),
+            })?;
+        Ok(Generation {
+            token_ids: ids,
+            text,
+            mean_activations: mean,
+        })
+    }
+}

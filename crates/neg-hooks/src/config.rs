@@ -1,0 +1,427 @@
+//! Hugging Face `config.json` parsing for the supported architectures.
+//!
+//! The raw structs mirror the JSON fields (with transformers' defaults); the public structs are
+//! the resolved, validated values the model code uses.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::error::{HooksError, Result};
+
+/// A parsed and validated model configuration.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ModelConfig {
+    /// Llama-family decoder (`model_type` `llama` or `qwen2`).
+    Llama(LlamaConfig),
+    /// BERT masked LM (`model_type` `bert`).
+    Bert(BertConfig),
+}
+
+impl ModelConfig {
+    /// Reads and validates `config.json` at `path`.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        if !path.is_file() {
+            return Err(HooksError::ConfigMissing {
+                path: path.to_path_buf(),
+            });
+        }
+        let text = std::fs::read_to_string(path).map_err(|source| HooksError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_json_str(&text, path)
+    }
+
+    /// Parses config JSON text; `path` is only used in error messages.
+    pub fn from_json_str(text: &str, path: &Path) -> Result<Self> {
+        let parse_err = |source| HooksError::ConfigParse {
+            path: path.to_path_buf(),
+            source,
+        };
+        let value: Value = serde_json::from_str(text).map_err(parse_err)?;
+        let model_type = match value.get("model_type") {
+            Some(Value::String(s)) => s.clone(),
+            Some(other) => {
+                return Err(HooksError::ConfigField {
+                    path: path.to_path_buf(),
+                    field: "model_type".into(),
+                    reason: format!("expected a string, found {other}"),
+                })
+            }
+            None => {
+                return Err(HooksError::ConfigField {
+                    path: path.to_path_buf(),
+                    field: "model_type".into(),
+                    reason: "missing".into(),
+                })
+            }
+        };
+        match model_type.as_str() {
+            "llama" | "qwen2" => {
+                let family = if model_type == "qwen2" {
+                    Family::Qwen2
+                } else {
+                    Family::Llama
+                };
+                let raw: RawLlama = serde_json::from_value(value).map_err(parse_err)?;
+                Ok(ModelConfig::Llama(LlamaConfig::resolve(raw, family, path)?))
+            }
+            "bert" => {
+                let raw: RawBert = serde_json::from_value(value).map_err(parse_err)?;
+                Ok(ModelConfig::Bert(BertConfig::resolve(raw, path)?))
+            }
+            _ => Err(HooksError::UnsupportedModelType {
+                model_type,
+                path: path.to_path_buf(),
+            }),
+        }
+    }
+
+    /// The `model_type` string this config was read from.
+    pub fn model_type(&self) -> &'static str {
+        match self {
+            ModelConfig::Llama(c) => match c.family {
+                Family::Llama => "llama",
+                Family::Qwen2 => "qwen2",
+            },
+            ModelConfig::Bert(_) => "bert",
+        }
+    }
+}
+
+/// Which Llama-shaped family a decoder belongs to (they differ in biases and defaults).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Family {
+    Llama,
+    Qwen2,
+}
+
+/// Rotary-embedding frequency scaling.
+#[derive(Clone, Debug, PartialEq)]
+pub enum RopeScaling {
+    /// Plain RoPE (`rope_type` `default` or absent).
+    None,
+    /// `rope_type` `linear`: every inverse frequency divided by `factor`.
+    Linear { factor: f64 },
+    /// `rope_type` `llama3` (Llama 3.1+): low frequencies divided by `factor`, high ones kept,
+    /// a smooth interpolation between.
+    Llama3 {
+        factor: f64,
+        low_freq_factor: f64,
+        high_freq_factor: f64,
+        original_max_position_embeddings: usize,
+    },
+}
+
+/// Resolved RoPE settings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RopeConfig {
+    pub theta: f64,
+    pub scaling: RopeScaling,
+}
+
+/// A resolved Llama / Qwen2 configuration.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LlamaConfig {
+    pub family: Family,
+    pub hidden_size: usize,
+    pub intermediate_size: usize,
+    pub num_layers: usize,
+    pub num_heads: usize,
+    pub num_kv_heads: usize,
+    pub head_dim: usize,
+    pub vocab_size: usize,
+    pub max_position_embeddings: usize,
+    pub rms_norm_eps: f64,
+    pub rope: RopeConfig,
+    pub tie_word_embeddings: bool,
+    /// Biases on q/k/v projections (Qwen2 always; Llama when `attention_bias`).
+    pub qkv_bias: bool,
+    /// Bias on the output projection (Llama `attention_bias`).
+    pub o_bias: bool,
+    pub mlp_bias: bool,
+    pub eos_token_ids: Vec<u32>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+struct RawRope {
+    #[serde(alias = "type")]
+    rope_type: Option<String>,
+    rope_theta: Option<f64>,
+    factor: Option<f64>,
+    low_freq_factor: Option<f64>,
+    high_freq_factor: Option<f64>,
+    original_max_position_embeddings: Option<usize>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+struct RawLlama {
+    hidden_size: usize,
+    intermediate_size: usize,
+    num_hidden_layers: usize,
+    num_attention_heads: usize,
+    num_key_value_heads: Option<usize>,
+    head_dim: Option<usize>,
+    vocab_size: usize,
+    max_position_embeddings: Option<usize>,
+    rms_norm_eps: Option<f64>,
+    rope_theta: Option<f64>,
+    rope_scaling: Option<RawRope>,
+    /// transformers v5 folds `rope_theta` and `rope_scaling` into this.
+    rope_parameters: Option<RawRope>,
+    tie_word_embeddings: Option<bool>,
+    attention_bias: Option<bool>,
+    mlp_bias: Option<bool>,
+    hidden_act: Option<String>,
+    eos_token_id: Option<Value>,
+}
+
+fn field_err(path: &Path, field: &str, reason: impl Into<String>) -> HooksError {
+    HooksError::ConfigField {
+        path: path.to_path_buf(),
+        field: field.into(),
+        reason: reason.into(),
+    }
+}
+
+fn token_ids(v: &Option<Value>) -> Vec<u32> {
+    match v {
+        Some(Value::Number(n)) => n.as_u64().map(|x| vec![x as u32]).unwrap_or_default(),
+        Some(Value::Array(a)) => a
+            .iter()
+            .filter_map(|x| x.as_u64().map(|x| x as u32))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+impl LlamaConfig {
+    fn resolve(raw: RawLlama, family: Family, path: &Path) -> Result<Self> {
+        for (name, v) in [
+            ("hidden_size", raw.hidden_size),
+            ("intermediate_size", raw.intermediate_size),
+            ("num_hidden_layers", raw.num_hidden_layers),
+            ("num_attention_heads", raw.num_attention_heads),
+            ("vocab_size", raw.vocab_size),
+        ] {
+            if v == 0 {
+                return Err(field_err(path, name, "must be positive"));
+            }
+        }
+        if let Some(act) = &raw.hidden_act {
+            if act != "silu" && act != "swish" {
+                return Err(field_err(
+                    path,
+                    "hidden_act",
+                    format!("{act:?} is not supported (only silu)"),
+                ));
+            }
+        }
+        let num_kv_heads = raw.num_key_value_heads.unwrap_or(raw.num_attention_heads);
+        if num_kv_heads == 0 || raw.num_attention_heads % num_kv_heads != 0 {
+            return Err(field_err(
+                path,
+                "num_key_value_heads",
+                format!(
+                    "{num_kv_heads} does not divide num_attention_heads {}",
+                    raw.num_attention_heads
+                ),
+            ));
+        }
+        let head_dim = match raw.head_dim {
+            Some(d) if d > 0 => d,
+            Some(_) => return Err(field_err(path, "head_dim", "must be positive")),
+            None => {
+                if raw.hidden_size % raw.num_attention_heads != 0 {
+                    return Err(field_err(
+                        path,
+                        "hidden_size",
+                        format!(
+                            "{} is not divisible by num_attention_heads {}",
+                            raw.hidden_size, raw.num_attention_heads
+                        ),
+                    ));
+                }
+                raw.hidden_size / raw.num_attention_heads
+            }
+        };
+        if head_dim % 2 != 0 {
+            return Err(field_err(path, "head_dim", "must be even for RoPE"));
+        }
+        let rope = resolve_rope(&raw, path)?;
+        let default_eps = match family {
+            Family::Llama => 1e-6,
+            Family::Qwen2 => 1e-6,
+        };
+        Ok(LlamaConfig {
+            family,
+            hidden_size: raw.hidden_size,
+            intermediate_size: raw.intermediate_size,
+            num_layers: raw.num_hidden_layers,
+            num_heads: raw.num_attention_heads,
+            num_kv_heads,
+            head_dim,
+            vocab_size: raw.vocab_size,
+            max_position_embeddings: raw.max_position_embeddings.unwrap_or(2048),
+            rms_norm_eps: raw.rms_norm_eps.unwrap_or(default_eps),
+            rope,
+            tie_word_embeddings: raw.tie_word_embeddings.unwrap_or(false),
+            qkv_bias: family == Family::Qwen2 || raw.attention_bias.unwrap_or(false),
+            o_bias: family == Family::Llama && raw.attention_bias.unwrap_or(false),
+            mlp_bias: raw.mlp_bias.unwrap_or(false),
+            eos_token_ids: token_ids(&raw.eos_token_id),
+        })
+    }
+}
+
+fn resolve_rope(raw: &RawLlama, path: &Path) -> Result<RopeConfig> {
+    let params = raw.rope_parameters.as_ref();
+    let theta = params
+        .and_then(|p| p.rope_theta)
+        .or(raw.rope_theta)
+        .unwrap_or(10000.0);
+    if theta.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) {
+        return Err(field_err(
+            path,
+            "rope_theta",
+            format!("{theta} must be > 0"),
+        ));
+    }
+    // v5 puts the scaling inside `rope_parameters`; older configs use `rope_scaling`.
+    let (field, scaling) = match (&raw.rope_scaling, params) {
+        (Some(s), _) => ("rope_scaling", Some(s)),
+        (None, Some(p)) => ("rope_parameters", Some(p)),
+        (None, None) => ("rope_scaling", None),
+    };
+    let scaling = match scaling {
+        None => RopeScaling::None,
+        Some(s) => {
+            let kind = s.rope_type.as_deref().unwrap_or("default");
+            let need = |name: &str, v: Option<f64>| {
+                v.ok_or_else(|| field_err(path, &format!("{field}.{name}"), "missing"))
+            };
+            match kind {
+                "default" => RopeScaling::None,
+                "linear" => RopeScaling::Linear {
+                    factor: need("factor", s.factor)?,
+                },
+                "llama3" => {
+                    let low = need("low_freq_factor", s.low_freq_factor)?;
+                    let high = need("high_freq_factor", s.high_freq_factor)?;
+                    if high <= low {
+                        return Err(field_err(
+                            path,
+                            &format!("{field}.high_freq_factor"),
+                            format!("{high} must exceed low_freq_factor {low}"),
+                        ));
+                    }
+                    RopeScaling::Llama3 {
+                        factor: need("factor", s.factor)?,
+                        low_freq_factor: low,
+                        high_freq_factor: high,
+                        original_max_position_embeddings: s
+                            .original_max_position_embeddings
+                            .ok_or_else(|| {
+                                field_err(
+                                    path,
+                                    &format!("{field}.original_max_position_embeddings"),
+                                    "missing",
+                                )
+                            })?,
+                    }
+                }
+                other => {
+                    return Err(field_err(
+                        path,
+                        &format!("{field}.rope_type"),
+                        format!("{other:?} is not supported (default, linear, llama3)"),
+                    ))
+                }
+            }
+        }
+    };
+    Ok(RopeConfig { theta, scaling })
+}
+
+/// A resolved BERT configuration.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BertConfig {
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub num_layers: usize,
+    pub num_heads: usize,
+    pub intermediate_size: usize,
+    pub max_position_embeddings: usize,
+    pub type_vocab_size: usize,
+    pub layer_norm_eps: f64,
+    /// `gelu` (exact, erf) or `gelu_new`/`gelu_pytorch_tanh` (tanh approximation).
+    pub gelu_approximate: bool,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+struct RawBert {
+    vocab_size: usize,
+    hidden_size: usize,
+    num_hidden_layers: usize,
+    num_attention_heads: usize,
+    intermediate_size: usize,
+    max_position_embeddings: Option<usize>,
+    type_vocab_size: Option<usize>,
+    layer_norm_eps: Option<f64>,
+    hidden_act: Option<String>,
+}
+
+impl BertConfig {
+    fn resolve(raw: RawBert, path: &Path) -> Result<Self> {
+        for (name, v) in [
+            ("hidden_size", raw.hidden_size),
+            ("intermediate_size", raw.intermediate_size),
+            ("num_hidden_layers", raw.num_hidden_layers),
+            ("num_attention_heads", raw.num_attention_heads),
+            ("vocab_size", raw.vocab_size),
+        ] {
+            if v == 0 {
+                return Err(field_err(path, name, "must be positive"));
+            }
+        }
+        if raw.hidden_size % raw.num_attention_heads != 0 {
+            return Err(field_err(
+                path,
+                "hidden_size",
+                format!(
+                    "{} is not divisible by num_attention_heads {}",
+                    raw.hidden_size, raw.num_attention_heads
+                ),
+            ));
+        }
+        let gelu_approximate = match raw.hidden_act.as_deref().unwrap_or("gelu") {
+            "gelu" => false,
+            "gelu_new" | "gelu_pytorch_tanh" => true,
+            other => {
+                return Err(field_err(
+                    path,
+                    "hidden_act",
+                    format!("{other:?} is not supported (gelu, gelu_new)"),
+                ))
+            }
+        };
+        Ok(BertConfig {
+            vocab_size: raw.vocab_size,
+            hidden_size: raw.hidden_size,
+            num_layers: raw.num_hidden_layers,
+            num_heads: raw.num_attention_heads,
+            intermediate_size: raw.intermediate_size,
+            max_position_embeddings: raw.max_position_embeddings.unwrap_or(512),
+            type_vocab_size: raw.type_vocab_size.unwrap_or(2),
+            layer_norm_eps: raw.layer_norm_eps.unwrap_or(1e-12),
+            gelu_approximate,
+        })
+    }
+}
+
+/// Where `config.json` lives for a model directory.
+pub(crate) fn config_path(dir: &Path) -> PathBuf {
+    dir.join("config.json")
+}

@@ -1,0 +1,430 @@
+//! Where a model comes from (directory or hub), how it is placed (device, dtype), and reading
+//! its safetensors weights (single file or sharded through `model.safetensors.index.json`).
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+
+use tch::{Device, Kind, Tensor};
+
+use crate::error::{HooksError, Result};
+
+/// A model's location: a local directory or a Hugging Face hub id.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ModelSource {
+    /// A directory holding `config.json`, `tokenizer.json` and safetensors weights.
+    Dir(PathBuf),
+    /// A hub repository, resolved through the local cache (`HF_HOME`) and downloaded when not
+    /// cached and `HF_HUB_OFFLINE` is not set.
+    Hub {
+        id: String,
+        revision: Option<String>,
+    },
+}
+
+impl ModelSource {
+    /// An existing directory is a `Dir`; anything else is a hub id, optionally `id@revision`.
+    pub fn parse(s: &str) -> Self {
+        let p = Path::new(s);
+        if p.is_dir() {
+            return ModelSource::Dir(p.to_path_buf());
+        }
+        match s.split_once('@') {
+            Some((id, rev)) if !rev.is_empty() => ModelSource::Hub {
+                id: id.to_string(),
+                revision: Some(rev.to_string()),
+            },
+            _ => ModelSource::Hub {
+                id: s.to_string(),
+                revision: None,
+            },
+        }
+    }
+
+    /// The id recorded in results: the directory as given, or the hub id.
+    pub fn id(&self) -> String {
+        match self {
+            ModelSource::Dir(p) => p.display().to_string(),
+            ModelSource::Hub { id, revision: None } => id.clone(),
+            ModelSource::Hub {
+                id,
+                revision: Some(r),
+            } => format!("{id}@{r}"),
+        }
+    }
+}
+
+/// Floating-point type of the weights and activations. Probabilities are always f32.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DType {
+    #[default]
+    F32,
+    BF16,
+    F16,
+}
+
+impl DType {
+    /// `f32`/`float32`, `bf16`/`bfloat16`, `f16`/`float16`/`half`.
+    pub fn parse(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "f32" | "float32" | "float" => Ok(DType::F32),
+            "bf16" | "bfloat16" => Ok(DType::BF16),
+            "f16" | "float16" | "half" => Ok(DType::F16),
+            _ => Err(HooksError::DType { spec: s.into() }),
+        }
+    }
+
+    /// The libtorch kind.
+    pub fn kind(self) -> Kind {
+        match self {
+            DType::F32 => Kind::Float,
+            DType::BF16 => Kind::BFloat16,
+            DType::F16 => Kind::Half,
+        }
+    }
+}
+
+/// A device by name: `cpu`, `cuda` (device 0) or `cuda:N`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DeviceSpec {
+    #[default]
+    Cpu,
+    Cuda(usize),
+}
+
+impl DeviceSpec {
+    /// Parses `cpu`, `cuda` or `cuda:N`; does not check that the device exists.
+    pub fn parse(s: &str) -> Result<Self> {
+        let err = |reason: &str| HooksError::Device {
+            spec: s.into(),
+            reason: reason.into(),
+        };
+        match s {
+            "cpu" => Ok(DeviceSpec::Cpu),
+            "cuda" => Ok(DeviceSpec::Cuda(0)),
+            _ => match s.strip_prefix("cuda:") {
+                Some(n) => n
+                    .parse()
+                    .map(DeviceSpec::Cuda)
+                    .map_err(|_| err("expected cuda:N with N a device index")),
+                None => Err(err("expected cpu, cuda or cuda:N")),
+            },
+        }
+    }
+
+    /// The libtorch device, checking that a CUDA device with this index exists.
+    pub fn device(self) -> Result<Device> {
+        match self {
+            DeviceSpec::Cpu => Ok(Device::Cpu),
+            DeviceSpec::Cuda(i) => {
+                let count = tch::Cuda::device_count();
+                if (i as i64) < count {
+                    Ok(Device::Cuda(i))
+                } else {
+                    Err(HooksError::Device {
+                        spec: format!("cuda:{i}"),
+                        reason: format!("this machine has {count} CUDA device(s)"),
+                    })
+                }
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for DeviceSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DeviceSpec::Cpu => write!(f, "cpu"),
+            DeviceSpec::Cuda(i) => write!(f, "cuda:{i}"),
+        }
+    }
+}
+
+/// How to load a model.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LoadOptions {
+    pub device: DeviceSpec,
+    pub dtype: DType,
+    /// Most rows (prompts x targets, or patch variants) run in one batched call.
+    pub max_batch: usize,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        Self {
+            device: DeviceSpec::Cpu,
+            dtype: DType::F32,
+            max_batch: 64,
+        }
+    }
+}
+
+/// The local files of a model.
+#[derive(Clone, Debug)]
+#[allow(dead_code)]
+pub(crate) struct ModelFiles {
+    pub config: PathBuf,
+    pub tokenizer: PathBuf,
+    pub tokenizer_config: Option<PathBuf>,
+    pub weights: Vec<PathBuf>,
+}
+
+const INDEX: &str = "model.safetensors.index.json";
+const SINGLE: &str = "model.safetensors";
+
+/// Shard file names listed by an index file's `weight_map`, in a stable order.
+fn shards_of_index(index: &Path) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(index).map_err(|source| HooksError::Io {
+        path: index.to_path_buf(),
+        source,
+    })?;
+    let v: serde_json::Value =
+        serde_json::from_str(&text).map_err(|source| HooksError::ConfigParse {
+            path: index.to_path_buf(),
+            source,
+        })?;
+    let map = v
+        .get("weight_map")
+        .and_then(|m| m.as_object())
+        .ok_or_else(|| HooksError::ConfigField {
+            path: index.to_path_buf(),
+            field: "weight_map".into(),
+            reason: "missing or not an object".into(),
+        })?;
+    let mut files = BTreeSet::new();
+    for (name, file) in map {
+        let file = file.as_str().ok_or_else(|| HooksError::ConfigField {
+            path: index.to_path_buf(),
+            field: format!("weight_map.{name}"),
+            reason: "not a file name".into(),
+        })?;
+        files.insert(file.to_string());
+    }
+    Ok(files.into_iter().collect())
+}
+
+pub(crate) fn resolve(source: &ModelSource) -> Result<ModelFiles> {
+    match source {
+        ModelSource::Dir(dir) => resolve_dir(dir),
+        ModelSource::Hub { id, revision } => resolve_hub(id, revision.as_deref()),
+    }
+}
+
+fn resolve_dir(dir: &Path) -> Result<ModelFiles> {
+    let config = crate::config::config_path(dir);
+    if !config.is_file() {
+        return Err(HooksError::ConfigMissing { path: config });
+    }
+    let tokenizer = dir.join("tokenizer.json");
+    let tc = dir.join("tokenizer_config.json");
+    let weights = if dir.join(SINGLE).is_file() {
+        vec![dir.join(SINGLE)]
+    } else if dir.join(INDEX).is_file() {
+        shards_of_index(&dir.join(INDEX))?
+            .into_iter()
+            .map(|f| dir.join(f))
+            .collect()
+    } else {
+        return Err(HooksError::NoWeights {
+            location: dir.display().to_string(),
+        });
+    };
+    Ok(ModelFiles {
+        config,
+        tokenizer,
+        tokenizer_config: tc.is_file().then_some(tc),
+        weights,
+    })
+}
+
+/// Hub files: the local cache first (so that an existing cache works offline), then a
+/// download through `hf-hub` unless `HF_HUB_OFFLINE` is set.
+struct HubRepo {
+    id: String,
+    revision: String,
+    snapshot: Option<PathBuf>,
+    offline: bool,
+}
+
+impl HubRepo {
+    fn new(id: &str, revision: Option<&str>) -> Self {
+        let revision = revision.unwrap_or("main").to_string();
+        // `hf_hub::Cache::from_env` honours HF_HOME (`$HF_HOME/hub`).
+        let cache = hf_hub::Cache::from_env();
+        let repo_dir = cache
+            .path()
+            .join(format!("models--{}", id.replace('/', "--")));
+        // hf-hub's own lookup does not trim the ref file; refs written by other tools may end
+        // with a newline, so read it here.
+        let is_commit = revision.len() == 40 && revision.chars().all(|c| c.is_ascii_hexdigit());
+        let commit = if is_commit {
+            Some(revision.clone())
+        } else {
+            std::fs::read_to_string(repo_dir.join("refs").join(&revision))
+                .ok()
+                .map(|s| s.trim().to_string())
+        };
+        let snapshot = commit
+            .map(|c| repo_dir.join("snapshots").join(c))
+            .filter(|p| p.is_dir());
+        let offline = std::env::var("HF_HUB_OFFLINE")
+            .map(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"))
+            .unwrap_or(false);
+        HubRepo {
+            id: id.to_string(),
+            revision,
+            snapshot,
+            offline,
+        }
+    }
+
+    fn get(&self, file: &str) -> Result<PathBuf> {
+        if let Some(p) = self.snapshot.as_ref().map(|s| s.join(file)) {
+            if p.is_file() {
+                return Ok(p);
+            }
+        }
+        if self.offline {
+            return Err(HooksError::Hub {
+                id: self.id.clone(),
+                message: format!(
+                    "{file} (revision {}) is not in the cache {} and HF_HUB_OFFLINE is set",
+                    self.revision,
+                    hf_hub::Cache::from_env().path().display()
+                ),
+            });
+        }
+        let api = hf_hub::api::sync::ApiBuilder::from_env()
+            .with_progress(false)
+            .build()
+            .map_err(|e| HooksError::Hub {
+                id: self.id.clone(),
+                message: e.to_string(),
+            })?;
+        let repo = hf_hub::Repo::with_revision(
+            self.id.clone(),
+            hf_hub::RepoType::Model,
+            self.revision.clone(),
+        );
+        api.repo(repo).get(file).map_err(|e| HooksError::Hub {
+            id: self.id.clone(),
+            message: format!("cannot fetch {file}: {e}"),
+        })
+    }
+}
+
+fn resolve_hub(id: &str, revision: Option<&str>) -> Result<ModelFiles> {
+    let repo = HubRepo::new(id, revision);
+    let config = repo.get("config.json")?;
+    let tokenizer = repo.get("tokenizer.json")?;
+    let tokenizer_config = repo.get("tokenizer_config.json").ok();
+    let weights = match repo.get(SINGLE) {
+        Ok(p) => vec![p],
+        Err(single_err) => match repo.get(INDEX) {
+            Ok(index) => {
+                let mut out = Vec::new();
+                for shard in shards_of_index(&index)? {
+                    out.push(repo.get(&shard)?);
+                }
+                out
+            }
+            Err(index_err) => {
+                return Err(HooksError::NoWeights {
+                    location: format!("hub model {id}: {single_err}; {index_err}"),
+                })
+            }
+        },
+    };
+    Ok(ModelFiles {
+        config,
+        tokenizer,
+        tokenizer_config,
+        weights,
+    })
+}
+
+/// All tensors of a checkpoint, converted to the model's dtype and device as they are taken.
+pub(crate) struct Weights {
+    map: HashMap<String, Tensor>,
+    location: String,
+    kind: Kind,
+    device: Device,
+}
+
+#[allow(dead_code)]
+impl Weights {
+    pub fn load(files: &[PathBuf], kind: Kind, device: Device) -> Result<Self> {
+        let mut map = HashMap::new();
+        for f in files {
+            if !f.is_file() {
+                return Err(HooksError::Safetensors {
+                    path: f.clone(),
+                    message: "file not found".into(),
+                });
+            }
+            let tensors = Tensor::read_safetensors(f).map_err(|e| HooksError::Safetensors {
+                path: f.clone(),
+                message: e.to_string(),
+            })?;
+            map.extend(tensors);
+        }
+        let location = match files {
+            [one] => one.display().to_string(),
+            _ => format!(
+                "{} shards in {}",
+                files.len(),
+                files
+                    .first()
+                    .and_then(|f| f.parent())
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default()
+            ),
+        };
+        Ok(Weights {
+            map,
+            location,
+            kind,
+            device,
+        })
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.map.contains_key(name)
+    }
+
+    /// The first of `names` present, shape-checked, converted to the model dtype and device.
+    pub fn get_any(&mut self, names: &[&str], shape: &[i64]) -> Result<Tensor> {
+        for n in names {
+            if let Some(t) = self.map.remove(*n) {
+                let actual = t.size();
+                if actual != shape {
+                    return Err(HooksError::WeightShape {
+                        name: n.to_string(),
+                        expected: shape.to_vec(),
+                        actual,
+                    });
+                }
+                return Ok(t
+                    .to_kind(self.kind)
+                    .to_device(self.device)
+                    .set_requires_grad(false));
+            }
+        }
+        Err(HooksError::MissingWeight {
+            name: names.join(" or "),
+            location: self.location.clone(),
+        })
+    }
+
+    pub fn get(&mut self, name: &str, shape: &[i64]) -> Result<Tensor> {
+        self.get_any(&[name], shape)
+    }
+
+    /// `Some` when any of `names` is present.
+    pub fn get_opt(&mut self, names: &[&str], shape: &[i64]) -> Result<Option<Tensor>> {
+        if names.iter().any(|n| self.map.contains_key(*n)) {
+            self.get_any(names, shape).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+}
