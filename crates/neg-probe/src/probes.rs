@@ -378,6 +378,8 @@ struct ActNode {
 /// halves `[lo, mid)` / `[mid, hi)` with `mid = lo + (hi - lo) / 2`; every split is a binary
 /// Act-Probe trained on the training prompts whose label lies in `[lo, hi)` (threshold = their
 /// mean activation), and prediction descends from the root. Vote ties go to the lower half.
+/// With an odd number of options the halves are unequal and the mean threshold sits off the
+/// boundary between them, so this baseline is weaker there (as the method prescribes).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ActProbe {
     nodes: Vec<ActNode>,
