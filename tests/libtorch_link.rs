@@ -11,7 +11,9 @@ fn tch_computes_on_cpu() {
 #[test]
 fn cuda_matmul_when_available() {
     if !neg_hooks::cuda_available() {
-        eprintln!("skipped: CUDA is not available on this machine (no GPU or driver visible to libtorch)");
+        eprintln!(
+            "skipped: CUDA is not available on this machine (no GPU or driver visible to libtorch)"
+        );
         return;
     }
     let device = tch::Device::Cuda(0);

@@ -66,7 +66,11 @@ fn run(root: &Path, program: &str, args: &[&str]) -> Result<(), String> {
 
 fn setup(root: &Path) -> Result<(), String> {
     let script = root.join("scripts/setup-libtorch.sh");
-    run(root, "bash", &[script.to_str().ok_or("non-UTF-8 project path")?])
+    run(
+        root,
+        "bash",
+        &[script.to_str().ok_or("non-UTF-8 project path")?],
+    )
 }
 
 fn test(root: &Path) -> Result<(), String> {
@@ -75,10 +79,22 @@ fn test(root: &Path) -> Result<(), String> {
     run(
         root,
         &cargo,
-        &["clippy", "--workspace", "--all-targets", "--release", "--", "-D", "warnings"],
+        &[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--release",
+            "--",
+            "-D",
+            "warnings",
+        ],
     )?;
     // Release: the suite runs real models and forests; the examples' main job shares the build.
-    run(root, &cargo, &["test", "--workspace", "--release", "--no-fail-fast"])
+    run(
+        root,
+        &cargo,
+        &["test", "--workspace", "--release", "--no-fail-fast"],
+    )
 }
 
 fn run_example(root: &Path, name: &str, args: &[String]) -> Result<(), String> {
