@@ -29,6 +29,7 @@ pub mod audit;
 pub mod build;
 pub mod dataset;
 pub mod error;
+pub mod pyrng;
 pub mod record;
 pub mod registry;
 pub mod template;

@@ -9,8 +9,6 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -25,7 +23,9 @@ pub enum Shots {
     /// Instruction and question only.
     Zero,
     /// One demonstration per answer, in answer order, drawn from train with `seed` (per
-    /// language for multilingual tasks). The same demo block serves every evaluated record.
+    /// language for multilingual tasks) exactly as the published code draws them, so the
+    /// task's default seed on the published train reproduces the published demonstrations.
+    /// The same demo block serves every evaluated record.
     Few {
         /// Seed of the draw.
         seed: u64,
@@ -567,22 +567,21 @@ impl TaskTemplate {
                 idx.clone()
             }
             Shots::Few { seed } => {
-                let labels: Vec<Option<usize>> = train
+                // The published procedure: train in `datasets`' shuffle(seed) order, filtered
+                // to the prompt language; per answer, the pool of its records in that order;
+                // `random.seed(seed)` before each `random.choice(pool)`.
+                let order = crate::pyrng::numpy_permutation(seed, train.len());
+                let mut pools: Vec<Vec<usize>> = vec![Vec::new(); self.answer_tokens.len()];
+                for &i in &order {
+                    let r = &train[i];
+                    if in_lang(r) {
+                        pools[self.label(r, &ctx_at(i))?].push(i);
+                    }
+                }
+                pools
                     .iter()
                     .enumerate()
-                    .map(|(i, r)| {
-                        if in_lang(r) {
-                            self.label(r, &ctx_at(i)).map(Some)
-                        } else {
-                            Ok(None)
-                        }
-                    })
-                    .collect::<Result<_>>()?;
-                let mut rng = ChaCha8Rng::seed_from_u64(seed);
-                (0..self.answer_tokens.len())
-                    .map(|a| {
-                        let pool: Vec<usize> =
-                            (0..train.len()).filter(|&i| labels[i] == Some(a)).collect();
+                    .map(|(a, pool)| {
                         if pool.is_empty() {
                             return Err(Error::Template {
                                 task: task.name.into(),
@@ -594,7 +593,7 @@ impl TaskTemplate {
                                 ),
                             });
                         }
-                        Ok(pool[rng.gen_range(0..pool.len())])
+                        Ok(pool[crate::pyrng::PyRandom::new(seed).below(pool.len())])
                     })
                     .collect::<Result<_>>()?
             }
