@@ -389,9 +389,9 @@ impl RandomForest {
                 found: format!("{bad}"),
             });
         }
-        if let Some(&bad) = y.iter().find(|&&c| c >= n_classes) {
+        if let Some((i, &bad)) = y.iter().enumerate().find(|(_, &c)| c >= n_classes) {
             return Err(ProbeError::LabelOutOfRange {
-                prompt: 0,
+                prompt: rows[i],
                 label: bad as i64,
                 n_options: n_classes,
             });
@@ -527,4 +527,128 @@ pub(crate) fn argmax_f32(v: &[f32]) -> usize {
         }
     }
     best
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::Array2;
+
+    /// XOR of two binary features plus a constant one: needs two levels of splits.
+    fn xor() -> (Array2<u8>, Vec<usize>) {
+        let mut x = Array2::zeros((3, 40));
+        let mut y = Vec::new();
+        for s in 0..40 {
+            let (a, b) = ((s % 2) as u8, ((s / 2) % 2) as u8);
+            x[[0, s]] = a;
+            x[[1, s]] = b;
+            x[[2, s]] = 7;
+            y.push((a ^ b) as usize);
+        }
+        (x, y)
+    }
+
+    #[test]
+    fn a_full_tree_learns_xor_and_a_stump_cannot() {
+        let (x, y) = xor();
+        let rows: Vec<usize> = (0..40).collect();
+        let exact = ForestConfig {
+            n_trees: 1,
+            max_features: MaxFeatures::All,
+            bootstrap: false,
+            ..Default::default()
+        };
+        let f = RandomForest::fit(x.view(), &rows, &y, 2, &exact).unwrap();
+        assert_eq!(f.predict(x.view(), &rows).unwrap(), y);
+        assert_eq!(f.max_depth(), 2);
+        let imp = f.feature_importances();
+        assert_eq!(imp[2], 0.0, "the constant feature is never split on");
+        assert!((imp.iter().sum::<f64>() - 1.0).abs() < 1e-9);
+        let stump = ForestConfig {
+            max_depth: Some(1),
+            ..exact
+        };
+        let f = RandomForest::fit(x.view(), &rows, &y, 2, &stump).unwrap();
+        let pred = f.predict(x.view(), &rows).unwrap();
+        let acc = pred.iter().zip(&y).filter(|(a, b)| a == b).count();
+        assert_eq!(acc, 20, "one split of XOR is right half of the time");
+    }
+
+    #[test]
+    fn thresholds_split_ordinal_values() {
+        // Class is 1 when the value is >= 3 among values 0..6: one split at 2.
+        let x = Array2::from_shape_fn((1, 60), |(_, s)| (s % 6) as u8);
+        let y: Vec<usize> = (0..60).map(|s| ((s % 6) >= 3) as usize).collect();
+        let rows: Vec<usize> = (0..60).collect();
+        let cfg = ForestConfig {
+            n_trees: 1,
+            bootstrap: false,
+            ..Default::default()
+        };
+        let f = RandomForest::fit(x.view(), &rows, &y, 2, &cfg).unwrap();
+        assert_eq!(f.max_depth(), 1);
+        match f.trees[0].nodes[0] {
+            Node::Split {
+                feature: 0,
+                threshold,
+                ..
+            } => assert_eq!(threshold, 2),
+            other => panic!("root is {other:?}"),
+        }
+        assert_eq!(f.predict(x.view(), &rows).unwrap(), y);
+    }
+
+    #[test]
+    fn same_seed_same_forest_any_thread_count() {
+        let (x, y) = xor();
+        let rows: Vec<usize> = (0..40).collect();
+        let cfg = ForestConfig {
+            n_trees: 16,
+            seed: 5,
+            ..Default::default()
+        };
+        let a = RandomForest::fit(x.view(), &rows, &y, 2, &cfg).unwrap();
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap();
+        let b = pool.install(|| RandomForest::fit(x.view(), &rows, &y, 2, &cfg).unwrap());
+        assert_eq!(
+            a.predict_proba(x.view(), &rows).unwrap(),
+            b.predict_proba(x.view(), &rows).unwrap()
+        );
+    }
+
+    #[test]
+    fn bad_forest_input_is_refused() {
+        let (x, y) = xor();
+        let rows: Vec<usize> = (0..40).collect();
+        let cfg = ForestConfig::default();
+        assert!(matches!(
+            RandomForest::fit(x.view(), &rows, &y[..39], 2, &cfg),
+            Err(ProbeError::ShapeMismatch { .. })
+        ));
+        assert!(matches!(
+            RandomForest::fit(x.view(), &[0, 40], &y[..2], 2, &cfg),
+            Err(ProbeError::ShapeMismatch { .. })
+        ));
+        assert!(matches!(
+            RandomForest::fit(x.view(), &rows, &y, 1, &cfg),
+            Err(ProbeError::LabelOutOfRange { .. })
+        ));
+        let zero_depth = ForestConfig {
+            max_depth: Some(0),
+            ..Default::default()
+        };
+        assert!(matches!(
+            RandomForest::fit(x.view(), &rows, &y, 2, &zero_depth),
+            Err(ProbeError::InvalidConfig { .. })
+        ));
+        let f = RandomForest::fit(x.view(), &rows, &y, 2, &cfg).unwrap();
+        let narrow = Array2::<u8>::zeros((2, 40));
+        assert!(matches!(
+            f.predict(narrow.view(), &rows),
+            Err(ProbeError::ShapeMismatch { .. })
+        ));
+    }
 }
