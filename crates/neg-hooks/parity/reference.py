@@ -16,11 +16,12 @@ each. For every prompt (run alone, unpadded, f32, CPU, eager attention) this wri
             v_j = a_j * W_down[:, j], final_var = mean square of the last layer's output
 """
 import json
+import os
 import sys
 
 import torch
 from safetensors.torch import save_file
-from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer
+from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer, PreTrainedTokenizerFast
 
 
 def main(model_dir, prompts_path, out_path):
@@ -30,7 +31,12 @@ def main(model_dir, prompts_path, out_path):
     cls = AutoModelForMaskedLM if masked else AutoModelForCausalLM
     model = cls.from_pretrained(model_dir, dtype=torch.float32, attn_implementation="eager")
     model.eval()
-    tok = AutoTokenizer.from_pretrained(model_dir)
+    if cfg.model_type == "qwen2":
+        # The tiny Qwen2 test checkpoint borrows a Llama tokenizer.json, which transformers'
+        # Qwen2 tokenizer class would re-configure; run the file's own pipeline instead.
+        tok = PreTrainedTokenizerFast(tokenizer_file=os.path.join(model_dir, "tokenizer.json"))
+    else:
+        tok = AutoTokenizer.from_pretrained(model_dir)
     if masked:
         layers = model.bert.encoder.layer
         down = [blk.output.dense for blk in layers]

@@ -40,6 +40,17 @@ impl HfModel {
         }
     }
 
+    /// Index of the `[MASK]` in each (already validated) sequence; 0 for causal LMs.
+    fn mask_positions(&self, seqs: &[&[u32]]) -> Vec<usize> {
+        seqs.iter()
+            .map(|s| {
+                self.mask_id
+                    .and_then(|m| s.iter().position(|&t| t == m))
+                    .unwrap_or(0)
+            })
+            .collect()
+    }
+
     /// Prompt chunks whose rows (prompts x `rows_per_prompt`) fit `max_batch`.
     fn chunk_len(&self, rows_per_prompt: usize) -> usize {
         (self.opts.max_batch / rows_per_prompt.max(1)).max(1)
@@ -79,7 +90,9 @@ impl HfModel {
                 .collect();
             let (pr, ac, re, lo) = match &self.arch {
                 Arch::Llama(m) => m.forward_tokens(&s, &targets, want_resid),
-                Arch::Bert(_) => unimplemented_bert()?,
+                Arch::Bert(m) => {
+                    m.forward_tokens(&s, &self.mask_positions(&s), &targets, want_resid)
+                }
             };
             probs
                 .slice_mut(ndarray::s![start..end, ..])
@@ -116,7 +129,7 @@ impl HfModel {
                 .collect();
             let (pr, ac, gr) = match &self.arch {
                 Arch::Llama(m) => m.gradients_tokens(&s, &targets),
-                Arch::Bert(_) => unimplemented_bert()?,
+                Arch::Bert(m) => m.gradients_tokens(&s, &self.mask_positions(&s), &targets),
             };
             probs
                 .slice_mut(ndarray::s![start..end, ..])
@@ -152,7 +165,17 @@ impl HfModel {
                     m.sweep(&cache, &prompt.targets, variants, self.opts.max_batch)
                 }
             }
-            Arch::Bert(_) => unimplemented_bert()?,
+            Arch::Bert(m) => {
+                let pos = self.mask_positions(&[&seq])[0];
+                m.sweep(
+                    &seq,
+                    pos,
+                    &prompt.targets,
+                    variants,
+                    self.opts.max_batch,
+                    naive,
+                )
+            }
         };
         to_array(&out)
     }
@@ -173,7 +196,17 @@ impl HfModel {
                 let cache = m.prompt_cache(&seq);
                 m.scaled_gradients(&cache, &prompt.targets, layers, alphas, self.opts.max_batch)
             }
-            Arch::Bert(_) => unimplemented_bert()?,
+            Arch::Bert(m) => {
+                let pos = self.mask_positions(&[&seq])[0];
+                m.scaled_gradients(
+                    &seq,
+                    pos,
+                    &prompt.targets,
+                    layers,
+                    alphas,
+                    self.opts.max_batch,
+                )
+            }
         };
         to_array(&out)
     }
@@ -199,13 +232,6 @@ impl HfModel {
             tokens: tokenize::pieces(&self.tokenizer, &full[common..]),
         })
     }
-}
-
-fn unimplemented_bert<T>() -> Result<T> {
-    Err(HooksError::UnsupportedModelType {
-        model_type: "bert".into(),
-        path: "config.json".into(),
-    })
 }
 
 impl ModelAdapter for HfModel {

@@ -160,11 +160,9 @@ impl Default for LoadOptions {
 
 /// The local files of a model.
 #[derive(Clone, Debug)]
-#[allow(dead_code)]
 pub(crate) struct ModelFiles {
     pub config: PathBuf,
     pub tokenizer: PathBuf,
-    pub tokenizer_config: Option<PathBuf>,
     pub weights: Vec<PathBuf>,
 }
 
@@ -215,7 +213,6 @@ fn resolve_dir(dir: &Path) -> Result<ModelFiles> {
         return Err(HooksError::ConfigMissing { path: config });
     }
     let tokenizer = dir.join("tokenizer.json");
-    let tc = dir.join("tokenizer_config.json");
     let weights = if dir.join(SINGLE).is_file() {
         vec![dir.join(SINGLE)]
     } else if dir.join(INDEX).is_file() {
@@ -231,7 +228,6 @@ fn resolve_dir(dir: &Path) -> Result<ModelFiles> {
     Ok(ModelFiles {
         config,
         tokenizer,
-        tokenizer_config: tc.is_file().then_some(tc),
         weights,
     })
 }
@@ -316,7 +312,6 @@ fn resolve_hub(id: &str, revision: Option<&str>) -> Result<ModelFiles> {
     let repo = HubRepo::new(id, revision);
     let config = repo.get("config.json")?;
     let tokenizer = repo.get("tokenizer.json")?;
-    let tokenizer_config = repo.get("tokenizer_config.json").ok();
     let weights = match repo.get(SINGLE) {
         Ok(p) => vec![p],
         Err(single_err) => match repo.get(INDEX) {
@@ -337,7 +332,6 @@ fn resolve_hub(id: &str, revision: Option<&str>) -> Result<ModelFiles> {
     Ok(ModelFiles {
         config,
         tokenizer,
-        tokenizer_config,
         weights,
     })
 }
@@ -350,7 +344,6 @@ pub(crate) struct Weights {
     device: Device,
 }
 
-#[allow(dead_code)]
 impl Weights {
     pub fn load(files: &[PathBuf], kind: Kind, device: Device) -> Result<Self> {
         let mut map = HashMap::new();

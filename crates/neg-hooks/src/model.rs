@@ -11,7 +11,6 @@ use crate::llama::Llama;
 use crate::loader::{self, LoadOptions, ModelSource, Weights};
 use crate::tokenize;
 
-#[allow(dead_code)]
 pub(crate) enum Arch {
     Llama(Llama),
     Bert(Bert),

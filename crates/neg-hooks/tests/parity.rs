@@ -7,8 +7,8 @@ mod common;
 use std::path::Path;
 
 use ndarray::{Axis, Ix2, Ix3, Ix4};
-use neg_core::{ModelAdapter, TargetedPrompt};
-use neg_hooks::HfModel;
+use neg_core::{ModelAdapter, NeuronId, Patch, PatchOp, TargetedPrompt};
+use neg_hooks::{Family, HfModel, ModelConfig, RopeScaling};
 
 /// Asserts the tolerances for `prompts` on `model` against transformers.
 fn check_parity(model: &HfModel, dir: &Path, prompts: &[(String, Vec<u32>)]) {
@@ -111,4 +111,136 @@ fn stories260k_matches_transformers() {
     .map(|p| (p.to_string(), targets(&model, p, 100)))
     .collect();
     check_parity(&model, &dir, &prompts);
+}
+
+/// A random checkpoint of `kind` made by `make_tiny.py` in a temporary directory.
+fn tiny(kind: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let stories = common::stories_dir();
+    common::run_python("make_tiny.py", &[Path::new(kind), dir.path(), &stories]);
+    dir
+}
+
+fn causal_prompts(model: &HfModel) -> Vec<(String, Vec<u32>)> {
+    [
+        "Once upon a time, there was a little girl who liked to run in the sun",
+        "The dog and the cat",
+        "Tom",
+    ]
+    .iter()
+    .map(|p| (p.to_string(), targets(model, p, 100)))
+    .collect()
+}
+
+#[test]
+fn llama3_rope_scaling_untied_head_matches_transformers() {
+    let dir = tiny("llama3");
+    let model = common::load(dir.path());
+    let ModelConfig::Llama(cfg) = model.config() else {
+        panic!("expected a Llama config")
+    };
+    // transformers 5 writes the v5 `rope_parameters` form; check it was read as such.
+    assert!(
+        matches!(cfg.rope.scaling, RopeScaling::Llama3 { factor, original_max_position_embeddings: 64, .. } if factor == 8.0)
+    );
+    assert_eq!(cfg.rope.theta, 500000.0);
+    assert_eq!((cfg.head_dim, cfg.num_kv_heads), (32, 2));
+    assert!(!cfg.tie_word_embeddings);
+    let prompts = causal_prompts(&model);
+    check_parity(&model, dir.path(), &prompts);
+}
+
+#[test]
+fn qwen2_matches_transformers() {
+    let dir = tiny("qwen2");
+    let model = common::load(dir.path());
+    let ModelConfig::Llama(cfg) = model.config() else {
+        panic!("expected a Llama-family config")
+    };
+    assert_eq!(cfg.family, Family::Qwen2);
+    assert!(cfg.qkv_bias && !cfg.o_bias);
+    assert_eq!((cfg.rope.theta, cfg.rms_norm_eps), (1e6, 1e-6));
+    let prompts = causal_prompts(&model);
+    check_parity(&model, dir.path(), &prompts);
+}
+
+#[test]
+fn bert_mlm_matches_transformers() {
+    let dir = tiny("bert");
+    let model = common::load(dir.path());
+    assert_eq!(model.kind(), neg_core::ModelKind::MaskedLm);
+    let t = |a: &str| model.target_token("", a).unwrap();
+    let prompts = vec![
+        (
+            "paris is the capital of [MASK] .".to_string(),
+            vec![t("france"), t("germany"), t("italy")],
+        ),
+        (
+            "the quick brown [MASK] jumped over the lazy dog".to_string(),
+            vec![t("fox"), t("cat"), t("dog")],
+        ),
+        ("[MASK] sat".to_string(), vec![t("she"), t("he"), t("it")]),
+    ];
+    check_parity(&model, dir.path(), &prompts);
+
+    // Batched (right-padded) equals one at a time.
+    let tp: Vec<TargetedPrompt> = prompts
+        .iter()
+        .map(|(p, t)| TargetedPrompt::new(p.clone(), t.clone()))
+        .collect();
+    let batch = model.forward(&tp).unwrap();
+    for (i, p) in tp.iter().enumerate() {
+        let one = model.forward(std::slice::from_ref(p)).unwrap();
+        let d = common::max_abs_diff(
+            &batch.probs.row(i).to_owned(),
+            &one.probs.row(0).to_owned().into_dyn(),
+        );
+        assert!(d <= 1e-5, "prompt {i}: batched probabilities differ by {d}");
+    }
+    // The sweep path (reusing hidden states below the patched layer) equals recomputation.
+    let variants: Vec<Vec<Patch>> = vec![
+        vec![],
+        vec![Patch::ff(NeuronId::new(0, 3), PatchOp::Add(1.0))],
+        vec![Patch::ff(NeuronId::new(1, 100), PatchOp::Set(0.0))],
+        vec![
+            Patch::residual(0, 7, PatchOp::Add(-2.0)),
+            Patch::ff(NeuronId::new(1, 5), PatchOp::Add(0.5)),
+        ],
+    ];
+    let fast = model.patched_probs(&tp[0], &variants).unwrap();
+    let naive = model.patched_probs_naive(&tp[0], &variants).unwrap();
+    let d = common::max_abs_diff(&fast, &naive.clone().into_dyn());
+    assert!(d <= 1e-5, "BERT sweep differs from recomputation by {d}");
+    assert!(
+        common::max_abs_diff(
+            &fast.row(0).to_owned(),
+            &batch.probs.row(0).to_owned().into_dyn()
+        ) <= 1e-5
+    );
+    assert!(
+        common::max_abs_diff(
+            &fast.row(1).to_owned(),
+            &batch.probs.row(0).to_owned().into_dyn()
+        ) > 1e-7
+    );
+    // IG path at alpha = 1 is the gradient.
+    let g = model.gradients(std::slice::from_ref(&tp[0])).unwrap();
+    let sg = model.scaled_gradients(&tp[0], &[1], &[1.0]).unwrap();
+    let ours = sg.slice(ndarray::s![0, 0, .., ..]).to_owned();
+    let full = g.grads.slice(ndarray::s![0, .., 1, ..]).to_owned();
+    assert!(common::max_abs_diff(&ours, &full.into_dyn()) <= 1e-6);
+    // LPI is defined for Llama-family models only.
+    assert!(matches!(
+        model.log_prob_increase(&tp[0]),
+        Err(neg_core::AdapterError::Unsupported { .. })
+    ));
+
+    // The same weights saved with gamma/beta LayerNorm names (and no decoder weight) load and
+    // give the same logits.
+    let legacy = tiny("bert-legacy");
+    let old = common::load(legacy.path());
+    let texts: Vec<&str> = prompts.iter().map(|p| p.0.as_str()).collect();
+    let a = model.logits(&texts).unwrap();
+    let b = old.logits(&texts).unwrap();
+    assert_eq!(a, b, "gamma/beta checkpoint gives different logits");
 }
