@@ -28,10 +28,12 @@
 //! ```
 pub mod adapter;
 pub mod analysis;
+pub mod aux_metrics;
 pub mod error;
 pub mod io;
 pub mod methods;
 pub mod neg;
+pub mod neuronlens;
 pub mod sampling;
 pub mod stats;
 pub mod testing;
