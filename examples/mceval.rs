@@ -68,9 +68,8 @@ enum Command {
         /// train, valid or test.
         #[arg(long)]
         split: String,
-        /// 0 or few. Few-shot uses the template file's published demonstrations when it has
-        /// them (and no --seed is given), else demonstrations drawn with --seed (default:
-        /// the task's seed).
+        /// 0 or few. Few-shot draws one demonstration per answer from train with --seed
+        /// (default: the task's published seed, which reproduces the published demos).
         #[arg(long)]
         shots: String,
         /// Template JSON (e.g. templates.json); default: built-in templates.
@@ -206,10 +205,8 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<()> {
             };
             let shots = match shots.as_str() {
                 "0" => Shots::Zero,
-                "few" => match seed {
-                    Some(seed) => Shots::Few { seed },
-                    None if set.template(spec)?.demo_train_indices.is_some() => Shots::Published,
-                    None => Shots::Few { seed: spec.seed },
+                "few" => Shots::Few {
+                    seed: seed.unwrap_or(spec.seed),
                 },
                 other => bail!("--shots must be 0 or few, not `{other}`"),
             };
