@@ -1,0 +1,133 @@
+//! `skill_probe`: the main job. Skill-neuron probing on MCEval8K (the NEG paper's §5.3,
+//! Tables 3, 8 and 9).
+//!
+//! ```text
+//! cargo run --release --example skill_probe            # stories260k, 3 tasks, a few minutes
+//! cargo run --release --example skill_probe -- --tasks agnews,mnli --shots few \
+//!     --splits leak-free --train-size 500 --model Qwen/Qwen2.5-0.5B --out out/qwen
+//! ```
+//!
+//! For every task: render zero- or few-shot prompts of a seeded subset of the published or
+//! leak-free splits, compute NeurGrad (dP/da x sign(a)) of every FF neuron for every option's
+//! answer token, train Rand, LM-Prob, Polar-, Magn-, Tree- and Act-Probe on train with the
+//! neuron count chosen on valid, and report test accuracy. Writes under `--out`:
+//! `results.json` (settings, per task and method the accuracies, selected neuron count and
+//! the whole valid/test curve), `features/<task>.safetensors` (readable by the
+//! `probe_features` example) and `accuracy_vs_neurons.svg`; prints the accuracy table.
+//!
+//! With no arguments: `../shared/models/stories260k` and `../shared/data/mceval8k`, offline;
+//! without `../shared`, the hub model `HuggingFaceTB/SmolLM2-135M` and dataset
+//! `iszhaoxin/MCEval8K` (a note says so). Bad input (unknown task, missing file, an answer
+//! that is not one token, unwritable `--out`): one `error:` line, exit status 1, no files.
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::Parser;
+use neg_rs::skill::{
+    format_table, run_skill_probe, ShotMode, Sizes, SkillProbeConfig, SkillProbeReport, SplitMode,
+};
+
+/// Command-line arguments.
+#[derive(Debug, Parser)]
+#[command(about = "Skill-neuron probes (Rand, LM-Prob, Polar, Magn, Tree, Act) on MCEval8K")]
+pub struct Args {
+    /// Model directory or hub id [default: ../shared/models/stories260k, else a hub model].
+    #[arg(long)]
+    pub model: Option<String>,
+    /// MCEval8K root, `hub` or `hub:<repo>` [default: ../shared/data/mceval8k, else the hub].
+    #[arg(long)]
+    pub data: Option<String>,
+    /// Comma-separated tasks (directory or paper names).
+    #[arg(long, value_delimiter = ',', default_value = "myriadlama,mnli,clang8")]
+    pub tasks: Vec<String>,
+    /// Zero- or few-shot prompts.
+    #[arg(long, value_enum, default_value_t = ShotMode::Zero)]
+    pub shots: ShotMode,
+    /// Published splits or a leak-free re-split.
+    #[arg(long, value_enum, default_value_t = SplitMode::Published)]
+    pub splits: SplitMode,
+    /// Training prompts per task.
+    #[arg(long, default_value_t = 160)]
+    pub train_size: usize,
+    /// Validation prompts per task (neuron-count selection).
+    #[arg(long, default_value_t = 48)]
+    pub valid_size: usize,
+    /// Test prompts per task.
+    #[arg(long, default_value_t = 64)]
+    pub test_size: usize,
+    /// Seed of the prompt selection, re-split, forest and Rand baseline.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Trees of the Tree-Probe.
+    #[arg(long, default_value_t = 100)]
+    pub trees: usize,
+    /// Prompts per NeurGrad batch.
+    #[arg(long, default_value_t = 16)]
+    pub batch: usize,
+    /// cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Write only compact features (option index, activations, probabilities), no f32 scores.
+    #[arg(long)]
+    pub compact: bool,
+    /// Output directory.
+    #[arg(long, default_value = "out/skill_probe")]
+    pub out: PathBuf,
+    /// No progress bars.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+impl Args {
+    /// The library configuration of these arguments.
+    pub fn config(&self) -> SkillProbeConfig {
+        SkillProbeConfig {
+            model: self.model.clone(),
+            data: self.data.clone(),
+            tasks: self.tasks.clone(),
+            shots: self.shots,
+            splits: self.splits,
+            sizes: Sizes {
+                train: self.train_size,
+                valid: self.valid_size,
+                test: self.test_size,
+            },
+            seed: self.seed,
+            trees: self.trees,
+            batch: self.batch,
+            device: self.device.clone(),
+            compact: self.compact,
+            out: self.out.clone(),
+            progress: !self.quiet,
+        }
+    }
+}
+
+/// Runs the job for parsed arguments.
+pub fn run(args: &Args) -> Result<SkillProbeReport> {
+    run_skill_probe(&args.config())
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(&args) {
+        Ok(r) => {
+            println!(
+                "{} | {:?} | {:?} splits | {} train / {} valid / {} test prompts per task\n",
+                r.model, args.shots, args.splits, args.train_size, args.valid_size, args.test_size
+            );
+            print!("{}", format_table(&r.tasks));
+            println!(
+                "\ntest accuracy; neuron counts chosen on valid. {:.1}s -> {}",
+                r.seconds,
+                args.out.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,1044 @@
+//! Skill-neuron probing on MCEval8K with a [`ModelAdapter`]: prompt selection, NeurGrad
+//! features for every option, the six methods of the paper's Table 3, and result files.
+//!
+//! The flow (one task):
+//! 1. [`load_task`] reads the published splits (directory or hub) and, for
+//!    [`SplitMode::LeakFree`], re-splits them with `mceval::resplit`.
+//! 2. [`select_prompts`] renders one or more *contexts* (template set x shots) of the same
+//!    records and draws a seeded subset of train/valid/test whose prompts fit the model.
+//! 3. [`compute_features`] runs `neg_core::methods::neurgrad` with one target per option
+//!    (`adapter.target_token(prompt, answer)`; NeurGrad = dP/da x sign(a)) and keeps, per
+//!    prompt, the compact probe features (`neg_probe::ProbeDataBuilder`), the activations and
+//!    option probabilities, and optionally the full f32 scores.
+//! 4. [`evaluate_methods`] trains and evaluates Rand, LM-Prob, Polar-, Magn-, Tree- and
+//!    Act-Probe with the neuron count chosen on valid.
+//!
+//! [`run_skill_probe`] is the whole `skill_probe` example; it writes nothing until every
+//! result is computed, and then only through `crate::output::write_atomic`.
+//!
+//! ```
+//! use neg_rs::skill::{format_table, MethodRow, TaskResult};
+//! // The table layout only: tasks as rows, methods as columns.
+//! let row = TaskResult::example_row("agnews", &[("rand", 0.25), ("polar", 0.5)]);
+//! let table = format_table(&[row]);
+//! assert!(table.contains("agnews") && table.contains("0.500"));
+//! # let _ = MethodRow::default();
+//! ```
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use mceval::{DataSource, Dataset, HubSource, RenderedItem, Shots, TaskRegistry, TaskSpec};
+use mceval::{Split as McSplit, TemplateSet};
+use ndarray::{Array2, Array3, Axis};
+use neg_core::{ModelAdapter, TargetedPrompt};
+use neg_hooks::{DeviceSpec, HfModel, LoadOptions, ModelSource};
+use neg_probe::{
+    evaluate, ActProbe, Evaluation, ForestConfig, LmProbBaseline, MagnProbe, NeuronSubset,
+    PolarProbe, Probe, ProbeData, ProbeDataBuilder, RandomBaseline, Split, TreeProbe,
+};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use safetensors::tensor::TensorView;
+use safetensors::Dtype;
+use serde::{Deserialize, Serialize};
+
+/// Hub model used when `../shared` (and so `stories260k`) is absent.
+pub const HUB_FALLBACK_MODEL: &str = "HuggingFaceTB/SmolLM2-135M";
+
+/// Default tasks of the no-argument run: English, single-token answers for stories260k,
+/// prompts well under its 512-token context, three genres and 4 / 3 / 2 options.
+pub const DEFAULT_TASKS: [&str; 3] = ["myriadlama", "mnli", "clang8"];
+
+/// The methods of Table 3, in column order.
+pub const METHODS: [&str; 6] = ["rand", "lmprob", "polar", "magn", "tree", "act"];
+
+/// Published splits or a leak-free re-split.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum SplitMode {
+    /// The splits as published (several leak: see `../shared/README.md`).
+    Published,
+    /// `mceval::resplit`: distinct inputs dealt 6:1:1, answer-balanced.
+    LeakFree,
+}
+
+/// Zero- or few-shot prompts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum ShotMode {
+    /// Instruction and question only.
+    Zero,
+    /// One demonstration per answer (the published demonstrations on published splits with
+    /// `templates.json`, else drawn from train with the task's seed).
+    Few,
+}
+
+/// Where the model and the data come from, and why.
+#[derive(Debug, Clone)]
+pub struct Sources {
+    /// Model directory or hub id.
+    pub model: String,
+    /// MCEval8K location.
+    pub data: DataSource,
+    /// Human-readable data location recorded in results.
+    pub data_label: String,
+    /// Template file used (the data root's `templates.json` when present).
+    pub templates: Option<PathBuf>,
+    /// Why a fallback was taken, to print once.
+    pub note: Option<String>,
+}
+
+/// `../shared` seen from the working directory, else from this crate's root.
+pub fn shared_dir() -> Option<PathBuf> {
+    let here = PathBuf::from("../shared");
+    if here.is_dir() {
+        return Some(here);
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared");
+    root.is_dir().then_some(root)
+}
+
+/// Resolves `--model` and `--data` (either may be absent: defaults from `../shared`, else the
+/// hub with a note). `--data hub` or `hub:<repo>` selects the hub dataset explicitly.
+pub fn resolve_sources(model: Option<&str>, data: Option<&str>) -> Result<Sources> {
+    let shared = shared_dir();
+    let mut notes = Vec::new();
+    let model = match (model, &shared) {
+        (Some(m), _) => m.to_string(),
+        (None, Some(s)) => s.join("models/stories260k").display().to_string(),
+        (None, None) => {
+            notes.push(format!(
+                "../shared not found: using hub model {HUB_FALLBACK_MODEL}"
+            ));
+            HUB_FALLBACK_MODEL.to_string()
+        }
+    };
+    if looks_like_path(&model) && !Path::new(&model).is_dir() {
+        bail!("model directory {model} does not exist");
+    }
+    let hub = |repo: &str| {
+        let src = HubSource {
+            repo: repo.to_string(),
+            offline: std::env::var_os("HF_HUB_OFFLINE").is_some(),
+            ..HubSource::default()
+        };
+        (DataSource::Hub(src), format!("hub:{repo}"))
+    };
+    let (data, data_label, templates) = match (data, &shared) {
+        (Some("hub"), _) => {
+            let (d, l) = hub(mceval::HUB_REPO);
+            (d, l, None)
+        }
+        (Some(d), _) if d.starts_with("hub:") => {
+            let (d, l) = hub(&d[4..]);
+            (d, l, None)
+        }
+        (Some(d), _) => {
+            let dir = PathBuf::from(d);
+            if !dir.is_dir() {
+                bail!("data directory {} does not exist", dir.display());
+            }
+            let t = dir.join("templates.json");
+            (
+                DataSource::Dir(dir.clone()),
+                dir.display().to_string(),
+                t.is_file().then_some(t),
+            )
+        }
+        (None, Some(s)) => {
+            let dir = s.join("data/mceval8k");
+            let t = dir.join("templates.json");
+            (
+                DataSource::Dir(dir.clone()),
+                dir.display().to_string(),
+                t.is_file().then_some(t),
+            )
+        }
+        (None, None) => {
+            notes.push(format!(
+                "../shared not found: using hub dataset {} (built-in templates)",
+                mceval::HUB_REPO
+            ));
+            let (d, l) = hub(mceval::HUB_REPO);
+            (d, l, None)
+        }
+    };
+    Ok(Sources {
+        model,
+        data,
+        data_label,
+        templates,
+        note: (!notes.is_empty()).then(|| notes.join("; ")),
+    })
+}
+
+fn looks_like_path(s: &str) -> bool {
+    s.starts_with('.') || s.starts_with('/') || s.starts_with('~') || s.matches('/').count() > 1
+}
+
+/// The template set of `sources`: its `templates.json`, else the built-in wording.
+pub fn template_set(sources: &Sources) -> Result<TemplateSet> {
+    match &sources.templates {
+        Some(p) => Ok(TemplateSet::from_file(p)?),
+        None => Ok(TemplateSet::builtin()),
+    }
+}
+
+/// Loads a model for probing (CPU or CUDA, f32).
+pub fn load_model(model: &str, device: &str, max_batch: usize) -> Result<HfModel> {
+    let opts = LoadOptions {
+        device: DeviceSpec::parse(device)?,
+        max_batch: max_batch.max(1),
+        ..LoadOptions::default()
+    };
+    HfModel::load(&ModelSource::parse(model), &opts)
+        .with_context(|| format!("cannot load model {model}"))
+}
+
+/// Errors now, before any work, if `out` cannot hold files: the nearest existing ancestor
+/// must be a writable directory. Creates nothing.
+pub fn check_out_dir(out: &Path) -> Result<()> {
+    let mut dir = out;
+    loop {
+        if dir.exists() {
+            break;
+        }
+        match dir.parent() {
+            Some(p) if !p.as_os_str().is_empty() => dir = p,
+            _ => {
+                dir = Path::new(".");
+                break;
+            }
+        }
+    }
+    if !dir.is_dir() {
+        bail!(
+            "--out {}: {} is not a directory",
+            out.display(),
+            dir.display()
+        );
+    }
+    let probe = dir.join(format!(".neg-rs-write-check-{}", std::process::id()));
+    std::fs::write(&probe, b"")
+        .with_context(|| format!("--out {}: {} is not writable", out.display(), dir.display()))?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}
+
+/// A task's records, as published or re-split.
+#[derive(Debug, Clone)]
+pub struct LoadedTask {
+    /// The task.
+    pub spec: &'static TaskSpec,
+    /// Its splits.
+    pub data: Dataset,
+}
+
+/// Loads `task` from `data`; `LeakFree` re-splits it with `seed`.
+pub fn load_task(
+    data: &DataSource,
+    task: &str,
+    splits: SplitMode,
+    seed: u64,
+) -> Result<LoadedTask> {
+    let spec = TaskRegistry::builtin().get(task)?;
+    let mut dataset = Dataset::load(data, spec)?;
+    if splits == SplitMode::LeakFree {
+        dataset = mceval::resplit(&dataset, seed)
+            .with_context(|| format!("cannot re-split task {}", spec.name))?;
+    }
+    Ok(LoadedTask {
+        spec,
+        data: dataset,
+    })
+}
+
+/// How to render one context of a task.
+#[derive(Debug, Clone)]
+pub struct PromptContext {
+    /// Name recorded in results (e.g. `zero-shot`).
+    pub name: String,
+    /// Template set.
+    pub templates: TemplateSet,
+    /// Demonstrations.
+    pub shots: Shots,
+}
+
+/// The mceval shots for a mode: few-shot uses the published demonstrations only when they
+/// apply (published splits and a template file), else a draw with the task's seed.
+pub fn shots_for(mode: ShotMode, splits: SplitMode, spec: &TaskSpec, from_file: bool) -> Shots {
+    match mode {
+        ShotMode::Zero => Shots::Zero,
+        ShotMode::Few if splits == SplitMode::Published && from_file => Shots::Published,
+        ShotMode::Few => Shots::Few { seed: spec.seed },
+    }
+}
+
+/// Prompts per split.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sizes {
+    /// Training prompts.
+    pub train: usize,
+    /// Validation prompts (choose the neuron count).
+    pub valid: usize,
+    /// Test prompts.
+    pub test: usize,
+}
+
+/// The rendered prompts of one context, with their probe split.
+#[derive(Debug, Clone)]
+pub struct PromptSet {
+    /// Task name.
+    pub task: String,
+    /// Context name.
+    pub context: String,
+    /// Prompts, options and gold labels.
+    pub items: Vec<RenderedItem>,
+    /// Split of each item.
+    pub splits: Vec<Split>,
+}
+
+/// Per-split counts of a selection.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SelectionStats {
+    /// Records examined (in seeded order) per split.
+    pub examined: [usize; 3],
+    /// Records skipped because a prompt of some context does not fit the model.
+    pub too_long: [usize; 3],
+}
+
+/// Renders every context of `task` and draws, per split, the first `sizes` records of a
+/// seeded shuffle whose prompts all fit (`fits`), so every context holds the same records in
+/// the same order. Errors when a split is missing or has no prompt that fits.
+pub fn select_prompts(
+    task: &LoadedTask,
+    contexts: &[PromptContext],
+    sizes: Sizes,
+    seed: u64,
+    fits: &dyn Fn(&str) -> bool,
+) -> Result<(Vec<PromptSet>, SelectionStats)> {
+    if contexts.is_empty() {
+        bail!("no contexts to render");
+    }
+    let mut sets: Vec<PromptSet> = contexts
+        .iter()
+        .map(|c| PromptSet {
+            task: task.spec.name.to_string(),
+            context: c.name.clone(),
+            items: Vec::new(),
+            splits: Vec::new(),
+        })
+        .collect();
+    let mut stats = SelectionStats::default();
+    let plan = [
+        (McSplit::Train, Split::Train, sizes.train),
+        (McSplit::Valid, Split::Valid, sizes.valid),
+        (McSplit::Test, Split::Test, sizes.test),
+    ];
+    for (si, (mc, ps, want)) in plan.into_iter().enumerate() {
+        if want == 0 {
+            bail!(
+                "task {}: {} size must be at least 1",
+                task.spec.name,
+                ps.name()
+            );
+        }
+        let rendered: Vec<Vec<RenderedItem>> = contexts
+            .iter()
+            .map(|c| {
+                c.templates
+                    .render(task.spec, &task.data, mc, c.shots, None)
+                    .with_context(|| format!("task {} context {}", task.spec.name, c.name))
+            })
+            .collect::<Result<_>>()?;
+        let n = rendered[0].len();
+        let mut order: Vec<usize> = (0..n).collect();
+        order.shuffle(&mut ChaCha8Rng::seed_from_u64(seed.wrapping_add(si as u64)));
+        let mut taken = 0;
+        for i in order {
+            if taken == want {
+                break;
+            }
+            stats.examined[si] += 1;
+            if !rendered.iter().all(|r| fits(&r[i].prompt)) {
+                stats.too_long[si] += 1;
+                continue;
+            }
+            for (set, r) in sets.iter_mut().zip(&rendered) {
+                set.items.push(r[i].clone());
+                set.splits.push(ps);
+            }
+            taken += 1;
+        }
+        if taken == 0 {
+            bail!(
+                "task {}: no {} prompt fits the model's context ({} examined)",
+                task.spec.name,
+                ps.name(),
+                stats.examined[si]
+            );
+        }
+    }
+    Ok((sets, stats))
+}
+
+/// NeurGrad features of one prompt set.
+#[derive(Debug, Clone)]
+pub struct SkillFeatures {
+    /// Task name.
+    pub task: String,
+    /// Context name.
+    pub context: String,
+    /// Model id.
+    pub model: String,
+    /// Answer strings, one per option.
+    pub answers: Vec<String>,
+    /// Token id of each answer after the first prompt.
+    pub answer_ids: Vec<u32>,
+    /// L
+    pub n_layers: usize,
+    /// N per layer; neuron `i` of the features is layer `i / ff_width`, unit `i % ff_width`.
+    pub ff_width: usize,
+    /// Compact probe features with activations and option probabilities.
+    pub data: ProbeData,
+    /// `[P, L*N]` index of the option with the largest NeurGrad.
+    pub option_index: Array2<u8>,
+    /// `[P, L*N]` activations.
+    pub activations: Array2<f32>,
+    /// `[P, K]` option probabilities.
+    pub probs: Array2<f32>,
+    /// `[P, K, L*N]` NeurGrad, when kept.
+    pub scores: Option<Array3<f32>>,
+    /// Gold option per prompt.
+    pub labels: Vec<usize>,
+    /// Split per prompt.
+    pub splits: Vec<Split>,
+    /// Seconds spent in the model.
+    pub seconds: f64,
+}
+
+/// Computes NeurGrad for every option of every prompt of `set` in batches of `batch` prompts
+/// (one target per option: `adapter.target_token(prompt, answer)`; an answer that is not one
+/// token is an error naming the task and the answer). `keep_scores` keeps the full f32
+/// `[P, K, L*N]` tensor besides the compact features.
+pub fn compute_features(
+    adapter: &dyn ModelAdapter,
+    set: &PromptSet,
+    batch: usize,
+    keep_scores: bool,
+    progress: &ProgressBar,
+) -> Result<SkillFeatures> {
+    let start = Instant::now();
+    let Some(first) = set.items.first() else {
+        bail!("task {}: no prompts", set.task);
+    };
+    let k = first.options.len();
+    let (l, n) = (adapter.num_layers(), adapter.ff_width());
+    let width = l * n;
+    let p = set.items.len();
+    let mut targeted = Vec::with_capacity(p);
+    for item in &set.items {
+        if item.options.len() != k {
+            bail!(
+                "task {}: record {} has {} options, expected {k}",
+                set.task,
+                item.index,
+                item.options.len()
+            );
+        }
+        let ids = item
+            .options
+            .iter()
+            .map(|answer| {
+                adapter.target_token(&item.prompt, answer).map_err(|_| {
+                    anyhow::anyhow!(
+                        "task {}: answer `{answer}` is not a single token for model {} \
+                         (multi-token answers are not supported)",
+                        set.task,
+                        adapter.model_id()
+                    )
+                })
+            })
+            .collect::<Result<Vec<u32>>>()?;
+        targeted.push(TargetedPrompt::new(item.prompt.clone(), ids));
+    }
+    let mut builder = ProbeDataBuilder::new(p, k, width, true, true)?;
+    let mut option_index = Array2::<u8>::zeros((p, width));
+    let mut activations = Array2::<f32>::zeros((p, width));
+    let mut probs = Array2::<f32>::zeros((p, k));
+    let mut scores = keep_scores.then(|| Array3::<f32>::zeros((p, k, width)));
+    let batch = batch.max(1);
+    for (b, chunk) in targeted.chunks(batch).enumerate() {
+        let att = neg_core::methods::neurgrad(adapter, chunk)
+            .with_context(|| format!("NeurGrad on task {} ({})", set.task, set.context))?;
+        for i in 0..chunk.len() {
+            let row = b * batch + i;
+            // [T, L, N] -> [K, L*N]; activations [L, N] -> [L*N].
+            let g = att
+                .scores
+                .index_axis(Axis(0), i)
+                .to_owned()
+                .into_shape_with_order((k, width))?;
+            let a = att
+                .activations
+                .index_axis(Axis(0), i)
+                .to_owned()
+                .into_shape_with_order(width)?;
+            let pr = att.probs.index_axis(Axis(0), i);
+            builder.push_scores(
+                g.view(),
+                set.items[row].label as i64,
+                set.splits[row],
+                Some(a.view()),
+                Some(pr),
+            )?;
+            for (col, column) in g.columns().into_iter().enumerate() {
+                let mut best = 0;
+                for o in 1..k {
+                    if column[o] > column[best] {
+                        best = o;
+                    }
+                }
+                option_index[[row, col]] = best as u8;
+            }
+            activations.row_mut(row).assign(&a);
+            probs.row_mut(row).assign(&pr);
+            if let Some(s) = scores.as_mut() {
+                s.index_axis_mut(Axis(0), row).assign(&g);
+            }
+        }
+        progress.inc(chunk.len() as u64);
+    }
+    Ok(SkillFeatures {
+        task: set.task.clone(),
+        context: set.context.clone(),
+        model: adapter.model_id().to_string(),
+        answers: first.options.clone(),
+        answer_ids: targeted[0].targets.clone(),
+        n_layers: l,
+        ff_width: n,
+        data: builder.finish()?,
+        option_index,
+        activations,
+        probs,
+        scores,
+        labels: set.items.iter().map(|i| i.label).collect(),
+        splits: set.splits.clone(),
+        seconds: start.elapsed().as_secs_f64(),
+    })
+}
+
+/// A progress bar over `len` prompts (hidden when `show` is false or stderr is not a
+/// terminal, which indicatif detects).
+pub fn progress_bar(len: usize, message: &str, show: bool) -> ProgressBar {
+    if !show {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(len as u64);
+    if let Ok(style) =
+        ProgressStyle::with_template("{msg:>24} [{bar:30}] {pos}/{len} prompts {elapsed}/{eta}")
+    {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_message(message.to_string());
+    bar
+}
+
+/// A fresh probe of one of [`METHODS`] (`trees` trees for the Tree-Probe).
+pub fn make_probe(method: &str, seed: u64, trees: usize) -> Result<Box<dyn Probe>> {
+    Ok(match method {
+        "rand" => Box::new(RandomBaseline { seed }),
+        "lmprob" => Box::new(LmProbBaseline),
+        "polar" => Box::new(PolarProbe::new(None)),
+        "magn" => Box::new(MagnProbe::new(None)),
+        "act" => Box::new(ActProbe::new(None)),
+        "tree" => Box::new(TreeProbe::new(
+            ForestConfig {
+                n_trees: trees,
+                seed,
+                ..ForestConfig::default()
+            },
+            NeuronSubset::All,
+        )),
+        other => bail!("unknown method `{other}` ({})", METHODS.join(", ")),
+    })
+}
+
+/// Trains and evaluates every method of `methods` on `data` (neuron count chosen on valid).
+pub fn evaluate_methods(
+    data: &ProbeData,
+    methods: &[&str],
+    seed: u64,
+    trees: usize,
+) -> Result<Vec<Evaluation>> {
+    methods
+        .iter()
+        .map(|m| {
+            let mut probe = make_probe(m, seed, trees)?;
+            evaluate(probe.as_mut(), data, None).with_context(|| format!("probe {m}"))
+        })
+        .collect()
+}
+
+/// One method's result in a task row.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MethodRow {
+    /// Method name.
+    pub method: String,
+    /// Test accuracy at the selected neuron count.
+    pub test_accuracy: f64,
+    /// Validation accuracy.
+    pub valid_accuracy: f64,
+    /// Neuron count chosen on valid (vote probes).
+    pub selected_neurons: Option<usize>,
+    /// The full evaluation (curve included).
+    pub evaluation: Option<Evaluation>,
+}
+
+/// One task's row of the accuracy table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskResult {
+    /// Task directory name.
+    pub task: String,
+    /// Name in the paper's tables.
+    pub paper_name: String,
+    /// Answers, one per option.
+    pub answers: Vec<String>,
+    /// Their token ids.
+    pub answer_ids: Vec<u32>,
+    /// Prompts per split.
+    pub n_train: usize,
+    /// Validation prompts.
+    pub n_valid: usize,
+    /// Test prompts.
+    pub n_test: usize,
+    /// Records skipped because the prompt is longer than the model's context.
+    pub selection: SelectionStats,
+    /// Seconds computing NeurGrad.
+    pub feature_seconds: f64,
+    /// Seconds fitting and evaluating the probes.
+    pub probe_seconds: f64,
+    /// Features file, relative to `--out`.
+    pub features_file: String,
+    /// One entry per method, in [`METHODS`] order.
+    pub methods: Vec<MethodRow>,
+}
+
+impl TaskResult {
+    /// A row with only names and test accuracies (for documentation and tests).
+    pub fn example_row(task: &str, accs: &[(&str, f64)]) -> Self {
+        Self {
+            task: task.into(),
+            paper_name: task.into(),
+            answers: vec![],
+            answer_ids: vec![],
+            n_train: 0,
+            n_valid: 0,
+            n_test: 0,
+            selection: SelectionStats::default(),
+            feature_seconds: 0.0,
+            probe_seconds: 0.0,
+            features_file: String::new(),
+            methods: accs
+                .iter()
+                .map(|(m, a)| MethodRow {
+                    method: m.to_string(),
+                    test_accuracy: *a,
+                    ..MethodRow::default()
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Rows as text: tasks x methods, test accuracy (paper Table 3/8/9 layout), with an average
+/// row when there is more than one task.
+pub fn format_table(rows: &[TaskResult]) -> String {
+    let Some(first) = rows.first() else {
+        return String::new();
+    };
+    let methods: Vec<&str> = first.methods.iter().map(|m| m.method.as_str()).collect();
+    let mut out = format!("{:<16}", "task");
+    for m in &methods {
+        out += &format!(" {:>8}", display_name(m));
+    }
+    out.push('\n');
+    for r in rows {
+        out += &format!("{:<16}", r.task);
+        for m in &r.methods {
+            out += &format!(" {:>8.3}", m.test_accuracy);
+        }
+        out.push('\n');
+    }
+    if rows.len() > 1 {
+        out += &format!("{:<16}", "average");
+        for (i, _) in methods.iter().enumerate() {
+            let mean = rows
+                .iter()
+                .filter_map(|r| r.methods.get(i))
+                .map(|m| m.test_accuracy)
+                .sum::<f64>()
+                / rows.len() as f64;
+            out += &format!(" {mean:>8.3}");
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// The paper's column names.
+pub fn display_name(method: &str) -> &str {
+    match method {
+        "rand" => "Rand",
+        "lmprob" => "LM-Prob",
+        "polar" => "Polar",
+        "magn" => "Magn",
+        "tree" => "Tree",
+        "act" => "Act",
+        other => other,
+    }
+}
+
+/// Little-endian bytes of a slice of numbers.
+fn le_bytes<T: Copy, const W: usize>(v: impl Iterator<Item = T>, f: fn(T) -> [u8; W]) -> Vec<u8> {
+    v.flat_map(f).collect()
+}
+
+/// The features as a safetensors file readable by the `probe_features` example: `scores`
+/// `[P, K, N]` f32 (when kept), `option_index` `[P, N]` u8, `activations` `[P, N]` f32,
+/// `probs` `[P, K]` f32, `labels` `[P]` i64, `split` `[P]` u8; metadata names the task,
+/// context, model, answers and the layer layout (neuron i = layer i / ff_width).
+pub fn features_safetensors(f: &SkillFeatures) -> Result<Vec<u8>> {
+    let p = f.labels.len();
+    let width = f.n_layers * f.ff_width;
+    let k = f.answers.len();
+    let mut tensors: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = vec![
+        (
+            "option_index".into(),
+            Dtype::U8,
+            vec![p, width],
+            f.option_index.iter().copied().collect(),
+        ),
+        (
+            "activations".into(),
+            Dtype::F32,
+            vec![p, width],
+            le_bytes(f.activations.iter().copied(), f32::to_le_bytes),
+        ),
+        (
+            "probs".into(),
+            Dtype::F32,
+            vec![p, k],
+            le_bytes(f.probs.iter().copied(), f32::to_le_bytes),
+        ),
+        (
+            "labels".into(),
+            Dtype::I64,
+            vec![p],
+            le_bytes(f.labels.iter().map(|&y| y as i64), i64::to_le_bytes),
+        ),
+        (
+            "split".into(),
+            Dtype::U8,
+            vec![p],
+            f.splits
+                .iter()
+                .map(|s| match s {
+                    Split::Train => 0u8,
+                    Split::Valid => 1,
+                    Split::Test => 2,
+                })
+                .collect(),
+        ),
+    ];
+    if let Some(s) = &f.scores {
+        tensors.push((
+            "scores".into(),
+            Dtype::F32,
+            vec![p, k, width],
+            le_bytes(s.iter().copied(), f32::to_le_bytes),
+        ));
+    }
+    let views = tensors
+        .iter()
+        .map(|(name, dtype, shape, bytes)| {
+            TensorView::new(*dtype, shape.clone(), bytes)
+                .map(|v| (name.clone(), v))
+                .map_err(|e| anyhow::anyhow!("tensor {name}: {e}"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let meta: HashMap<String, String> = [
+        ("task", f.task.clone()),
+        ("context", f.context.clone()),
+        ("model", f.model.clone()),
+        ("answers", serde_json::to_string(&f.answers)?),
+        ("answer_ids", serde_json::to_string(&f.answer_ids)?),
+        ("n_layers", f.n_layers.to_string()),
+        ("ff_width", f.ff_width.to_string()),
+        ("method", "neurgrad".into()),
+    ]
+    .into_iter()
+    .map(|(a, b)| (a.to_string(), b))
+    .collect();
+    safetensors::serialize(views, Some(meta)).map_err(|e| anyhow::anyhow!("safetensors: {e}"))
+}
+
+/// Settings of the `skill_probe` job.
+#[derive(Debug, Clone, Serialize)]
+pub struct SkillProbeConfig {
+    /// Model directory or hub id (`None`: stories260k from `../shared`, else the hub).
+    pub model: Option<String>,
+    /// MCEval8K root, `hub` or `hub:<repo>` (`None`: `../shared/data/mceval8k`, else the hub).
+    pub data: Option<String>,
+    /// Tasks (directory or paper names).
+    pub tasks: Vec<String>,
+    /// Zero- or few-shot.
+    pub shots: ShotMode,
+    /// Published or leak-free splits.
+    pub splits: SplitMode,
+    /// Prompts per split.
+    pub sizes: Sizes,
+    /// Seed of the selection, re-split, forest and Rand baseline.
+    pub seed: u64,
+    /// Trees of the Tree-Probe.
+    pub trees: usize,
+    /// Prompts per NeurGrad batch.
+    pub batch: usize,
+    /// cpu, cuda or cuda:N.
+    pub device: String,
+    /// Write only the compact features (no f32 `scores` tensor).
+    pub compact: bool,
+    /// Output directory.
+    pub out: PathBuf,
+    /// Show progress bars.
+    pub progress: bool,
+}
+
+impl Default for SkillProbeConfig {
+    fn default() -> Self {
+        Self {
+            model: None,
+            data: None,
+            tasks: DEFAULT_TASKS.iter().map(|s| s.to_string()).collect(),
+            shots: ShotMode::Zero,
+            splits: SplitMode::Published,
+            sizes: Sizes {
+                train: 160,
+                valid: 48,
+                test: 64,
+            },
+            seed: 0,
+            trees: 100,
+            batch: 16,
+            device: "cpu".into(),
+            compact: false,
+            out: PathBuf::from("out/skill_probe"),
+            progress: true,
+        }
+    }
+}
+
+/// The results JSON of `skill_probe`.
+#[derive(Debug, Clone, Serialize)]
+pub struct SkillProbeReport {
+    /// Model id.
+    pub model: String,
+    /// Data location.
+    pub data: String,
+    /// Template file (`None`: built-in wording).
+    pub templates: Option<String>,
+    /// The settings.
+    pub config: SkillProbeConfig,
+    /// Layers x FF width of the model.
+    pub n_layers: usize,
+    /// FF width.
+    pub ff_width: usize,
+    /// One row per task.
+    pub tasks: Vec<TaskResult>,
+    /// Whole run, seconds.
+    pub seconds: f64,
+}
+
+/// Everything `skill_probe` writes, relative to `--out`.
+pub const SKILL_PROBE_FILES: [&str; 2] = ["results.json", "accuracy_vs_neurons.svg"];
+
+/// The `skill_probe` job: checks every input first (tasks, model, data, `--out`), computes
+/// features and evaluates every method per task, then writes `results.json`,
+/// `features/<task>.safetensors` and `accuracy_vs_neurons.svg` under `out`, atomically.
+pub fn run_skill_probe(cfg: &SkillProbeConfig) -> Result<SkillProbeReport> {
+    let start = Instant::now();
+    if cfg.tasks.is_empty() {
+        bail!("no tasks given");
+    }
+    let registry = TaskRegistry::builtin();
+    for t in &cfg.tasks {
+        registry.get(t)?;
+    }
+    check_out_dir(&cfg.out)?;
+    let sources = resolve_sources(cfg.model.as_deref(), cfg.data.as_deref())?;
+    if let Some(note) = &sources.note {
+        eprintln!("note: {note}");
+    }
+    let templates = template_set(&sources)?;
+    let mut loaded = Vec::new();
+    for t in &cfg.tasks {
+        loaded.push(load_task(&sources.data, t, cfg.splits, cfg.seed)?);
+    }
+    let model = load_model(&sources.model, &cfg.device, cfg.batch * 8)?;
+    let fits = |prompt: &str| model.encode(prompt).is_ok();
+    let mut rows = Vec::new();
+    let mut files: Vec<(PathBuf, Vec<u8>)> = Vec::new();
+    let mut panels = Vec::new();
+    for task in &loaded {
+        let context = PromptContext {
+            name: format!("{:?}-shot", cfg.shots).to_lowercase(),
+            templates: templates.clone(),
+            shots: shots_for(
+                cfg.shots,
+                cfg.splits,
+                task.spec,
+                sources.templates.is_some(),
+            ),
+        };
+        let (sets, selection) = select_prompts(task, &[context], cfg.sizes, cfg.seed, &fits)?;
+        let set = &sets[0];
+        let bar = progress_bar(set.items.len(), task.spec.name, cfg.progress);
+        let features = compute_features(&model, set, cfg.batch, !cfg.compact, &bar)?;
+        bar.finish_and_clear();
+        let probe_start = Instant::now();
+        let evals = evaluate_methods(&features.data, &METHODS, cfg.seed, cfg.trees)
+            .with_context(|| format!("task {}", task.spec.name))?;
+        let probe_seconds = probe_start.elapsed().as_secs_f64();
+        panels.push(curve_panel(task.spec.name, &evals));
+        let features_file = format!("features/{}.safetensors", task.spec.name);
+        files.push((
+            cfg.out.join(&features_file),
+            features_safetensors(&features)?,
+        ));
+        let count = |s: Split| features.splits.iter().filter(|&&x| x == s).count();
+        rows.push(TaskResult {
+            task: task.spec.name.to_string(),
+            paper_name: task.spec.paper_name.to_string(),
+            answers: features.answers.clone(),
+            answer_ids: features.answer_ids.clone(),
+            n_train: count(Split::Train),
+            n_valid: count(Split::Valid),
+            n_test: count(Split::Test),
+            selection,
+            feature_seconds: features.seconds,
+            probe_seconds,
+            features_file,
+            methods: evals
+                .into_iter()
+                .map(|e| MethodRow {
+                    method: e.probe.clone(),
+                    test_accuracy: e.test_accuracy,
+                    valid_accuracy: e.valid_accuracy,
+                    selected_neurons: e.selected_neurons,
+                    evaluation: Some(e),
+                })
+                .collect(),
+        });
+    }
+    let spec = crate::plot::LineSpec {
+        y_range: Some((0.0, 1.0)),
+        ..crate::plot::LineSpec::new(
+            "Skill-neuron probes: test accuracy vs neuron count",
+            "log2(neurons)",
+            "test accuracy",
+        )
+    };
+    let svg = crate::plot::line_svg(&spec, &panels)?;
+    let report = SkillProbeReport {
+        model: sources.model.clone(),
+        data: sources.data_label.clone(),
+        templates: sources.templates.as_ref().map(|p| p.display().to_string()),
+        config: cfg.clone(),
+        n_layers: model.num_layers(),
+        ff_width: model.ff_width(),
+        tasks: rows,
+        seconds: start.elapsed().as_secs_f64(),
+    };
+    // Everything is computed: now write, each file atomically.
+    for (path, bytes) in &files {
+        crate::output::write_atomic(path, bytes)?;
+    }
+    crate::plot::write_svg(&cfg.out.join(SKILL_PROBE_FILES[1]), &svg)?;
+    crate::output::write_json(&cfg.out.join(SKILL_PROBE_FILES[0]), &report)?;
+    Ok(report)
+}
+
+/// A panel of test accuracy vs log2(neuron count) for the vote probes, with the single-value
+/// methods (Tree, LM-Prob, Rand) as flat lines over the same range.
+pub fn curve_panel(title: &str, evals: &[Evaluation]) -> crate::plot::Panel {
+    let max_k = evals
+        .iter()
+        .flat_map(|e| e.curve.iter().map(|c| c.k))
+        .max()
+        .unwrap_or(1) as f64;
+    let series = evals
+        .iter()
+        .map(|e| {
+            let points = if e.curve.is_empty() {
+                vec![(0.0, e.test_accuracy), (max_k.log2(), e.test_accuracy)]
+            } else {
+                e.curve
+                    .iter()
+                    .map(|c| ((c.k as f64).log2(), c.test_accuracy))
+                    .collect()
+            };
+            crate::plot::Series::new(display_name(&e.probe), points)
+        })
+        .collect();
+    crate::plot::Panel {
+        title: title.to_string(),
+        series,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_has_one_row_per_task_and_an_average() {
+        let rows = vec![
+            TaskResult::example_row("a", &[("rand", 0.25), ("polar", 0.75)]),
+            TaskResult::example_row("b", &[("rand", 0.5), ("polar", 0.25)]),
+        ];
+        let t = format_table(&rows);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines.len(), 4, "{t}");
+        assert!(lines[0].contains("Rand") && lines[0].contains("Polar"));
+        assert!(
+            lines[3].starts_with("average")
+                && lines[3].contains("0.375")
+                && lines[3].contains("0.500")
+        );
+    }
+
+    #[test]
+    fn out_dir_check_rejects_a_file_parent() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f");
+        std::fs::write(&file, b"x").unwrap();
+        assert!(check_out_dir(&file.join("sub")).is_err());
+        assert!(check_out_dir(&dir.path().join("new/deeper")).is_ok());
+        assert!(
+            !dir.path().join("new").exists(),
+            "the check creates nothing"
+        );
+    }
+
+    #[test]
+    fn unknown_method_is_an_error() {
+        assert!(make_probe("nope", 0, 10).is_err());
+        for m in METHODS {
+            assert_eq!(make_probe(m, 0, 10).unwrap().name(), m);
+        }
+    }
+}
