@@ -239,3 +239,37 @@ fn single_token_check_names_the_offending_answer() {
     let err = check_single_token(&items, failing).unwrap_err().to_string();
     assert!(err.contains("boom") && err.contains("False"), "{err}");
 }
+
+#[test]
+fn single_token_check_with_the_real_stories260k_tokenizer() {
+    let path = common::shared().join("models/stories260k/tokenizer.json");
+    let tok = tokenizers::Tokenizer::from_file(&path)
+        .unwrap_or_else(|e| panic!("cannot load {}: {e}", path.display()));
+    let encode = |_: &str, answer: &str| -> Result<Vec<u32>, String> {
+        tok.encode(answer, false)
+            .map(|e| e.get_ids().to_vec())
+            .map_err(|e| e.to_string())
+    };
+    let reg = TaskRegistry::builtin();
+    let templates = TemplateSet::from_file(&common::templates_json()).unwrap();
+    let render = |name: &str| {
+        let task = reg.get(name).unwrap();
+        let data = Dataset::load(&DataSource::Dir(common::mceval8k()), task).unwrap();
+        templates
+            .render(task, &data, Split::Test, Shots::Zero, Some(3))
+            .unwrap()
+    };
+    // Letters are single tokens in this 512-piece vocabulary ...
+    let ids = check_single_token(&render("agnews"), encode).unwrap();
+    assert_eq!(ids.len(), 3);
+    let distinct: std::collections::HashSet<u32> = ids[0].iter().copied().collect();
+    assert_eq!(distinct.len(), 4);
+    // ... but "False" is not: the error names the task and the answer.
+    let err = check_single_token(&render("fever"), encode)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("fever") && err.contains("`False`") && err.contains("tokens"),
+        "{err}"
+    );
+}
