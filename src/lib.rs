@@ -3,3 +3,5 @@
 pub mod output;
 pub mod plot;
 pub mod skill;
+pub mod factual;
+pub mod negexp;
