@@ -163,6 +163,24 @@ pub struct TaskTemplate {
     /// Published default demonstrations: train indices in answer order.
     #[serde(default)]
     pub demo_train_indices: Option<PerLang<Vec<usize>>>,
+    /// Alternative instructions (PAWS' IT0-IT4 in the published file), by name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_variants: Option<BTreeMap<String, PromptVariant>>,
+}
+
+/// An alternative instruction/question/options/answers for a task (same records, same demo
+/// choice).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PromptVariant {
+    /// English instruction.
+    pub instruction: String,
+    /// English question template.
+    pub question: String,
+    /// Options block, if any.
+    #[serde(default)]
+    pub options: Option<OptionsSpec>,
+    /// Answer tokens in label order.
+    pub answer_tokens: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -235,6 +253,33 @@ impl TemplateSet {
             tasks: file.tasks,
             origin: origin.into(),
         })
+    }
+
+    /// A copy of this set in which `task` uses its prompt variant `variant` (e.g. PAWS `IT1`
+    /// from the published templates); an unknown variant is an error listing the known ones.
+    pub fn with_variant(&self, task: &TaskSpec, variant: &str) -> Result<TemplateSet> {
+        let t = self.template(task)?;
+        let variants = t.prompt_variants.as_ref();
+        let v = variants
+            .and_then(|m| m.get(variant))
+            .ok_or_else(|| Error::Template {
+                task: task.name.into(),
+                message: format!(
+                    "no prompt variant `{variant}`; known: {}",
+                    variants
+                        .map(|m| m.keys().cloned().collect::<Vec<_>>().join(", "))
+                        .unwrap_or_else(|| "none".into())
+                ),
+            })?;
+        let mut nt = t.clone();
+        nt.instruction = BTreeMap::from([("en".to_string(), v.instruction.clone())]);
+        nt.question = BTreeMap::from([("en".to_string(), v.question.clone())]);
+        nt.options = v.options.clone();
+        nt.answer_tokens = v.answer_tokens.clone();
+        nt.prompt_language = PromptLanguage::En;
+        let mut set = self.clone();
+        set.tasks.insert(task.name.to_string(), nt);
+        Ok(set)
     }
 
     /// The template of `task`.

@@ -273,3 +273,34 @@ fn single_token_check_with_the_real_stories260k_tokenizer() {
         "{err}"
     );
 }
+
+#[test]
+fn paws_prompt_variants() {
+    let templates = TemplateSet::from_file(&common::templates_json()).unwrap();
+    let task = TaskRegistry::builtin().get("paws").unwrap();
+    let data = Dataset::load(&DataSource::Dir(common::mceval8k()), task).unwrap();
+    let base = templates
+        .render(task, &data, Split::Test, Shots::Few { seed: 42 }, Some(2))
+        .unwrap();
+    let it4 = templates.with_variant(task, "IT4").unwrap();
+    let items = it4
+        .render(task, &data, Split::Test, Shots::Few { seed: 42 }, Some(2))
+        .unwrap();
+    let p = &items[0].prompt;
+    assert!(
+        p.starts_with("### Instruction: You are provided with two sentences."),
+        "{p}"
+    );
+    assert!(p.contains("### Options:\na.The sentences convey different idea.\nb.The sentences convey the same ideas.\n### Answer:a\n\n"), "{p}");
+    assert_eq!(items[0].options, ["a", "b"]);
+    assert_eq!(items[0].label, base[0].label);
+    // IT0 is the default prompt.
+    let it0 = templates.with_variant(task, "IT0").unwrap();
+    assert_eq!(
+        it0.render(task, &data, Split::Test, Shots::Few { seed: 42 }, Some(2))
+            .unwrap(),
+        base
+    );
+    let err = templates.with_variant(task, "IT9").unwrap_err().to_string();
+    assert!(err.contains("IT9") && err.contains("IT1"), "{err}");
+}
