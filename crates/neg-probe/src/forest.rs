@@ -396,10 +396,12 @@ impl RandomForest {
                 n_options: n_classes,
             });
         }
+        // Distinct values bound the histogram width; scan feature-major rows (contiguous).
         let mut n_values = 1usize;
-        for &r in rows {
-            for f in 0..n_features {
-                n_values = n_values.max(x[[f, r]] as usize + 1);
+        for f in 0..n_features {
+            let row = x.row(f);
+            for &r in rows {
+                n_values = n_values.max(row[r] as usize + 1);
             }
         }
         // Labels indexed by sample id so that nodes can hold plain sample ids.
