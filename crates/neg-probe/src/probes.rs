@@ -652,7 +652,9 @@ pub enum NeuronSubset {
 }
 
 /// Tree-Probe (§5.3, G.2): a random forest on the per-neuron option index of the largest
-/// NEG (for binary tasks a 0/1 feature: which option's NEG is larger).
+/// NEG (for binary tasks a 0/1 feature: which option's NEG is larger). The authors' code
+/// writes the binary feature as `1 if g[0] > g[1]`, the mirror image of this index; a tree
+/// splits a two-valued feature into the same two groups either way, so the forests agree.
 #[derive(Debug, Clone)]
 pub struct TreeProbe {
     /// Forest hyper-parameters (100 trees, unlimited depth by default).
