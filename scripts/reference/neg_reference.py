@@ -47,14 +47,14 @@ def shift_grid(rng, step):
 
 class DownProjHooks:
     """Pre-hooks on every layer's down_proj: capture the last position's input, optionally
-    replace it by a differentiable leaf, optionally add per-row deltas to one neuron."""
+    add a differentiable zero probe, optionally add per-row deltas to one neuron."""
 
     def __init__(self, model):
         self.layers = model.model.layers
         self.captured = {}
         self.leaves = {}
         self.make_leaf = False
-        self.patch = None  # (layer, neuron, delta tensor [B])
+        self.patch = None  # (layer [B], neuron [B], delta [B]) per batch row
         self.handles = [
             layer.mlp.down_proj.register_forward_pre_hook(self._hook(i))
             for i, layer in enumerate(self.layers)
@@ -65,12 +65,18 @@ class DownProjHooks:
             (x,) = args
             last = x[:, -1, :]
             if self.make_leaf:
-                last = last.detach().clone().requires_grad_(True)
-                self.leaves[layer] = last
-            if self.patch is not None and self.patch[0] == layer:
-                _, neuron, delta = self.patch
-                last = last.clone()
-                last[:, neuron] = last[:, neuron] + delta
+                # A zero probe added to the activation: d P / d probe = d P / d a, and unlike a
+                # detached leaf it keeps the paths through later layers in the graph.
+                probe = torch.zeros_like(last, requires_grad=True)
+                self.leaves[layer] = probe
+                last = last + probe
+            if self.patch is not None:
+                # One batch row per variant: row b adds delta[b] to neuron[b] of layer[b].
+                layers, neurons, delta = self.patch
+                rows = (layers == layer).nonzero().flatten()
+                if len(rows) > 0:
+                    last = last.clone()
+                    last[rows, neurons[rows]] = last[rows, neurons[rows]] + delta[rows]
             self.captured[layer] = last.detach().clone()
             if last is x[:, -1, :]:
                 return None
@@ -114,7 +120,7 @@ def main():
         # Unpatched pass with differentiable activations at the last position.
         hooks.make_leaf, hooks.patch = True, None
         probs = torch.softmax(model(input_ids=ids).logits[0, -1], dim=-1)
-        acts = {l: hooks.leaves[l][0].detach() for l in hooks.leaves}
+        acts = {l: hooks.captured[l][0] for l in hooks.captured}
         leaves = [hooks.leaves[l] for l in range(len(hooks.layers))]
         cg = []
         for t in targets:
@@ -128,19 +134,22 @@ def main():
         out["cg"].append(cg)
         out["neurgrad"].append([[g * s for g, s in zip(row, sign)] for row in cg])
 
-        # Intervention sweep: one batch of S identical sequences per neuron.
+        # Intervention sweep: one batch per prompt, row 0 unpatched, then K x S variants.
         with torch.no_grad():
-            hooks.patch = None
-            base = torch.softmax(model(input_ids=ids).logits[0, -1], dim=-1)
-            batch = ids.repeat(len(shifts), 1)
-            dp = np.zeros((len(targets), len(neurons), len(shifts)))
+            k_count, s_count = len(neurons), len(shifts)
+            layers = torch.full((1 + k_count * s_count,), -1, dtype=torch.long)
+            idx = torch.zeros_like(layers)
+            delta = torch.zeros(1 + k_count * s_count, dtype=dtype)
             for k, (l, n) in enumerate(neurons):
-                delta = d * sign[k] if mode == "magnitude" else d
-                hooks.patch = (l, n, delta)
-                p = torch.softmax(model(input_ids=batch).logits[:, -1], dim=-1)
-                for j, t in enumerate(targets):
-                    dp[j, k] = (p[:, t] - base[t]).double().numpy()
+                rows = slice(1 + k * s_count, 1 + (k + 1) * s_count)
+                layers[rows], idx[rows] = l, n
+                delta[rows] = d * sign[k] if mode == "magnitude" else d
+            hooks.patch = (layers, idx, delta)
+            p = torch.softmax(model(input_ids=ids.repeat(len(layers), 1)).logits[:, -1], dim=-1)
             hooks.patch = None
+            dp = np.zeros((len(targets), k_count, s_count))
+            for j, t in enumerate(targets):
+                dp[j] = (p[1:, t] - p[0, t]).double().numpy().reshape(k_count, s_count)
         x = np.array(shifts, dtype=np.float64)
         neg = dp @ x / (x @ x)
         r = np.zeros_like(neg)
