@@ -1042,3 +1042,191 @@ mod tests {
         }
     }
 }
+
+/// Arguments shared by the study examples (one task, one model).
+#[derive(Debug, Clone, Serialize, clap::Args)]
+pub struct StudyArgs {
+    /// Model directory or hub id [default: ../shared/models/stories260k, else a hub model].
+    #[arg(long)]
+    pub model: Option<String>,
+    /// MCEval8K root, `hub` or `hub:<repo>` [default: ../shared/data/mceval8k, else the hub].
+    #[arg(long)]
+    pub data: Option<String>,
+    /// Task (directory or paper name).
+    #[arg(long, default_value = "myriadlama")]
+    pub task: String,
+    /// Zero- or few-shot prompts.
+    #[arg(long, value_enum, default_value_t = ShotMode::Zero)]
+    pub shots: ShotMode,
+    /// Published splits or a leak-free re-split.
+    #[arg(long, value_enum, default_value_t = SplitMode::Published)]
+    pub splits: SplitMode,
+    /// Training prompts.
+    #[arg(long, default_value_t = 160)]
+    pub train_size: usize,
+    /// Validation prompts.
+    #[arg(long, default_value_t = 48)]
+    pub valid_size: usize,
+    /// Test prompts.
+    #[arg(long, default_value_t = 64)]
+    pub test_size: usize,
+    /// Seed of the selection, re-split, forests and baselines.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Prompts per NeurGrad batch.
+    #[arg(long, default_value_t = 16)]
+    pub batch: usize,
+    /// cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Output directory.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// No progress bars.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+impl StudyArgs {
+    /// A tiny configuration on `../shared` for tests: `task`, the given sizes, no progress.
+    pub fn tiny(task: &str, sizes: Sizes, out: &Path) -> Self {
+        Self {
+            model: None,
+            data: None,
+            task: task.into(),
+            shots: ShotMode::Zero,
+            splits: SplitMode::Published,
+            train_size: sizes.train,
+            valid_size: sizes.valid,
+            test_size: sizes.test,
+            seed: 0,
+            batch: 16,
+            device: "cpu".into(),
+            out: out.to_path_buf(),
+            quiet: true,
+        }
+    }
+
+    /// Prompts per split.
+    pub fn sizes(&self) -> Sizes {
+        Sizes {
+            train: self.train_size,
+            valid: self.valid_size,
+            test: self.test_size,
+        }
+    }
+}
+
+/// Features of one task in one or more contexts, with where they came from.
+#[derive(Debug)]
+pub struct StudyFeatures {
+    /// Model id.
+    pub model: String,
+    /// Data location.
+    pub data: String,
+    /// Task name.
+    pub task: String,
+    /// One entry per context, same records in the same order.
+    pub features: Vec<SkillFeatures>,
+    /// Selection counts.
+    pub selection: SelectionStats,
+}
+
+/// How a study names and renders its contexts: given the task, the template set of the data
+/// and whether it came from a template file.
+pub type ContextMaker<'a> =
+    dyn Fn(&TaskSpec, &TemplateSet, bool) -> Result<Vec<PromptContext>> + 'a;
+
+/// The single context of `args.shots` with the data's templates.
+pub fn default_context(
+    args: &StudyArgs,
+) -> impl Fn(&TaskSpec, &TemplateSet, bool) -> Result<Vec<PromptContext>> {
+    let (shots, splits) = (args.shots, args.splits);
+    move |spec, templates, from_file| {
+        Ok(vec![PromptContext {
+            name: format!("{shots:?}-shot").to_lowercase(),
+            templates: templates.clone(),
+            shots: shots_for(shots, splits, spec, from_file),
+        }])
+    }
+}
+
+/// Checks `args` (task, `--out`, model and data), then computes NeurGrad features of
+/// `args.task` in every context `contexts` makes.
+pub fn study_features(args: &StudyArgs, contexts: &ContextMaker) -> Result<StudyFeatures> {
+    let spec = TaskRegistry::builtin().get(&args.task)?;
+    check_out_dir(&args.out)?;
+    let sources = resolve_sources(args.model.as_deref(), args.data.as_deref())?;
+    if let Some(note) = &sources.note {
+        eprintln!("note: {note}");
+    }
+    let templates = template_set(&sources)?;
+    let task = load_task(&sources.data, spec.name, args.splits, args.seed)?;
+    let ctx = contexts(spec, &templates, sources.templates.is_some())?;
+    let model = load_model(&sources.model, &args.device, args.batch * 8)?;
+    let fits = |prompt: &str| model.encode(prompt).is_ok();
+    let (sets, selection) = select_prompts(&task, &ctx, args.sizes(), args.seed, &fits)?;
+    let mut features = Vec::with_capacity(sets.len());
+    for set in &sets {
+        let bar = progress_bar(
+            set.items.len(),
+            &format!("{} {}", set.task, set.context),
+            !args.quiet,
+        );
+        features.push(compute_features(&model, set, args.batch, false, &bar)?);
+        bar.finish_and_clear();
+    }
+    Ok(StudyFeatures {
+        model: sources.model,
+        data: sources.data_label,
+        task: spec.name.to_string(),
+        features,
+        selection,
+    })
+}
+
+/// A copy of `templates` whose template for `task` shows and expects `letters` as option
+/// letters and answers (e.g. upper-case `A`..`D`): a context that changes the option tokens.
+pub fn with_answer_letters(
+    templates: &TemplateSet,
+    task: &TaskSpec,
+    letters: &[&str],
+) -> Result<TemplateSet> {
+    let mut t = templates.template(task)?.clone();
+    if t.answer_tokens.len() > letters.len() {
+        bail!(
+            "task {}: {} answers but only {} letters",
+            task.name,
+            t.answer_tokens.len(),
+            letters.len()
+        );
+    }
+    let map: HashMap<String, String> = t
+        .answer_tokens
+        .iter()
+        .zip(letters)
+        .map(|(a, l)| (a.clone(), l.to_string()))
+        .collect();
+    match &mut t.options {
+        Some(o) if o.letters == t.answer_tokens => {
+            o.letters = o.letters.iter().map(|l| map[l].clone()).collect();
+        }
+        _ => bail!(
+            "task {}: its options are not lettered by its answers, so they cannot be relettered",
+            task.name
+        ),
+    }
+    if let Some(m) = &mut t.label_map {
+        for v in m.values_mut() {
+            if let Some(n) = map.get(v) {
+                *v = n.clone();
+            }
+        }
+    }
+    t.answer_tokens = t.answer_tokens.iter().map(|a| map[a].clone()).collect();
+    let json = serde_json::json!({ "tasks": { task.name: t } });
+    Ok(TemplateSet::parse(
+        &json.to_string(),
+        Path::new("<relettered templates>"),
+    )?)
+}

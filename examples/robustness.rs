@@ -1,0 +1,226 @@
+//! `robustness`: are skill neurons found in one context skill neurons in another? (the NEG
+//! paper's §6.2, Fig. 21).
+//!
+//! ```text
+//! cargo run --release --example robustness -- --out out/robustness
+//! cargo run --release --example robustness -- --task mnli --probe magn --neurons 32 \
+//!     --contexts published,builtin,upper-letters,published-few --out out/rob
+//! ```
+//!
+//! The same records of one task are rendered in several contexts: `published` (the
+//! published template), `builtin` (our own instruction and question wording),
+//! `upper-letters` (published template with options lettered and answered `A`, `B`, ...),
+//! and few-shot variants `published-few` / `builtin-few` (long: they rarely fit a 512-token
+//! model). A probe fitted on context X (with `--neurons` fixed, the paper's 32, or chosen on
+//! valid with `--neurons 0`) is evaluated on context Y's test prompts; the ratio
+//! `max(ACC^Y_{N^X} - 1/K, 0) / max(ACC^Y_{N^Y} - 1/K, 0)` is reported for every ordered pair
+//! (`neg_probe::studies::robustness`). Writes `robustness.json` and `robustness.svg` under
+//! `--out` and prints the accuracy matrix and ratios.
+use std::process::ExitCode;
+
+use anyhow::{bail, Result};
+use clap::Parser;
+use mceval::{Shots, TemplateSet};
+use neg_probe::studies::{robustness, RobustnessMatrix};
+use neg_rs::plot::{bar_svg, write_svg};
+use neg_rs::skill::{
+    make_probe, shots_for, study_features, with_answer_letters, PromptContext, ShotMode, SplitMode,
+    StudyArgs,
+};
+use serde::Serialize;
+
+/// The contexts this example can render.
+pub const CONTEXTS: [&str; 5] = [
+    "published",
+    "builtin",
+    "upper-letters",
+    "published-few",
+    "builtin-few",
+];
+
+/// Command-line arguments.
+#[derive(Debug, Parser)]
+#[command(about = "Robustness of skill neurons across prompt contexts (NEG paper §6.2)")]
+pub struct Args {
+    #[command(flatten)]
+    pub study: StudyArgs,
+    /// Contexts (at least two of: published, builtin, upper-letters, published-few,
+    /// builtin-few).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "published,builtin,upper-letters"
+    )]
+    pub contexts: Vec<String>,
+    /// Probe (polar, magn, act, tree).
+    #[arg(long, default_value = "polar")]
+    pub probe: String,
+    /// Neurons per probe (the paper: 32); 0 chooses the count on each context's valid split.
+    #[arg(long, default_value_t = 32)]
+    pub neurons: usize,
+    /// Trees of the Tree-Probe.
+    #[arg(long, default_value_t = 100)]
+    pub trees: usize,
+}
+
+/// What `robustness.json` holds.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    /// Model id.
+    pub model: String,
+    /// Data location.
+    pub data: String,
+    /// Task.
+    pub task: String,
+    /// Settings.
+    pub args: StudyArgs,
+    /// Probe.
+    pub probe: String,
+    /// Answers of each context.
+    pub answers: Vec<Vec<String>>,
+    /// The pairwise matrix.
+    pub matrix: RobustnessMatrix,
+}
+
+fn contexts_for(
+    names: &[String],
+    splits: SplitMode,
+) -> impl Fn(&mceval::TaskSpec, &TemplateSet, bool) -> Result<Vec<PromptContext>> + '_ {
+    move |spec, templates, from_file| {
+        names
+            .iter()
+            .map(|name| {
+                let builtin = TemplateSet::builtin();
+                let few = |t: bool| shots_for(ShotMode::Few, splits, spec, t);
+                let (templates, shots) = match name.as_str() {
+                    "published" => (templates.clone(), Shots::Zero),
+                    "builtin" => (builtin, Shots::Zero),
+                    "upper-letters" => (
+                        with_answer_letters(
+                            templates,
+                            spec,
+                            &["A", "B", "C", "D", "E", "F", "G", "H"],
+                        )?,
+                        Shots::Zero,
+                    ),
+                    "published-few" => (templates.clone(), few(from_file)),
+                    "builtin-few" => (builtin, few(false)),
+                    other => bail!("unknown context `{other}` ({})", CONTEXTS.join(", ")),
+                };
+                Ok(PromptContext {
+                    name: name.clone(),
+                    templates,
+                    shots,
+                })
+            })
+            .collect()
+    }
+}
+
+/// Runs the study and writes its files.
+pub fn run(args: &Args) -> Result<Report> {
+    if args.contexts.len() < 2 {
+        bail!("--contexts needs at least two contexts");
+    }
+    if let Some(c) = args
+        .contexts
+        .iter()
+        .find(|c| !CONTEXTS.contains(&c.as_str()))
+    {
+        bail!("unknown context `{c}` ({})", CONTEXTS.join(", "));
+    }
+    if !["polar", "magn", "act", "tree"].contains(&args.probe.as_str()) {
+        bail!(
+            "--probe must be polar, magn, act or tree, not `{}`",
+            args.probe
+        );
+    }
+    let f = study_features(
+        &args.study,
+        &contexts_for(&args.contexts, args.study.splits),
+    )?;
+    let (seed, trees) = (args.study.seed, args.trees);
+    let probe = args.probe.clone();
+    let make = move || make_probe(&probe, seed, trees).expect("probe name was checked");
+    let pairs: Vec<(&str, &neg_probe::ProbeData)> = f
+        .features
+        .iter()
+        .map(|x| (x.context.as_str(), &x.data))
+        .collect();
+    let k = (args.neurons > 0 && args.probe != "tree").then_some(args.neurons);
+    let matrix = robustness(&make, &pairs, k)?;
+    let bars: Vec<(String, f64)> = matrix
+        .cells
+        .iter()
+        .filter(|c| c.source != c.target)
+        .map(|c| (format!("{}→{}", c.source, c.target), c.ratio.unwrap_or(0.0)))
+        .collect();
+    let svg = bar_svg(
+        &format!("Robustness of {} neurons ({})", args.probe, f.task),
+        "ratio (0 also when undefined)",
+        &bars,
+    )?;
+    let report = Report {
+        model: f.model.clone(),
+        data: f.data.clone(),
+        task: f.task.clone(),
+        args: args.study.clone(),
+        probe: args.probe.clone(),
+        answers: f.features.iter().map(|x| x.answers.clone()).collect(),
+        matrix,
+    };
+    write_svg(&args.study.out.join("robustness.svg"), &svg)?;
+    neg_rs::output::write_json(&args.study.out.join("robustness.json"), &report)?;
+    Ok(report)
+}
+
+/// The printed table: test accuracy of the probe fitted on the row context, evaluated on the
+/// column context, and the ratio in brackets.
+pub fn table(r: &Report) -> String {
+    let ctx = &r.matrix.contexts;
+    let mut out = format!("{:<16}", "fitted \\ tested");
+    for c in ctx {
+        out += &format!(" {c:>18}");
+    }
+    out.push('\n');
+    for x in ctx {
+        out += &format!("{x:<16}");
+        for y in ctx {
+            let cell = r
+                .matrix
+                .cells
+                .iter()
+                .find(|c| &c.source == x && &c.target == y);
+            let text = match cell {
+                Some(c) => format!(
+                    "{:.3} ({})",
+                    c.accuracy_source_on_target,
+                    c.ratio.map_or("n/a".to_string(), |v| format!("{v:.2}"))
+                ),
+                None => "-".into(),
+            };
+            out += &format!(" {text:>18}");
+        }
+        out.push('\n');
+    }
+    out
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(&args) {
+        Ok(r) => {
+            println!(
+                "{} on {}: {} probe, chance {:.3}; accuracy (ratio)\n",
+                r.model, r.task, r.probe, r.matrix.chance
+            );
+            print!("{}", table(&r));
+            println!("-> {}", args.study.out.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,170 @@
+//! `substitutability`: accuracy of successive windows of ranked skill neurons (the NEG
+//! paper's §6.3, Fig. 8).
+//!
+//! ```text
+//! cargo run --release --example substitutability -- --out out/substitutability
+//! cargo run --release --example substitutability -- --task agnews --window 64 --out out/sub
+//! ```
+//!
+//! Fits the Polar- and Magn-Probe on one task's NeurGrad features and evaluates, on test, the
+//! vote of each window of `--window` consecutive neurons down each probe's ranking
+//! (`neg_probe::studies::substitutability`). Flat curves mean lower-ranked neurons can
+//! substitute for the best ones. Writes `substitutability.json` and `substitutability.svg`
+//! under `--out` and prints the window accuracies.
+use std::process::ExitCode;
+
+use anyhow::{bail, Result};
+use clap::Parser;
+use neg_probe::studies::{substitutability, Substitutability};
+use neg_probe::{MagnProbe, PolarProbe};
+use neg_rs::plot::{line_svg, write_svg, LineSpec, Panel, Series};
+use neg_rs::skill::{default_context, display_name, study_features, StudyArgs};
+use serde::Serialize;
+
+/// Command-line arguments.
+#[derive(Debug, Parser)]
+#[command(about = "Substitutability of skill neurons (NEG paper §6.3, Fig. 8)")]
+pub struct Args {
+    #[command(flatten)]
+    pub study: StudyArgs,
+    /// Neurons per window (the paper: 64).
+    #[arg(long, default_value_t = 64)]
+    pub window: usize,
+    /// At most this many windows, spread evenly down the ranking (default: all).
+    #[arg(long)]
+    pub max_windows: Option<usize>,
+}
+
+/// What `substitutability.json` holds.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    /// Model id.
+    pub model: String,
+    /// Data location.
+    pub data: String,
+    /// Task.
+    pub task: String,
+    /// Settings.
+    pub args: StudyArgs,
+    /// Chance accuracy (1 / options).
+    pub chance: f64,
+    /// Polar- and Magn-Probe results.
+    pub probes: Vec<Substitutability>,
+}
+
+/// Runs the study and writes its files.
+pub fn run(args: &Args) -> Result<Report> {
+    if args.window == 0 {
+        bail!("--window must be at least 1");
+    }
+    let f = study_features(&args.study, &default_context(&args.study))?;
+    let data = &f.features[0].data;
+    let mut probes = vec![
+        substitutability(
+            &mut PolarProbe::new(None),
+            data,
+            args.window,
+            args.max_windows,
+        )?,
+        substitutability(
+            &mut MagnProbe::new(None),
+            data,
+            args.window,
+            args.max_windows,
+        )?,
+    ];
+    probes.retain(|p| !p.windows.is_empty());
+    let chance = 1.0 / data.n_options() as f64;
+    let mut series: Vec<Series> = probes
+        .iter()
+        .map(|p| {
+            Series::new(
+                display_name(&p.probe),
+                p.windows
+                    .iter()
+                    .map(|w| (w.start_rank as f64, w.test_accuracy))
+                    .collect(),
+            )
+        })
+        .collect();
+    let last = probes
+        .iter()
+        .flat_map(|p| p.windows.iter().map(|w| w.start_rank))
+        .max()
+        .unwrap_or(0) as f64;
+    series.push(Series::new("chance", vec![(0.0, chance), (last, chance)]));
+    let spec = LineSpec {
+        y_range: Some((0.0, 1.0)),
+        ..LineSpec::new(
+            &format!(
+                "Accuracy of {}-neuron windows down the ranking",
+                args.window
+            ),
+            "rank of the window's first neuron",
+            "test accuracy",
+        )
+    };
+    let svg = line_svg(
+        &spec,
+        &[Panel {
+            title: f.task.clone(),
+            series,
+        }],
+    )?;
+    let report = Report {
+        model: f.model.clone(),
+        data: f.data.clone(),
+        task: f.task.clone(),
+        args: args.study.clone(),
+        chance,
+        probes,
+    };
+    write_svg(&args.study.out.join("substitutability.svg"), &svg)?;
+    neg_rs::output::write_json(&args.study.out.join("substitutability.json"), &report)?;
+    Ok(report)
+}
+
+/// The printed table: window start rank as rows, probes as columns.
+pub fn table(r: &Report) -> String {
+    let mut out = format!("{:>10}", "from rank");
+    for p in &r.probes {
+        out += &format!(" {:>8}", display_name(&p.probe));
+    }
+    out.push('\n');
+    let rows = r.probes.iter().map(|p| p.windows.len()).max().unwrap_or(0);
+    for i in 0..rows {
+        let start = r
+            .probes
+            .iter()
+            .find_map(|p| p.windows.get(i))
+            .map_or(0, |w| w.start_rank);
+        out += &format!("{start:>10}");
+        for p in &r.probes {
+            match p.windows.get(i) {
+                Some(w) => out += &format!(" {:>8.3}", w.test_accuracy),
+                None => out += &format!(" {:>8}", "-"),
+            }
+        }
+        out.push('\n');
+    }
+    out
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(&args) {
+        Ok(r) => {
+            println!(
+                "{} on {}: test accuracy of {}-neuron windows (chance {:.3})\n",
+                r.model, r.task, args.window, r.chance
+            );
+            print!("{}", table(&r));
+            println!("-> {}", args.study.out.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,167 @@
+//! `training_size`: probe accuracy vs training-set size (the NEG paper's Fig. 7).
+//!
+//! ```text
+//! cargo run --release --example training_size -- --out out/training_size
+//! cargo run --release --example training_size -- --task agnews --train-size 1000 \
+//!     --sizes 50,100,200,500,1000 --probes polar,magn,tree --out out/ts
+//! ```
+//!
+//! Computes NeurGrad features of one task once (`--train-size` training prompts), then fits
+//! each probe on nested seeded subsets of the training prompts (`neg_probe::studies::
+//! accuracy_vs_train_size`), choosing the neuron count on valid each time. Writes
+//! `training_size.json` and `training_size.svg` under `--out` and prints test accuracy per
+//! size (rows) and probe (columns). Bad input: one `error:` line, exit status 1, no files.
+use std::process::ExitCode;
+
+use anyhow::{bail, Result};
+use clap::Parser;
+use neg_probe::studies::{accuracy_vs_train_size, TrainSizePoint};
+use neg_rs::plot::{line_svg, write_svg, LineSpec, Panel, Series};
+use neg_rs::skill::{default_context, display_name, make_probe, study_features, StudyArgs};
+use serde::Serialize;
+
+/// Command-line arguments.
+#[derive(Debug, Parser)]
+#[command(about = "Skill-probe accuracy vs training-set size (NEG paper Fig. 7)")]
+pub struct Args {
+    #[command(flatten)]
+    pub study: StudyArgs,
+    /// Training-set sizes (each at most --train-size).
+    #[arg(long, value_delimiter = ',', default_value = "10,20,40,80,160")]
+    pub sizes: Vec<usize>,
+    /// Probes (rand, lmprob, polar, magn, tree, act).
+    #[arg(long, value_delimiter = ',', default_value = "polar,magn,tree,act")]
+    pub probes: Vec<String>,
+    /// Trees of the Tree-Probe.
+    #[arg(long, default_value_t = 100)]
+    pub trees: usize,
+}
+
+/// One probe's curve.
+#[derive(Debug, Serialize)]
+pub struct ProbeCurve {
+    /// Probe name.
+    pub probe: String,
+    /// One point per size.
+    pub points: Vec<TrainSizePoint>,
+}
+
+/// What `training_size.json` holds.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    /// Model id.
+    pub model: String,
+    /// Data location.
+    pub data: String,
+    /// Task.
+    pub task: String,
+    /// Settings.
+    pub args: StudyArgs,
+    /// Sizes in order.
+    pub sizes: Vec<usize>,
+    /// One curve per probe.
+    pub curves: Vec<ProbeCurve>,
+    /// Seconds computing features.
+    pub feature_seconds: f64,
+}
+
+/// Runs the study and writes its files.
+pub fn run(args: &Args) -> Result<Report> {
+    if args.sizes.is_empty() {
+        bail!("--sizes is empty");
+    }
+    if let Some(&s) = args
+        .sizes
+        .iter()
+        .find(|&&s| s == 0 || s > args.study.train_size)
+    {
+        bail!(
+            "--sizes: {s} is outside 1..={} (--train-size)",
+            args.study.train_size
+        );
+    }
+    for p in &args.probes {
+        make_probe(p, 0, 1)?;
+    }
+    let f = study_features(&args.study, &default_context(&args.study))?;
+    let feats = &f.features[0];
+    let mut curves = Vec::new();
+    for p in &args.probes {
+        let (seed, trees) = (args.study.seed, args.trees);
+        let make = || make_probe(p, seed, trees).expect("probe names were checked");
+        let points = accuracy_vs_train_size(&make, &feats.data, &args.sizes, seed)?;
+        curves.push(ProbeCurve {
+            probe: p.clone(),
+            points,
+        });
+    }
+    let panel = Panel {
+        title: f.task.clone(),
+        series: curves
+            .iter()
+            .map(|c| {
+                Series::new(
+                    display_name(&c.probe),
+                    c.points
+                        .iter()
+                        .map(|p| (p.n_train as f64, p.evaluation.test_accuracy))
+                        .collect(),
+                )
+            })
+            .collect(),
+    };
+    let spec = LineSpec {
+        y_range: Some((0.0, 1.0)),
+        ..LineSpec::new(
+            "Test accuracy vs training-set size",
+            "training prompts",
+            "test accuracy",
+        )
+    };
+    let svg = line_svg(&spec, &[panel])?;
+    let report = Report {
+        model: f.model.clone(),
+        data: f.data.clone(),
+        task: f.task.clone(),
+        args: args.study.clone(),
+        sizes: args.sizes.clone(),
+        curves,
+        feature_seconds: feats.seconds,
+    };
+    write_svg(&args.study.out.join("training_size.svg"), &svg)?;
+    neg_rs::output::write_json(&args.study.out.join("training_size.json"), &report)?;
+    Ok(report)
+}
+
+/// The printed table: sizes as rows, probes as columns.
+pub fn table(r: &Report) -> String {
+    let mut out = format!("{:>8}", "n_train");
+    for c in &r.curves {
+        out += &format!(" {:>8}", display_name(&c.probe));
+    }
+    out.push('\n');
+    for (i, size) in r.sizes.iter().enumerate() {
+        out += &format!("{size:>8}");
+        for c in &r.curves {
+            out += &format!(" {:>8.3}", c.points[i].evaluation.test_accuracy);
+        }
+        out.push('\n');
+    }
+    out
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(&args) {
+        Ok(r) => {
+            println!("{} on {} (test accuracy)\n", r.model, r.task);
+            print!("{}", table(&r));
+            println!("-> {}", args.study.out.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,147 @@
+//! `tree_shape`: Tree-Probe accuracy over forest shapes (the NEG paper's §6.4, Fig. 9).
+//!
+//! ```text
+//! cargo run --release --example tree_shape -- --out out/tree_shape
+//! cargo run --release --example tree_shape -- --task agnews --max-sum 12 --out out/shape
+//! ```
+//!
+//! Fits forests of `2^N` trees with depth at most `2^M` for all `N + M < --max-sum` (the
+//! paper: 12; default 9 to stay fast) on one task's NeurGrad option-index features
+//! (`neg_probe::studies::tree_shape_sweep`). Writes `tree_shape.json` and `tree_shape.svg`
+//! under `--out` and prints validation / test accuracy per shape.
+use std::process::ExitCode;
+
+use anyhow::{bail, Result};
+use clap::Parser;
+use neg_probe::studies::{tree_shape_sweep, ShapePoint};
+use neg_probe::{ForestConfig, NeuronSubset};
+use neg_rs::plot::{line_svg, write_svg, LineSpec, Panel, Series};
+use neg_rs::skill::{default_context, study_features, StudyArgs};
+use serde::Serialize;
+
+/// Command-line arguments.
+#[derive(Debug, Parser)]
+#[command(about = "Tree-Probe accuracy over forest shapes (NEG paper §6.4, Fig. 9)")]
+pub struct Args {
+    #[command(flatten)]
+    pub study: StudyArgs,
+    /// Shapes with log2(trees) + log2(depth) below this (2..=22; the paper: 12).
+    #[arg(long, default_value_t = 9)]
+    pub max_sum: u32,
+}
+
+/// What `tree_shape.json` holds.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    /// Model id.
+    pub model: String,
+    /// Data location.
+    pub data: String,
+    /// Task.
+    pub task: String,
+    /// Settings.
+    pub args: StudyArgs,
+    /// `max_sum` used.
+    pub max_sum: u32,
+    /// One point per shape.
+    pub points: Vec<ShapePoint>,
+}
+
+/// Runs the study and writes its files.
+pub fn run(args: &Args) -> Result<Report> {
+    if !(2..=22).contains(&args.max_sum) {
+        bail!("--max-sum must be in 2..=22, not {}", args.max_sum);
+    }
+    let f = study_features(&args.study, &default_context(&args.study))?;
+    let base = ForestConfig {
+        seed: args.study.seed,
+        ..ForestConfig::default()
+    };
+    let points = tree_shape_sweep(&f.features[0].data, NeuronSubset::All, &base, args.max_sum)?;
+    let mut trees: Vec<u32> = points.iter().map(|p| p.log2_trees).collect();
+    trees.dedup();
+    let series = trees
+        .iter()
+        .map(|&n| {
+            Series::new(
+                format!("2^{n} trees"),
+                points
+                    .iter()
+                    .filter(|p| p.log2_trees == n)
+                    .map(|p| (p.log2_depth as f64, p.test_accuracy))
+                    .collect(),
+            )
+        })
+        .collect();
+    let spec = LineSpec {
+        y_range: Some((0.0, 1.0)),
+        ..LineSpec::new(
+            "Tree-Probe test accuracy by forest shape",
+            "log2(max depth)",
+            "test accuracy",
+        )
+    };
+    let svg = line_svg(
+        &spec,
+        &[Panel {
+            title: f.task.clone(),
+            series,
+        }],
+    )?;
+    let report = Report {
+        model: f.model.clone(),
+        data: f.data.clone(),
+        task: f.task.clone(),
+        args: args.study.clone(),
+        max_sum: args.max_sum,
+        points,
+    };
+    write_svg(&args.study.out.join("tree_shape.svg"), &svg)?;
+    neg_rs::output::write_json(&args.study.out.join("tree_shape.json"), &report)?;
+    Ok(report)
+}
+
+/// The printed table: log2(trees) as rows, log2(depth) as columns, test accuracy.
+pub fn table(r: &Report) -> String {
+    let max_m = r.points.iter().map(|p| p.log2_depth).max().unwrap_or(1);
+    let mut out = format!("{:>10}", "N \\ M");
+    for m in 1..=max_m {
+        out += &format!(" {m:>6}");
+    }
+    out.push('\n');
+    let max_n = r.points.iter().map(|p| p.log2_trees).max().unwrap_or(0);
+    for n in 0..=max_n {
+        out += &format!("{:>10}", format!("2^{n}"));
+        for m in 1..=max_m {
+            match r
+                .points
+                .iter()
+                .find(|p| p.log2_trees == n && p.log2_depth == m)
+            {
+                Some(p) => out += &format!(" {:>6.3}", p.test_accuracy),
+                None => out += &format!(" {:>6}", ""),
+            }
+        }
+        out.push('\n');
+    }
+    out
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(&args) {
+        Ok(r) => {
+            println!(
+                "{} on {}: Tree-Probe test accuracy, 2^N trees (rows) of depth <= 2^M (columns)\n",
+                r.model, r.task
+            );
+            print!("{}", table(&r));
+            println!("-> {}", args.study.out.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
+            ExitCode::FAILURE
+        }
+    }
+}
