@@ -15,7 +15,16 @@
 //!
 //! Before timing, the two sweeps are run once and must agree (largest |difference| of the
 //! probability shifts printed; the run stops if it exceeds 1e-4).
-use std::time::Duration;
+//!
+//! On a large model (anything beyond stories260k) the criterion run leaves out LPI and the naive
+//! sweep (about a minute per call on the 135M Llama, 10 samples minimum) and the slow batch
+//! cases, unless `NEG_BENCH_ALL=1`.
+//!
+//! `NEG_BENCH_PAIRED=R` replaces the criterion run by R interleaved repetitions of every case
+//! (all one-prompt cases, whatever the model), and prints the medians and the median of the
+//! per-repetition ratios to the forward (robust to load that drifts during a run on a shared
+//! machine); written to `target/bench-models/paired-<model>.json`.
+use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkGroup, Criterion, SamplingMode};
 use neg_core::methods::{self, IG_STEPS};
@@ -92,7 +101,7 @@ fn check_sweeps(setup: &Setup, neurons: &[NeuronId]) {
 
 fn configure(group: &mut BenchmarkGroup<'_, criterion::measurement::WallTime>, large: bool) {
     if large {
-        // Each call takes 0.1 s to minutes: one call per sample, the minimum of 10 samples.
+        // Each call takes 0.1 s to a minute: one call per sample, the minimum of 10 samples.
         group
             .sampling_mode(SamplingMode::Flat)
             .sample_size(10)
@@ -106,58 +115,171 @@ fn configure(group: &mut BenchmarkGroup<'_, criterion::measurement::WallTime>, l
     }
 }
 
-/// One group of benchmarks over `prompts`; `slow` adds IG, LPI and the naive sweep.
-fn bench_prompts(
-    c: &mut Criterion,
-    setup: &Setup,
-    name: &str,
-    prompts: &[TargetedPrompt],
-    neurons: &[NeuronId],
-    slow: bool,
-) {
-    let model = &setup.model;
-    let mut group = c.benchmark_group(format!("{}/{name}", setup.label));
-    configure(&mut group, setup.large);
-    let ok = |what: &str, e: neg_core::NegError| -> ! { fail(format!("{what}: {e}")) };
-    group.bench_function("forward", |b| {
-        b.iter(|| {
-            model
-                .forward(prompts)
-                .unwrap_or_else(|e| ok("forward", e.into()))
-        })
-    });
-    group.bench_function("neurgrad", |b| {
-        b.iter(|| methods::neurgrad(model, prompts).unwrap_or_else(|e| ok("neurgrad", e)))
-    });
-    group.bench_function("cg", |b| {
-        b.iter(|| methods::computational_gradient(model, prompts).unwrap_or_else(|e| ok("cg", e)))
-    });
-    let fast = sweep_config(false);
-    group.bench_function("sweep_fast", |b| {
-        b.iter(|| {
-            neg::ground_truth_neg(model, prompts, neurons, &fast)
-                .unwrap_or_else(|e| ok("sweep_fast", e))
-        })
-    });
-    if slow {
-        let naive = sweep_config(true);
-        group.bench_function("sweep_naive", |b| {
-            b.iter(|| {
-                neg::ground_truth_neg(model, prompts, neurons, &naive)
-                    .unwrap_or_else(|e| ok("sweep_naive", e))
-            })
-        });
-        group.bench_function(format!("ig_m{IG_STEPS}"), |b| {
-            b.iter(|| {
-                methods::integrated_gradients(model, prompts, IG_STEPS)
-                    .unwrap_or_else(|e| ok("ig", e))
-            })
-        });
-        group.bench_function("lpi", |b| {
-            b.iter(|| methods::log_prob_increase(model, prompts).unwrap_or_else(|e| ok("lpi", e)))
-        });
+/// A named benchmark routine.
+type Case<'a> = (String, Box<dyn Fn() + 'a>);
+
+/// Which of the slow cases a group runs.
+#[derive(Clone, Copy)]
+struct Slow {
+    ig: bool,
+    lpi: bool,
+    naive: bool,
+}
+
+/// The routines of one group over `prompts`: forward, NeurGrad, CG, the fast sweep, and the
+/// slow cases selected by `slow`.
+fn cases<'a>(
+    model: &'a HfModel,
+    prompts: &'a [TargetedPrompt],
+    neurons: &'a [NeuronId],
+    slow: Slow,
+) -> Vec<Case<'a>> {
+    fn ok<T, E: std::fmt::Display>(what: &str, r: Result<T, E>) {
+        if let Err(e) = r {
+            fail(format!("{what}: {e}"));
+        }
     }
-    group.finish();
+    let mut out: Vec<Case<'a>> = vec![
+        (
+            "forward".into(),
+            Box::new(move || ok("forward", model.forward(prompts))),
+        ),
+        (
+            "neurgrad".into(),
+            Box::new(move || ok("neurgrad", methods::neurgrad(model, prompts))),
+        ),
+        (
+            "cg".into(),
+            Box::new(move || ok("cg", methods::computational_gradient(model, prompts))),
+        ),
+        (
+            "sweep_fast".into(),
+            Box::new(move || {
+                let config = sweep_config(false);
+                ok(
+                    "sweep_fast",
+                    neg::ground_truth_neg(model, prompts, neurons, &config),
+                )
+            }),
+        ),
+    ];
+    if slow.naive {
+        out.push((
+            "sweep_naive".into(),
+            Box::new(move || {
+                let config = sweep_config(true);
+                ok(
+                    "sweep_naive",
+                    neg::ground_truth_neg(model, prompts, neurons, &config),
+                )
+            }),
+        ));
+    }
+    if slow.ig {
+        out.push((
+            format!("ig_m{IG_STEPS}"),
+            Box::new(move || {
+                ok(
+                    "ig",
+                    methods::integrated_gradients(model, prompts, IG_STEPS),
+                )
+            }),
+        ));
+    }
+    if slow.lpi {
+        out.push((
+            "lpi".into(),
+            Box::new(move || ok("lpi", methods::log_prob_increase(model, prompts))),
+        ));
+    }
+    out
+}
+
+/// The two groups: one prompt, and the batch. On a large model the criterion run leaves out
+/// the cases that take about a minute per call (LPI, naive sweep) and the slow batch cases
+/// unless `NEG_BENCH_ALL=1`; the paired mode always has every one-prompt case.
+fn groups(setup: &Setup, paired: bool) -> Vec<(String, &[TargetedPrompt], Slow)> {
+    let small = !setup.large || setup.all;
+    let one = Slow {
+        ig: true,
+        lpi: small || paired,
+        naive: small || paired,
+    };
+    let batch = Slow {
+        ig: small,
+        lpi: small,
+        naive: small,
+    };
+    vec![
+        ("one".to_string(), &setup.prompts[..1], one),
+        (
+            format!("batch{}", setup.prompts.len()),
+            &setup.prompts[..],
+            batch,
+        ),
+    ]
+}
+
+/// Median of a non-empty slice (the mean of the two middle values for an even length).
+fn median(xs: &[f64]) -> f64 {
+    let mut v = xs.to_vec();
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// Interleaved timings of every case (see the module docs).
+fn paired(setup: &Setup, neurons: &[NeuronId], reps: usize) {
+    let mut report = serde_json::Map::new();
+    for (name, prompts, slow) in groups(setup, true) {
+        let cases = cases(&setup.model, prompts, neurons, slow);
+        // Warm-up: first calls allocate and fault in the weights.
+        (cases[0].1)();
+        (cases[1].1)();
+        let mut samples = vec![Vec::new(); cases.len()];
+        for _ in 0..reps {
+            for (c, (_, f)) in cases.iter().enumerate() {
+                let start = Instant::now();
+                f();
+                samples[c].push(start.elapsed().as_secs_f64());
+            }
+        }
+        let mut group = serde_json::Map::new();
+        for (c, (case, _)) in cases.iter().enumerate() {
+            // Ratio to the forward of the same repetition: robust to load that drifts.
+            let ratios: Vec<f64> = samples[c]
+                .iter()
+                .zip(&samples[0])
+                .map(|(a, b)| a / b)
+                .collect();
+            eprintln!(
+                "paired {}/{name}/{case}: median {:.4} s, median ratio to forward {:.3}",
+                setup.label,
+                median(&samples[c]),
+                median(&ratios)
+            );
+            group.insert(
+                case.clone(),
+                serde_json::json!({
+                    "median_s": median(&samples[c]),
+                    "median_ratio_to_forward": median(&ratios),
+                    "samples_s": samples[c],
+                }),
+            );
+        }
+        report.insert(name, serde_json::Value::Object(group));
+    }
+    let path = support::root()
+        .join("target/bench-models")
+        .join(format!("paired-{}.json", setup.label));
+    if let Err(e) = neg_rs::output::write_json(&path, &report) {
+        fail(format!("writing {}: {e}", path.display()));
+    }
+    eprintln!("paired timings written to {}", support::rel(&path));
 }
 
 fn main() {
@@ -178,11 +300,24 @@ fn main() {
         support::rel(&prompts_file),
         TASK = support::TASK,
     );
+    if let Ok(v) = std::env::var("NEG_BENCH_PAIRED") {
+        let reps = v
+            .parse()
+            .ok()
+            .filter(|&r: &usize| r > 0)
+            .unwrap_or_else(|| fail(format!("NEG_BENCH_PAIRED={v:?} is not a positive integer")));
+        paired(&setup, &neurons, reps);
+        return;
+    }
     check_sweeps(&setup, &neurons);
     let mut c = Criterion::default().configure_from_args();
-    bench_prompts(&mut c, &setup, "one", &setup.prompts[..1], &neurons, true);
-    let batch = format!("batch{}", setup.prompts.len());
-    let slow = !setup.large || setup.all;
-    bench_prompts(&mut c, &setup, &batch, &setup.prompts, &neurons, slow);
+    for (name, prompts, slow) in groups(&setup, false) {
+        let mut group = c.benchmark_group(format!("{}/{name}", setup.label));
+        configure(&mut group, setup.large);
+        for (case, f) in cases(&setup.model, prompts, &neurons, slow) {
+            group.bench_function(case, |b| b.iter(&f));
+        }
+        group.finish();
+    }
     c.final_summary();
 }
