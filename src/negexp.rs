@@ -1144,12 +1144,10 @@ pub fn run_distribution<A: ModelAdapter + ?Sized>(
         }],
     )?;
     files.text(out.join("fig4_cumulative.svg"), fig4);
-    let values: Vec<f64> = ng.scores.iter().map(|&v| v as f64).collect();
-    let fig11 = plot::histogram_svg(
+    let fig11 = log_histogram_svg(
         &format!("Fig. 11: NEG (NeurGrad) histogram, {title}"),
         "NEG",
-        &values,
-        config.bins,
+        &d.histogram,
     )?;
     files.text(out.join("fig11_histogram.svg"), fig11);
     let layer_series = |label: &str, f: &dyn Fn(f64, f64) -> f64| {
@@ -1188,6 +1186,54 @@ pub fn run_distribution<A: ModelAdapter + ?Sized>(
     files.tensors(out.join("neurgrad.safetensors"), &t)?;
     files.write()?;
     Ok(result)
+}
+
+/// A histogram with a logarithmic count axis, as in the paper's Figs. 10 and 11 (almost every
+/// NEG is near zero, so a linear axis shows one bar). `plot::histogram_svg` has a linear axis
+/// and bins its own values, so this draws the already-binned [`analysis::Histogram`].
+pub fn log_histogram_svg(title: &str, x_label: &str, h: &analysis::Histogram) -> Result<String> {
+    use plotters::prelude::*;
+    let err = |e: &dyn std::fmt::Display| anyhow::anyhow!("cannot draw the histogram: {e}");
+    if h.counts.is_empty() || h.edges.len() != h.counts.len() + 1 {
+        bail!("nothing to plot: the histogram has no bins");
+    }
+    let (lo, hi) = (h.edges[0], h.edges[h.counts.len()]);
+    let hi = if hi > lo { hi } else { lo + 1.0 };
+    let top = h.counts.iter().copied().max().unwrap_or(1).max(1) as f64 * 2.0;
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (640, 420)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| err(&e))?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 18))
+            .margin(10)
+            .x_label_area_size(40)
+            .y_label_area_size(60)
+            .build_cartesian_2d(lo..hi, (0.5f64..top).log_scale())
+            .map_err(|e| err(&e))?;
+        chart
+            .configure_mesh()
+            .x_desc(x_label)
+            .y_desc("count (log scale)")
+            .draw()
+            .map_err(|e| err(&e))?;
+        chart
+            .draw_series(
+                h.counts
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, &c)| c > 0)
+                    .map(|(i, &c)| {
+                        Rectangle::new(
+                            [(h.edges[i], 0.5), (h.edges[i + 1], c as f64)],
+                            BLUE.mix(0.6).filled(),
+                        )
+                    }),
+            )
+            .map_err(|e| err(&e))?;
+        root.present().map_err(|e| err(&e))?;
+    }
+    Ok(svg)
 }
 
 /// The console table of [`run_distribution`].

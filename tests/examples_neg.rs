@@ -384,6 +384,13 @@ fn neg_distribution_writes_figs_4_11_12() {
     ] {
         assert_svg(&out.join(f));
     }
+    // Fig. 11 draws one bar per non-empty bin (plus the background and plot-area frames).
+    let fig11 = std::fs::read_to_string(out.join("fig11_histogram.svg")).unwrap();
+    let bars = d.histogram.counts.iter().filter(|&&c| c > 0).count();
+    assert!(
+        fig11.matches("<rect").count() >= bars,
+        "{bars} bars expected"
+    );
     no_temp_files(out);
 }
 
