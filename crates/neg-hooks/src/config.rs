@@ -425,3 +425,146 @@ impl BertConfig {
 pub(crate) fn config_path(dir: &Path) -> PathBuf {
     dir.join("config.json")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(json: &str) -> Result<ModelConfig> {
+        ModelConfig::from_json_str(json, Path::new("test/config.json"))
+    }
+
+    const BASE: &str = r#""model_type": "llama", "hidden_size": 64, "intermediate_size": 96,
+        "num_hidden_layers": 2, "num_attention_heads": 4, "vocab_size": 100"#;
+
+    fn llama(extra: &str) -> LlamaConfig {
+        match parse(&format!("{{{BASE}{extra}}}")).unwrap() {
+            ModelConfig::Llama(c) => c,
+            other => panic!("expected llama, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults_follow_transformers() {
+        let c = llama("");
+        assert_eq!(c.num_kv_heads, 4);
+        assert_eq!(c.head_dim, 16);
+        assert_eq!(
+            c.rope,
+            RopeConfig {
+                theta: 10000.0,
+                scaling: RopeScaling::None
+            }
+        );
+        assert!(!c.tie_word_embeddings && !c.qkv_bias && !c.o_bias);
+        assert_eq!(c.rms_norm_eps, 1e-6);
+    }
+
+    #[test]
+    fn llama3_scaling_in_legacy_and_v5_forms_agree() {
+        let legacy = llama(
+            r#", "rope_theta": 500000.0, "head_dim": 32, "num_key_value_heads": 2,
+            "rope_scaling": {"rope_type": "llama3", "factor": 32.0, "low_freq_factor": 1.0,
+            "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}"#,
+        );
+        let v5 = llama(
+            r#", "head_dim": 32, "num_key_value_heads": 2,
+            "rope_parameters": {"rope_type": "llama3", "rope_theta": 500000.0, "factor": 32.0,
+            "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+            "original_max_position_embeddings": 8192}"#,
+        );
+        assert_eq!(legacy, v5);
+        assert_eq!(v5.rope.theta, 500000.0);
+        assert_eq!(v5.head_dim, 32);
+        assert!(matches!(v5.rope.scaling, RopeScaling::Llama3 { factor, .. } if factor == 32.0));
+        // Old configs spell the kind `type`.
+        let typed = llama(r#", "rope_scaling": {"type": "linear", "factor": 2.0}"#);
+        assert_eq!(typed.rope.scaling, RopeScaling::Linear { factor: 2.0 });
+        // v5 default form.
+        let plain = llama(r#", "rope_parameters": {"rope_type": "default", "rope_theta": 1e6}"#);
+        assert_eq!(
+            plain.rope,
+            RopeConfig {
+                theta: 1e6,
+                scaling: RopeScaling::None
+            }
+        );
+    }
+
+    #[test]
+    fn qwen2_has_qkv_biases_and_no_o_bias() {
+        let json = format!("{{{}}}", BASE.replace("\"llama\"", "\"qwen2\""));
+        let ModelConfig::Llama(c) = parse(&json).unwrap() else {
+            panic!("expected qwen2")
+        };
+        assert_eq!(c.family, Family::Qwen2);
+        assert!(c.qkv_bias && !c.o_bias);
+    }
+
+    #[test]
+    fn invalid_fields_are_named() {
+        let err = |extra: &str| parse(&format!("{{{BASE}{extra}}}")).unwrap_err();
+        let field = |e: HooksError| match e {
+            HooksError::ConfigField { field, .. } => field,
+            other => panic!("expected ConfigField, got {other}"),
+        };
+        assert_eq!(
+            field(err(r#", "num_key_value_heads": 3"#)),
+            "num_key_value_heads"
+        );
+        assert_eq!(field(err(r#", "hidden_act": "gelu""#)), "hidden_act");
+        assert_eq!(
+            field(err(
+                r#", "rope_scaling": {"rope_type": "dynamic", "factor": 2.0}"#
+            )),
+            "rope_scaling.rope_type"
+        );
+        assert_eq!(
+            field(err(
+                r#", "rope_parameters": {"rope_type": "llama3", "factor": 8.0}"#
+            )),
+            "rope_parameters.low_freq_factor"
+        );
+        assert_eq!(field(err(r#", "rope_theta": -1.0"#)), "rope_theta");
+        assert!(
+            matches!(parse(r#"{"hidden_size": 3}"#), Err(HooksError::ConfigField { field, .. }) if field == "model_type")
+        );
+        assert!(
+            matches!(parse(r#"{"model_type": "t5"}"#), Err(HooksError::UnsupportedModelType { model_type, .. }) if model_type == "t5")
+        );
+        let e = parse(r#"{"model_type": "llama", "hidden_size": "wide"}"#).unwrap_err();
+        assert!(
+            matches!(&e, HooksError::ConfigParse { path, .. } if path.ends_with("config.json"))
+        );
+        assert!(
+            e.to_string().contains("hidden_size") || e.to_string().contains("invalid type"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn bert_config_reads_activation_and_defaults() {
+        let c = parse(
+            r#"{"model_type": "bert", "vocab_size": 30, "hidden_size": 64, "num_hidden_layers": 2,
+            "num_attention_heads": 4, "intermediate_size": 128}"#,
+        )
+        .unwrap();
+        let ModelConfig::Bert(b) = c else {
+            panic!("expected bert")
+        };
+        assert_eq!(
+            (
+                b.max_position_embeddings,
+                b.type_vocab_size,
+                b.layer_norm_eps
+            ),
+            (512, 2, 1e-12)
+        );
+        assert!(!b.gelu_approximate);
+        let e = parse(
+            r#"{"model_type": "bert", "vocab_size": 30, "hidden_size": 64, "num_hidden_layers": 2,
+            "num_attention_heads": 4, "intermediate_size": 128, "hidden_act": "relu"}"#,
+        );
+        assert!(matches!(e, Err(HooksError::ConfigField { field, .. }) if field == "hidden_act"));
+    }
+}

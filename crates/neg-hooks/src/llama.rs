@@ -814,8 +814,8 @@ impl Llama {
             let first_acts = Tensor::cat(&hooks.ff, 1)
                 .squeeze_dim(0)
                 .to_kind(Kind::Float);
-            let Some(mut h) = h else {
-                return (Vec::new(), first_acts, 0);
+            let Some(mut h) = h.filter(|_| max_new > 0) else {
+                return (Vec::new(), first_acts, 1);
             };
             let mut acts = first_acts.shallow_clone();
             let mut sum = Tensor::zeros_like(&first_acts);

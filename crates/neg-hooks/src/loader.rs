@@ -421,3 +421,37 @@ impl Weights {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn source_parse_tells_directories_from_hub_ids() {
+        let dir = std::env::temp_dir();
+        assert_eq!(
+            ModelSource::parse(dir.to_str().unwrap()),
+            ModelSource::Dir(dir.clone())
+        );
+        assert_eq!(
+            ModelSource::parse("Qwen/Qwen2.5-7B-Instruct@abc"),
+            ModelSource::Hub {
+                id: "Qwen/Qwen2.5-7B-Instruct".into(),
+                revision: Some("abc".into())
+            }
+        );
+        assert_eq!(ModelSource::parse("org/name").id(), "org/name");
+    }
+
+    #[test]
+    fn dtype_and_device_specs_parse() {
+        assert_eq!(DType::parse("bfloat16").unwrap(), DType::BF16);
+        assert_eq!(DType::parse("F16").unwrap().kind(), Kind::Half);
+        assert_eq!(DeviceSpec::parse("cuda").unwrap(), DeviceSpec::Cuda(0));
+        assert_eq!(DeviceSpec::Cuda(2).to_string(), "cuda:2");
+        assert!(
+            matches!(DeviceSpec::parse("cuda:x"), Err(HooksError::Device { spec, .. }) if spec == "cuda:x")
+        );
+        assert_eq!(DeviceSpec::Cpu.device().unwrap(), Device::Cpu);
+    }
+}

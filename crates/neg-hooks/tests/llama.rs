@@ -21,6 +21,25 @@ fn greedy_decoding_from_bos_reproduces_reference_text() {
     assert_eq!(g.text.trim(), GREEDY_60);
     assert_eq!(g.mean_activations.shape(), &[5, 172]);
     assert!(g.mean_activations.iter().all(|x| x.is_finite()));
+    // Mean over the positions that predicted the tokens: for one token, the prompt's last
+    // position, which is what `forward` captures.
+    let one = model.generate("Once upon a time", 1).unwrap();
+    let fwd = model
+        .forward(&[TargetedPrompt::new("Once upon a time", vec![])])
+        .unwrap();
+    let d = max_diff(
+        one.mean_activations.iter().copied(),
+        fwd.activations.iter().copied(),
+    );
+    assert!(
+        d <= 1e-5,
+        "mean activations of a 1-token generation differ by {d}"
+    );
+    assert!(model
+        .generate("Once upon a time", 0)
+        .unwrap()
+        .token_ids
+        .is_empty());
 }
 
 fn prompts() -> Vec<TargetedPrompt> {
