@@ -555,3 +555,21 @@ fn a_binary_runs_end_to_end() {
     assert_eq!(j["info"]["prompts"]["used"], 2);
     assert_eq!(j["distribution"]["count"], 2 * 860);
 }
+
+#[test]
+fn chunked_neurgrad_equals_one_batched_call() {
+    let m = model();
+    // 18 prompts: two chunks of the progress-reporting path (16 + 2).
+    let set = builtin_set(&m, 18);
+    let bar = indicatif::ProgressBar::hidden();
+    let chunked = negexp::neurgrad_with_progress(&m, &set.prompts, &bar).unwrap();
+    let whole = methods::neurgrad(&m, &set.prompts).unwrap();
+    assert_eq!(chunked.scores.shape(), &[18, 1, 5, 172]);
+    assert_eq!(bar.position(), 18);
+    for (a, b) in chunked.scores.iter().zip(whole.scores.iter()) {
+        assert!((a - b).abs() <= 1e-6 + 1e-4 * b.abs(), "{a} vs {b}");
+    }
+    for (a, b) in chunked.probs.iter().zip(whole.probs.iter()) {
+        assert!((a - b).abs() <= 1e-6, "{a} vs {b}");
+    }
+}
