@@ -1,0 +1,545 @@
+//! The skill-probe examples (skill_probe, training_size, robustness, substitutability,
+//! tree_shape) on tiny configurations of the real stories260k model and MCEval8K: their `run`
+//! functions are called in-process and their output files checked for shape and content
+//! (some values recomputed independently from the written features); the compiled example
+//! binaries under `target/release/examples/` are run for a tiny job and for the bad-argument
+//! behaviour (non-zero exit, one `error:` line, no files).
+//!
+//! Needs `../shared/models/stories260k` and `../shared/data/mceval8k`; fails, not skips, when
+//! they are missing.
+#![allow(dead_code)]
+
+#[path = "../examples/robustness.rs"]
+mod robustness;
+#[path = "../examples/skill_probe.rs"]
+mod skill_probe;
+#[path = "../examples/substitutability.rs"]
+mod substitutability;
+#[path = "../examples/training_size.rs"]
+mod training_size;
+#[path = "../examples/tree_shape.rs"]
+mod tree_shape;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use clap::Parser;
+use neg_probe::neuron_counts;
+use neg_rs::skill::METHODS;
+use safetensors::{Dtype, SafeTensors};
+use serde_json::Value;
+
+fn workspace() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn shared(rel: &str) -> String {
+    let p = workspace().join("../shared").join(rel);
+    assert!(
+        p.exists(),
+        "test data missing: expected {} (see ../shared/README.md)",
+        p.display()
+    );
+    p.display().to_string()
+}
+
+fn model() -> String {
+    shared("models/stories260k")
+}
+
+fn data() -> String {
+    shared("data/mceval8k")
+}
+
+fn read_json(path: &Path) -> Value {
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap()
+}
+
+fn check_svg(path: &Path, must_contain: &[&str]) {
+    let svg = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    assert!(svg.starts_with("<svg"), "{} is not an SVG", path.display());
+    for s in must_contain {
+        assert!(svg.contains(s), "{} lacks `{s}`", path.display());
+    }
+}
+
+/// Files under `dir`, recursively (empty when it does not exist).
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(files_under(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+fn skill_args(extra: &[&str], out: &Path) -> skill_probe::Args {
+    let (m, d) = (model(), data());
+    let mut argv = vec![
+        "skill_probe",
+        "--model",
+        &m,
+        "--data",
+        &d,
+        "--quiet",
+        "--trees",
+        "20",
+    ];
+    argv.extend_from_slice(extra);
+    let out = out.display().to_string();
+    argv.extend_from_slice(&["--out", &out]);
+    skill_probe::Args::try_parse_from(argv).unwrap()
+}
+
+fn study_argv<'a>(name: &'a str, m: &'a str, d: &'a str, out: &'a str) -> Vec<&'a str> {
+    vec![
+        name,
+        "--model",
+        m,
+        "--data",
+        d,
+        "--task",
+        "myriadlama",
+        "--train-size",
+        "16",
+        "--valid-size",
+        "8",
+        "--test-size",
+        "8",
+        "--quiet",
+        "--out",
+        out,
+    ]
+}
+
+fn f32s(st: &SafeTensors, name: &str) -> (Vec<usize>, Vec<f32>) {
+    let t = st.tensor(name).unwrap();
+    assert_eq!(t.dtype(), Dtype::F32, "{name}");
+    let v = t
+        .data()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    (t.shape().to_vec(), v)
+}
+
+#[test]
+fn skill_probe_tiny_run_writes_table_features_and_plot() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("sp");
+    let args = skill_args(
+        &[
+            "--tasks",
+            "myriadlama,clang8",
+            "--train-size",
+            "24",
+            "--valid-size",
+            "12",
+            "--test-size",
+            "12",
+        ],
+        &out,
+    );
+    let report = skill_probe::run(&args).unwrap();
+    assert_eq!(report.n_layers * report.ff_width, 5 * 172);
+
+    let json = read_json(&out.join("results.json"));
+    let tasks = json["tasks"].as_array().unwrap();
+    assert_eq!(tasks.len(), 2);
+    for (t, (name, k)) in tasks.iter().zip([("myriadlama", 4usize), ("clang8", 2)]) {
+        assert_eq!(t["task"], name);
+        assert_eq!(
+            (
+                t["n_train"].as_u64(),
+                t["n_valid"].as_u64(),
+                t["n_test"].as_u64()
+            ),
+            (Some(24), Some(12), Some(12))
+        );
+        let methods: Vec<&str> = t["methods"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["method"].as_str().unwrap())
+            .collect();
+        assert_eq!(methods, METHODS);
+        for m in t["methods"].as_array().unwrap() {
+            let acc = m["test_accuracy"].as_f64().unwrap();
+            // 12 test prompts: accuracy is a multiple of 1/12.
+            assert!((0.0..=1.0).contains(&acc) && ((acc * 12.0).round() - acc * 12.0).abs() < 1e-9);
+            let curve = m["evaluation"]["curve"].as_array().unwrap();
+            if ["polar", "magn", "act"].contains(&m["method"].as_str().unwrap()) {
+                let ks: Vec<usize> = curve
+                    .iter()
+                    .map(|c| c["k"].as_u64().unwrap() as usize)
+                    .collect();
+                assert_eq!(ks, neuron_counts(860));
+                let chosen = m["selected_neurons"].as_u64().unwrap() as usize;
+                let best_valid = curve
+                    .iter()
+                    .map(|c| c["valid_accuracy"].as_f64().unwrap())
+                    .fold(0.0, f64::max);
+                assert!(ks.contains(&chosen));
+                assert_eq!(
+                    m["valid_accuracy"].as_f64().unwrap(),
+                    best_valid,
+                    "k chosen on valid"
+                );
+            } else {
+                assert!(curve.is_empty() && m["selected_neurons"].is_null());
+            }
+        }
+
+        // The features file: shapes, and LM-Prob's accuracy recomputed from its probs.
+        let bytes = std::fs::read(out.join(t["features_file"].as_str().unwrap())).unwrap();
+        let st = SafeTensors::deserialize(&bytes).unwrap();
+        let (shape, scores) = f32s(&st, "scores");
+        assert_eq!(shape, vec![48, k, 860]);
+        let oi = st.tensor("option_index").unwrap();
+        assert_eq!(oi.shape(), &[48, 860]);
+        // option_index is the argmax over options of the scores (first on ties).
+        for p in [0usize, 17, 47] {
+            for n in [0usize, 171, 859] {
+                let col: Vec<f32> = (0..k).map(|o| scores[(p * k + o) * 860 + n]).collect();
+                let mut best = 0;
+                for o in 1..k {
+                    if col[o] > col[best] {
+                        best = o;
+                    }
+                }
+                assert_eq!(oi.data()[p * 860 + n] as usize, best);
+            }
+        }
+        assert!(scores.iter().any(|&v| v != 0.0), "NeurGrad is not all zero");
+        let (pshape, probs) = f32s(&st, "probs");
+        assert_eq!(pshape, vec![48, k]);
+        let labels: Vec<i64> = st
+            .tensor("labels")
+            .unwrap()
+            .data()
+            .chunks_exact(8)
+            .map(|b| i64::from_le_bytes(b.try_into().unwrap()))
+            .collect();
+        let split = st.tensor("split").unwrap().data().to_vec();
+        assert_eq!(split.iter().filter(|&&s| s == 0).count(), 24);
+        assert_eq!(split.iter().filter(|&&s| s == 2).count(), 12);
+        assert!(labels.iter().all(|&y| (0..k as i64).contains(&y)));
+        let mut correct = 0;
+        for p in (0..48).filter(|&p| split[p] == 2) {
+            let row = &probs[p * k..(p + 1) * k];
+            assert!(row.iter().all(|&x| (0.0..=1.0).contains(&x)));
+            let arg = (0..k).fold(0, |b, o| if row[o] > row[b] { o } else { b });
+            correct += (arg as i64 == labels[p]) as usize;
+        }
+        let lmprob = t["methods"][1]["test_accuracy"].as_f64().unwrap();
+        assert!((lmprob - correct as f64 / 12.0).abs() < 1e-9);
+    }
+    check_svg(
+        &out.join("accuracy_vs_neurons.svg"),
+        &["myriadlama", "clang8", "Polar", "Magn"],
+    );
+}
+
+#[test]
+fn skill_probe_bad_inputs_fail_before_writing() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["--tasks", "nope"], "nope"),
+        // fever's answers `False` / `True` are several tokens for stories260k.
+        (
+            vec![
+                "--tasks",
+                "fever",
+                "--train-size",
+                "4",
+                "--valid-size",
+                "2",
+                "--test-size",
+                "2",
+            ],
+            "single token",
+        ),
+    ];
+    for (i, (extra, needle)) in cases.into_iter().enumerate() {
+        let out = dir.path().join(format!("o{i}"));
+        let err = skill_probe::run(&skill_args(&extra, &out)).unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(msg.contains(needle), "{msg}");
+        assert!(!out.exists(), "{} was created", out.display());
+    }
+    // Missing data directory.
+    let out = dir.path().join("o-missing");
+    let mut args = skill_args(&["--tasks", "myriadlama"], &out);
+    args.data = Some(dir.path().join("no-such-dir").display().to_string());
+    let msg = format!("{:#}", skill_probe::run(&args).unwrap_err());
+    assert!(msg.contains("no-such-dir"), "{msg}");
+    // Unwritable --out: its parent is a file.
+    let blocker = dir.path().join("file");
+    std::fs::write(&blocker, b"x").unwrap();
+    let msg = format!(
+        "{:#}",
+        skill_probe::run(&skill_args(
+            &["--tasks", "myriadlama"],
+            &blocker.join("out")
+        ))
+        .unwrap_err()
+    );
+    assert!(msg.contains("--out"), "{msg}");
+}
+
+#[test]
+fn studies_write_json_and_svg_of_the_expected_shape() {
+    let dir = tempfile::tempdir().unwrap();
+    let (m, d) = (model(), data());
+
+    let out = dir.path().join("ts").display().to_string();
+    let mut argv = study_argv("training_size", &m, &d, &out);
+    argv.extend([
+        "--sizes",
+        "4,8,16",
+        "--probes",
+        "polar,tree",
+        "--trees",
+        "10",
+    ]);
+    let r = training_size::run(&training_size::Args::try_parse_from(argv).unwrap()).unwrap();
+    let json = read_json(&Path::new(&out).join("training_size.json"));
+    let curves = json["curves"].as_array().unwrap();
+    assert_eq!(curves.len(), 2);
+    for c in curves {
+        let n: Vec<u64> = c["points"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["evaluation"]["n_train"].as_u64().unwrap())
+            .collect();
+        assert_eq!(n, vec![4, 8, 16]);
+    }
+    assert_eq!(training_size::table(&r).lines().count(), 4);
+    check_svg(
+        &Path::new(&out).join("training_size.svg"),
+        &["Polar", "Tree"],
+    );
+
+    let out = dir.path().join("rob").display().to_string();
+    let mut argv = study_argv("robustness", &m, &d, &out);
+    argv.extend(["--contexts", "published,upper-letters", "--neurons", "8"]);
+    let r = robustness::run(&robustness::Args::try_parse_from(argv).unwrap()).unwrap();
+    assert_eq!(r.answers[1], vec!["A", "B", "C", "D"]);
+    assert_eq!(r.answers[0], vec!["a", "b", "c", "d"]);
+    let json = read_json(&Path::new(&out).join("robustness.json"));
+    let cells = json["matrix"]["cells"].as_array().unwrap();
+    assert_eq!(cells.len(), 4);
+    let chance = json["matrix"]["chance"].as_f64().unwrap();
+    assert_eq!(chance, 0.25);
+    for c in cells {
+        let (xy, yy) = (
+            c["accuracy_source_on_target"].as_f64().unwrap(),
+            c["accuracy_target_on_target"].as_f64().unwrap(),
+        );
+        let den = (yy - chance).max(0.0);
+        match c["ratio"].as_f64() {
+            Some(v) => assert!((v - (xy - chance).max(0.0) / den).abs() < 1e-12),
+            None => assert_eq!(den, 0.0),
+        }
+        if c["source"] == c["target"] {
+            assert_eq!(xy, yy);
+        }
+    }
+    assert_eq!(json["matrix"]["neuron_counts"], serde_json::json!([8, 8]));
+    check_svg(&Path::new(&out).join("robustness.svg"), &["upper-letters"]);
+
+    let out = dir.path().join("sub").display().to_string();
+    let mut argv = study_argv("substitutability", &m, &d, &out);
+    argv.extend(["--window", "64"]);
+    substitutability::run(&substitutability::Args::try_parse_from(argv).unwrap()).unwrap();
+    let json = read_json(&Path::new(&out).join("substitutability.json"));
+    let probes = json["probes"].as_array().unwrap();
+    assert_eq!(probes.len(), 2);
+    for p in probes {
+        let starts: Vec<u64> = p["windows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|w| w["start_rank"].as_u64().unwrap())
+            .collect();
+        // 860 neurons / 64 = 13 full windows.
+        assert_eq!(starts, (0..13).map(|i| i * 64).collect::<Vec<u64>>());
+    }
+    check_svg(&Path::new(&out).join("substitutability.svg"), &["chance"]);
+
+    let out = dir.path().join("shape").display().to_string();
+    let mut argv = study_argv("tree_shape", &m, &d, &out);
+    argv.extend(["--max-sum", "4"]);
+    tree_shape::run(&tree_shape::Args::try_parse_from(argv).unwrap()).unwrap();
+    let json = read_json(&Path::new(&out).join("tree_shape.json"));
+    let shapes: Vec<(u64, u64)> = json["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["log2_trees"].as_u64().unwrap(),
+                p["log2_depth"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(shapes, vec![(0, 1), (0, 2), (0, 3), (1, 1), (1, 2), (2, 1)]);
+    check_svg(&Path::new(&out).join("tree_shape.svg"), &["2^0 trees"]);
+}
+
+#[test]
+fn study_bad_inputs_fail_before_writing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (m, d) = (model(), data());
+    let out = dir.path().join("o").display().to_string();
+    let mut argv = study_argv("training_size", &m, &d, &out);
+    argv.extend(["--sizes", "4,999"]);
+    let err = training_size::run(&training_size::Args::try_parse_from(argv).unwrap()).unwrap_err();
+    assert!(format!("{err:#}").contains("999"));
+    let mut argv = study_argv("robustness", &m, &d, &out);
+    argv.extend(["--contexts", "published,nope"]);
+    let err = robustness::run(&robustness::Args::try_parse_from(argv).unwrap()).unwrap_err();
+    assert!(format!("{err:#}").contains("nope"));
+    let mut argv = study_argv("tree_shape", &m, &d, &out);
+    argv[6] = "not-a-task";
+    let err = tree_shape::run(&tree_shape::Args::try_parse_from(argv).unwrap()).unwrap_err();
+    assert!(format!("{err:#}").contains("not-a-task"));
+    assert!(!Path::new(&out).exists());
+}
+
+/// The compiled example, when `cargo test` (or `cargo build --release --examples`) built it.
+fn binary(name: &str) -> Option<PathBuf> {
+    let p = workspace().join("target/release/examples").join(name);
+    if p.is_file() {
+        Some(p)
+    } else {
+        eprintln!(
+            "note: {} not built (run `cargo build --release --examples`); binary checks of {name} not run",
+            p.display()
+        );
+        None
+    }
+}
+
+/// Runs a binary expected to fail: non-zero exit, exactly one stderr line starting with
+/// `error:`, and nothing under `out`.
+fn expect_one_line_failure(bin: &Path, args: &[&str], out: &Path, needle: &str) {
+    let o = Command::new(bin)
+        .args(args)
+        .current_dir(workspace())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{} {args:?} succeeded", bin.display());
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "{} {args:?}: {stderr}", bin.display());
+    assert!(
+        lines[0].starts_with("error:") && lines[0].contains(needle),
+        "{stderr}"
+    );
+    assert!(files_under(out).is_empty(), "{:?}", files_under(out));
+}
+
+#[test]
+fn compiled_examples_run_and_fail_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let (m, d) = (model(), data());
+    let blocker = dir.path().join("file");
+    std::fs::write(&blocker, b"x").unwrap();
+    if let Some(bin) = binary("skill_probe") {
+        let out = dir.path().join("sp");
+        let o = Command::new(&bin)
+            .args([
+                "--model",
+                &m,
+                "--data",
+                &d,
+                "--tasks",
+                "clang8",
+                "--train-size",
+                "12",
+            ])
+            .args([
+                "--valid-size",
+                "6",
+                "--test-size",
+                "6",
+                "--trees",
+                "10",
+                "--quiet",
+                "--out",
+            ])
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let stdout = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            stdout.contains("LM-Prob") && stdout.contains("clang8"),
+            "{stdout}"
+        );
+        let json = read_json(&out.join("results.json"));
+        assert_eq!(json["tasks"][0]["n_test"], 6);
+        assert!(out.join("features/clang8.safetensors").is_file());
+        assert!(out.join("accuracy_vs_neurons.svg").is_file());
+
+        let bad = dir.path().join("bad");
+        let bad_s = bad.display().to_string();
+        let base = ["--model", &m, "--data", &d, "--out", &bad_s];
+        expect_one_line_failure(
+            &bin,
+            &[&base[..], &["--tasks", "nope"]].concat(),
+            &bad,
+            "nope",
+        );
+        expect_one_line_failure(
+            &bin,
+            &[&base[..], &["--tasks", "fever", "--train-size", "2"]].concat(),
+            &bad,
+            "fever",
+        );
+        let missing = dir.path().join("missing-model").display().to_string();
+        expect_one_line_failure(
+            &bin,
+            &["--model", &missing, "--data", &d, "--out", &bad_s],
+            &bad,
+            "missing-model",
+        );
+        let unwritable = blocker.join("out").display().to_string();
+        expect_one_line_failure(
+            &bin,
+            &["--model", &m, "--data", &d, "--out", &unwritable],
+            &bad,
+            "--out",
+        );
+    }
+    for name in [
+        "training_size",
+        "robustness",
+        "substitutability",
+        "tree_shape",
+    ] {
+        if let Some(bin) = binary(name) {
+            let bad = dir.path().join(format!("bad-{name}"));
+            let bad_s = bad.display().to_string();
+            expect_one_line_failure(
+                &bin,
+                &[
+                    "--model", &m, "--data", &d, "--task", "nope", "--out", &bad_s,
+                ],
+                &bad,
+                "nope",
+            );
+        }
+    }
+}
