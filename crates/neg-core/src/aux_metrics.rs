@@ -458,12 +458,36 @@ pub fn ablation_validation(
     metric: Confidence,
     cfg: &AblationConfig,
 ) -> Result<AblationResult> {
+    let mut out = ablation_validation_many(
+        model,
+        prompts,
+        labels,
+        neurons,
+        acts,
+        &[(metric, top.to_vec())],
+        cfg,
+    )?;
+    out.pop().ok_or(AuxError::Empty("validation list"))
+}
+
+/// [`ablation_validation`] for several `(metric, top neurons)` pairs at once, with one
+/// `patched_probs` call per prompt holding every ablation as a patch variant (the prompt's
+/// prefix is computed once). Each pair gets its own random sets, drawn outside its top set.
+pub fn ablation_validation_many(
+    model: &dyn ModelAdapter,
+    prompts: &[TargetedPrompt],
+    labels: &[usize],
+    neurons: &[NeuronId],
+    acts: ArrayView2<f64>,
+    checks: &[(Confidence, Vec<usize>)],
+    cfg: &AblationConfig,
+) -> Result<Vec<AblationResult>> {
     let (p, u) = (prompts.len(), neurons.len());
     if p == 0 {
         return Err(AuxError::Empty("prompt set"));
     }
-    if top.is_empty() {
-        return Err(AuxError::Empty("top neuron set"));
+    if checks.is_empty() {
+        return Err(AuxError::Empty("validation list"));
     }
     if cfg.seeds == 0 {
         return Err(AuxError::InvalidArgument {
@@ -485,18 +509,23 @@ pub fn ablation_validation(
             got: labels.len(),
         });
     }
-    if let Some(&bad) = top.iter().find(|&&j| j >= u) {
-        return Err(AuxError::InvalidArgument {
-            name: "top",
-            reason: format!("neuron index {bad} is outside the {u} neurons"),
-        });
-    }
-    let k = top.len();
-    if u < 2 * k {
-        return Err(AuxError::InvalidArgument {
-            name: "top",
-            reason: format!("{k} top neurons leave fewer than {k} random ones among {u}"),
-        });
+    for (_, top) in checks {
+        if top.is_empty() {
+            return Err(AuxError::Empty("top neuron set"));
+        }
+        if let Some(&bad) = top.iter().find(|&&j| j >= u) {
+            return Err(AuxError::InvalidArgument {
+                name: "top",
+                reason: format!("neuron index {bad} is outside the {u} neurons"),
+            });
+        }
+        let k = top.len();
+        if u < 2 * k {
+            return Err(AuxError::InvalidArgument {
+                name: "top",
+                reason: format!("{k} top neurons leave fewer than {k} random ones among {u}"),
+            });
+        }
     }
     let value: Array1<f64> = match cfg.ablation {
         Ablation::Mean => acts
@@ -510,17 +539,33 @@ pub fn ablation_validation(
             .collect()
     };
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
-    let rest: Vec<usize> = (0..u).filter(|j| !top.contains(j)).collect();
-    let random_sets: Vec<Vec<usize>> = (0..cfg.seeds)
-        .map(|_| rest.choose_multiple(&mut rng, k).copied().collect())
+    // Bootstrap resamples first, so that they do not depend on how many checks follow.
+    let samples: Vec<Vec<usize>> = (0..cfg.seeds)
+        .map(|_| (0..p).map(|_| rng.gen_range(0..p)).collect())
         .collect();
-    let mut variants = vec![Vec::new(), patches(top)];
-    variants.extend(random_sets.iter().map(|s| patches(s)));
-    // deltas[v][i]: metric change of prompt i under variant v (0 = top, 1.. = random sets).
-    let mut deltas = vec![vec![0.0; p]; 1 + cfg.seeds];
-    let mut base_sum = 0.0;
+    // Variant 0 is unpatched; check c owns variants 1 + c * (1 + seeds) .. (top, then randoms).
+    let stride = 1 + cfg.seeds;
+    let mut variants = vec![Vec::new()];
+    for (_, top) in checks {
+        let rest: Vec<usize> = (0..u).filter(|j| !top.contains(j)).collect();
+        variants.push(patches(top));
+        for _ in 0..cfg.seeds {
+            let set: Vec<usize> = rest.choose_multiple(&mut rng, top.len()).copied().collect();
+            variants.push(patches(&set));
+        }
+    }
+    // deltas[c][v][i]: metric change of prompt i under check c's variant v.
+    let mut deltas = vec![vec![vec![0.0; p]; stride]; checks.len()];
+    let mut base_sum = vec![0.0; checks.len()];
     for (i, prompt) in prompts.iter().enumerate() {
         let out = model.patched_probs(prompt, &variants)?.mapv(f64::from);
+        if out.nrows() != variants.len() {
+            return Err(AuxError::LengthMismatch {
+                what: "patched probability rows per variant",
+                expected: variants.len(),
+                got: out.nrows(),
+            });
+        }
         if let Some(((a, b), &v)) = out.indexed_iter().find(|(_, v)| !v.is_finite()) {
             return Err(AuxError::NonFinite {
                 what: "patched option probabilities",
@@ -528,31 +573,40 @@ pub fn ablation_validation(
                 value: v,
             });
         }
-        let base = metric.of(out.row(0), labels[i])?;
-        base_sum += base;
-        for (v, d) in deltas.iter_mut().enumerate() {
-            d[i] = metric.of(out.row(v + 1), labels[i])? - base;
+        for (c, (metric, _)) in checks.iter().enumerate() {
+            let base = metric.of(out.row(0), labels[i])?;
+            base_sum[c] += base;
+            for (v, d) in deltas[c].iter_mut().enumerate() {
+                d[i] = metric.of(out.row(1 + c * stride + v), labels[i])? - base;
+            }
         }
     }
-    let mut means = [(); 4].map(|_| Vec::with_capacity(cfg.seeds));
-    for s in 0..cfg.seeds {
-        let sample: Vec<usize> = (0..p).map(|_| rng.gen_range(0..p)).collect();
-        let mean = |d: &[f64]| sample.iter().map(|&i| d[i]).sum::<f64>() / p as f64;
-        let mean_abs = |d: &[f64]| sample.iter().map(|&i| d[i].abs()).sum::<f64>() / p as f64;
-        means[0].push(mean(&deltas[0]));
-        means[1].push(mean(&deltas[1 + s]));
-        means[2].push(mean_abs(&deltas[0]));
-        means[3].push(mean_abs(&deltas[1 + s]));
-    }
-    let [top, random, top_abs, random_abs] = means;
-    Ok(AblationResult {
-        k,
-        base_metric: base_sum / p as f64,
-        top_delta: Spread::of(top),
-        random_delta: Spread::of(random),
-        top_abs_delta: Spread::of(top_abs),
-        random_abs_delta: Spread::of(random_abs),
-    })
+    Ok(checks
+        .iter()
+        .enumerate()
+        .map(|(c, (_, top))| {
+            let d = &deltas[c];
+            let mut means = [(); 4].map(|_| Vec::with_capacity(cfg.seeds));
+            for (s, sample) in samples.iter().enumerate() {
+                let mean = |d: &[f64]| sample.iter().map(|&i| d[i]).sum::<f64>() / p as f64;
+                let mean_abs =
+                    |d: &[f64]| sample.iter().map(|&i| d[i].abs()).sum::<f64>() / p as f64;
+                means[0].push(mean(&d[0]));
+                means[1].push(mean(&d[1 + s]));
+                means[2].push(mean_abs(&d[0]));
+                means[3].push(mean_abs(&d[1 + s]));
+            }
+            let [top_d, random, top_abs, random_abs] = means;
+            AblationResult {
+                k: top.len(),
+                base_metric: base_sum[c] / p as f64,
+                top_delta: Spread::of(top_d),
+                random_delta: Spread::of(random),
+                top_abs_delta: Spread::of(top_abs),
+                random_abs_delta: Spread::of(random_abs),
+            }
+        })
+        .collect())
 }
 
 /// Greedy generations of every prompt and their mean FF activations, flattened to
@@ -772,6 +826,26 @@ mod tests {
             "{res:?}"
         );
         assert!(res.top_moves_more());
+        // Batched checks agree with one at a time (same seed, first check).
+        let many = ablation_validation_many(
+            &model,
+            &prompts,
+            &labels,
+            &neurons,
+            acts.view(),
+            &[
+                (Confidence::Gold, top.clone()),
+                (Confidence::Option(1), vec![5, 6, 7]),
+            ],
+            &AblationConfig {
+                seeds: 6,
+                seed: 1,
+                ablation: Ablation::Mean,
+            },
+        )
+        .unwrap();
+        assert_eq!(many[0].top_abs_delta.mean, res.top_abs_delta.mean);
+        assert!(many[1].top_abs_delta.mean < 1e-6 && !many[1].top_moves_more());
         let e = ablation_validation(
             &model,
             &prompts,

@@ -43,7 +43,7 @@ use crate::adapter::{AdapterError, ModelAdapter, Patch, PatchOp, Site, TargetedP
 /// Why a NeuronLens step could not run. Each variant names the offending value.
 #[derive(Debug, thiserror::Error)]
 pub enum LensError {
-    #[error("class {class} has {got} example(s) to fit its range; at least 2 are needed (fit on all examples or use more data)")]
+    #[error("class {class} has {got} example(s) to fit its range; at least 2 are needed")]
     TooFewExamples { class: usize, got: usize },
     #[error("unit {unit} ({name}) is constant ({value}) over all {n} fitted examples, so it has no range to interpret")]
     ConstantActivations {
@@ -538,87 +538,140 @@ pub struct Outcome {
     pub n_complement: usize,
 }
 
-/// Evaluates `prompts` (targets = options in class order, gold `labels`) with the salient units
-/// of `class` masked by `masking` (`None`: unmasked). `acts` [P, U] are the prompts' unpatched
-/// activations of `units`.
-#[allow(clippy::too_many_arguments)]
-pub fn evaluate(
+/// The evaluation set of [`evaluate`] and friends: prompts whose targets are the options in
+/// class order, gold labels, and the prompts' unpatched activations `acts` [P, U] of `units`.
+#[derive(Clone, Copy, Debug)]
+pub struct EvalSet<'a> {
+    pub prompts: &'a [TargetedPrompt],
+    pub labels: &'a [usize],
+    pub units: &'a [Unit],
+    pub acts: ArrayView2<'a, f64>,
+}
+
+/// One masking condition: the salient units of `class` masked by `masking` (`None`: no mask).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Condition<'a> {
+    pub class: usize,
+    pub salient: &'a [usize],
+    pub masking: Option<Masking>,
+}
+
+/// Outcomes of all `conditions` on `set`, with one `patched_probs` call per prompt holding
+/// every condition as a patch variant (so the prompt's prefix is computed once).
+pub fn evaluate_all(
     model: &dyn ModelAdapter,
-    prompts: &[TargetedPrompt],
-    labels: &[usize],
-    units: &[Unit],
-    acts: ArrayView2<f64>,
+    set: EvalSet,
     stats: &ClassStats,
-    class: usize,
-    salient: &[usize],
     neutral: ArrayView1<f64>,
-    masking: Option<Masking>,
-) -> Result<Outcome> {
-    stats.check_class(class)?;
-    if prompts.is_empty() {
+    conditions: &[Condition],
+) -> Result<Vec<Outcome>> {
+    let p = set.prompts.len();
+    if p == 0 {
         return Err(LensError::Empty("evaluation prompt set"));
     }
+    for c in conditions {
+        stats.check_class(c.class)?;
+    }
     for (what, got) in [
-        ("labels per prompt", labels.len()),
-        ("activation rows per prompt", acts.nrows()),
+        ("labels per prompt", set.labels.len()),
+        ("activation rows per prompt", set.acts.nrows()),
     ] {
-        if got != prompts.len() {
+        if got != p {
             return Err(LensError::LengthMismatch {
                 what,
-                expected: prompts.len(),
+                expected: p,
                 got,
             });
         }
     }
-    let mut sums = [[0.0f64; 3]; 2]; // [target, complement] x [correct, confidence, masked]
-    let mut counts = [0usize; 2];
-    for (i, p) in prompts.iter().enumerate() {
-        let label = labels[i];
-        if label >= p.targets.len() {
+    // sums[k][g]: condition k, g = 0 target / 1 complement; [correct, confidence, masked].
+    let mut sums = vec![[[0.0f64; 3]; 2]; conditions.len()];
+    let mut counts = vec![[0usize; 2]; conditions.len()];
+    for (i, prompt) in set.prompts.iter().enumerate() {
+        let label = set.labels[i];
+        if label >= prompt.targets.len() {
             return Err(LensError::LabelOutOfRange {
                 index: i,
                 label,
-                n_classes: p.targets.len(),
+                n_classes: prompt.targets.len(),
             });
         }
-        let patches = match masking {
-            Some(m) => mask_patches(acts.row(i), units, stats, class, salient, neutral, m)?,
-            None => Vec::new(),
-        };
-        let probs = model.patched_probs(p, std::slice::from_ref(&patches))?;
-        let row = probs.row(0).mapv(f64::from);
-        if let Some((j, &v)) = row.indexed_iter().find(|(_, v)| !v.is_finite()) {
-            return Err(LensError::NonFinite {
-                what: "patched option probabilities",
-                index: vec![i, j],
-                value: v,
+        let variants = conditions
+            .iter()
+            .map(|c| match c.masking {
+                Some(m) => mask_patches(
+                    set.acts.row(i),
+                    set.units,
+                    stats,
+                    c.class,
+                    c.salient,
+                    neutral,
+                    m,
+                ),
+                None => Ok(Vec::new()),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let probs = model.patched_probs(prompt, &variants)?.mapv(f64::from);
+        if probs.nrows() != variants.len() {
+            return Err(LensError::LengthMismatch {
+                what: "patched probability rows per variant",
+                expected: variants.len(),
+                got: probs.nrows(),
             });
         }
-        let total: f64 = row.sum();
-        let conf = if total > 0.0 { row[label] / total } else { 0.0 };
-        let g = usize::from(label != class);
-        counts[g] += 1;
-        sums[g][0] += f64::from(u8::from(argmax(row.view()) == label));
-        sums[g][1] += conf;
-        sums[g][2] += patches.len() as f64;
+        for (k, c) in conditions.iter().enumerate() {
+            let row = probs.row(k);
+            if let Some((j, &v)) = row.indexed_iter().find(|(_, v)| !v.is_finite()) {
+                return Err(LensError::NonFinite {
+                    what: "patched option probabilities",
+                    index: vec![i, k, j],
+                    value: v,
+                });
+            }
+            let total: f64 = row.sum();
+            let conf = if total > 0.0 { row[label] / total } else { 0.0 };
+            let g = usize::from(label != c.class);
+            counts[k][g] += 1;
+            sums[k][g][0] += f64::from(u8::from(argmax(row) == label));
+            sums[k][g][1] += conf;
+            sums[k][g][2] += variants[k].len() as f64;
+        }
     }
-    let avg = |g: usize, k: usize| {
-        if counts[g] == 0 {
-            f64::NAN
-        } else {
-            sums[g][k] / counts[g] as f64
-        }
-    };
-    Ok(Outcome {
-        target_accuracy: avg(0, 0),
-        complement_accuracy: avg(1, 0),
-        target_confidence: avg(0, 1),
-        complement_confidence: avg(1, 1),
-        target_masked: avg(0, 2),
-        complement_masked: avg(1, 2),
-        n_target: counts[0],
-        n_complement: counts[1],
-    })
+    Ok(sums
+        .iter()
+        .zip(&counts)
+        .map(|(s, n)| {
+            let avg = |g: usize, k: usize| {
+                if n[g] == 0 {
+                    f64::NAN
+                } else {
+                    s[g][k] / n[g] as f64
+                }
+            };
+            Outcome {
+                target_accuracy: avg(0, 0),
+                complement_accuracy: avg(1, 0),
+                target_confidence: avg(0, 1),
+                complement_confidence: avg(1, 1),
+                target_masked: avg(0, 2),
+                complement_masked: avg(1, 2),
+                n_target: n[0],
+                n_complement: n[1],
+            }
+        })
+        .collect())
+}
+
+/// The outcome of one condition (see [`evaluate_all`]).
+pub fn evaluate(
+    model: &dyn ModelAdapter,
+    set: EvalSet,
+    stats: &ClassStats,
+    neutral: ArrayView1<f64>,
+    condition: &Condition,
+) -> Result<Outcome> {
+    let mut out = evaluate_all(model, set, stats, neutral, std::slice::from_ref(condition))?;
+    out.pop().ok_or(LensError::Empty("condition list"))
 }
 
 /// Unmasked, range-masked and neuron-masked outcomes for one target class.
@@ -665,33 +718,62 @@ fn ratio(a: f64, b: f64) -> f64 {
     }
 }
 
-/// [`evaluate`] unmasked, with [`Masking::Range`] at `tau` and with [`Masking::Neuron`].
-#[allow(clippy::too_many_arguments)]
+/// For every `(class, salient units)` target: unmasked, [`Masking::Range`] at `tau` and
+/// [`Masking::Neuron`] outcomes, all from one `patched_probs` call per prompt.
+pub fn run_classes(
+    model: &dyn ModelAdapter,
+    set: EvalSet,
+    stats: &ClassStats,
+    neutral: ArrayView1<f64>,
+    targets: &[(usize, Vec<usize>)],
+    tau: Tau,
+) -> Result<Vec<ClassReport>> {
+    // The unmasked condition splits target/complement by class, so it is one variant per
+    // class too (an empty patch list costs one last-position pass, not a prefix pass).
+    let mut conditions = Vec::with_capacity(3 * targets.len());
+    for (class, salient) in targets {
+        for masking in [None, Some(Masking::Range(tau)), Some(Masking::Neuron)] {
+            conditions.push(Condition {
+                class: *class,
+                salient,
+                masking,
+            });
+        }
+    }
+    let out = evaluate_all(model, set, stats, neutral, &conditions)?;
+    Ok(targets
+        .iter()
+        .zip(out.chunks(3))
+        .map(|((class, salient), o)| ClassReport {
+            class: *class,
+            tau: tau.get(),
+            salient: salient.clone(),
+            base: o[0].clone(),
+            range: o[1].clone(),
+            neuron: o[2].clone(),
+        })
+        .collect())
+}
+
+/// [`run_classes`] for one class.
 pub fn run_class(
     model: &dyn ModelAdapter,
-    prompts: &[TargetedPrompt],
-    labels: &[usize],
-    units: &[Unit],
-    acts: ArrayView2<f64>,
+    set: EvalSet,
     stats: &ClassStats,
+    neutral: ArrayView1<f64>,
     class: usize,
     salient: &[usize],
-    neutral: ArrayView1<f64>,
     tau: Tau,
 ) -> Result<ClassReport> {
-    let eval = |m| {
-        evaluate(
-            model, prompts, labels, units, acts, stats, class, salient, neutral, m,
-        )
-    };
-    Ok(ClassReport {
-        class,
-        tau: tau.get(),
-        salient: salient.to_vec(),
-        base: eval(None)?,
-        range: eval(Some(Masking::Range(tau)))?,
-        neuron: eval(Some(Masking::Neuron))?,
-    })
+    let mut out = run_classes(
+        model,
+        set,
+        stats,
+        neutral,
+        &[(class, salient.to_vec())],
+        tau,
+    )?;
+    out.pop().ok_or(LensError::Empty("class list"))
 }
 
 /// Indices of the examples the model answers correctly (the published fit set).
@@ -988,19 +1070,49 @@ mod tests {
         // Neuron 0 is class 0's most salient unit? Its mean |a| (~1) beats noise (~0.5).
         let salient = stats.salient(0, 0.5).unwrap();
         assert_eq!(salient, vec![0]);
+        let set = EvalSet {
+            prompts: &prompts,
+            labels: &labels,
+            units: &cap.units,
+            acts: cap.activations.view(),
+        };
         let r = run_class(
             &model,
-            &prompts,
-            &labels,
-            &cap.units,
-            cap.activations.view(),
+            set,
             &stats,
+            neutral.view(),
             0,
             &salient,
-            neutral.view(),
             Tau::default(),
         )
         .unwrap();
+        // The batched path agrees with one condition at a time.
+        let one = evaluate(
+            &model,
+            set,
+            &stats,
+            neutral.view(),
+            &Condition {
+                class: 0,
+                salient: &salient,
+                masking: Some(Masking::Range(Tau::default())),
+            },
+        )
+        .unwrap();
+        assert_eq!(one, r.range);
+        let both = run_classes(
+            &model,
+            set,
+            &stats,
+            neutral.view(),
+            &[(0, salient.clone()), (2, stats.salient(2, 0.5).unwrap())],
+            Tau::default(),
+        )
+        .unwrap();
+        assert_eq!(both[0], r);
+        // Masking class 2's range sends class 2 to class 1 and spares classes 0 and 1.
+        assert!(both[1].range.target_accuracy < 0.1);
+        assert_eq!(both[1].range_complement_retained(), 1.0);
         assert!(r.base.target_accuracy > 0.95 && r.base.complement_accuracy > 0.95);
         // Range masking: class 0 collapses to class 1, classes 1 and 2 are untouched.
         assert!(r.range.target_accuracy < 0.1, "{:?}", r.range);
