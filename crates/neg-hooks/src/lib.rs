@@ -38,6 +38,7 @@
 mod adapter;
 mod bert;
 pub mod config;
+pub mod cuda;
 pub mod error;
 mod hooks;
 mod llama;
@@ -50,7 +51,9 @@ pub use error::HooksError;
 pub use loader::{DType, DeviceSpec, LoadOptions, ModelSource};
 pub use model::HfModel;
 
-/// True when libtorch was linked with CUDA support and a device is visible.
+/// True when libtorch has CUDA support and a device is visible. Loads libtorch's CUDA backend
+/// first if the binary was linked without it (see [`cuda::ensure_cuda_backend`]).
 pub fn cuda_available() -> bool {
+    cuda::ensure_cuda_backend();
     tch::Cuda::is_available()
 }

@@ -116,6 +116,7 @@ impl DeviceSpec {
         match self {
             DeviceSpec::Cpu => Ok(Device::Cpu),
             DeviceSpec::Cuda(i) => {
+                crate::cuda::ensure_cuda_backend();
                 let count = tch::Cuda::device_count();
                 if (i as i64) < count {
                     Ok(Device::Cuda(i))
