@@ -644,3 +644,79 @@ impl ProbeData {
         Ok(self)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::Array3;
+
+    /// 150 prompts, 3 options, 300 neurons,
+    /// with ties and exact zeros: every compact feature equals its definition.
+    #[test]
+    fn compact_features_match_their_definitions() {
+        let (p, k, n) = (150, 3, 300);
+        let scores = Array3::from_shape_fn((p, k, n), |(i, o, j)| {
+            ((i * 7 + o * 13 + j * 3) % 11) as f32 - 5.0 // values in -5..=5, ties and zeros
+        });
+        let labels: Vec<i64> = (0..p).map(|i| (i % k) as i64).collect();
+        let split: Vec<u8> = (0..p).map(|i| (i % 3) as u8).collect();
+        let d = ProbeData::from_scores(scores.view(), &labels, &split, None, None).unwrap();
+        let sf = d.score_features("test").unwrap();
+        let sign = |g: f32| (g > 0.0) as i32 - (g < 0.0) as i32;
+        for i in 0..p {
+            let y = labels[i] as usize;
+            for j in 0..n {
+                let g: Vec<f32> = (0..k).map(|o| scores[[i, o, j]]).collect();
+                let first_max = (0..k).fold(0, |b, o| if g[o] > g[b] { o } else { b });
+                let first_min = (0..k).fold(0, |b, o| if g[o] < g[b] { o } else { b });
+                assert_eq!(d.option_index()[[j, i]] as usize, first_max);
+                assert_eq!(sf.bottom[[j, i]] as usize, first_min);
+                for (o, &go) in g.iter().enumerate() {
+                    let s = ((sf.pos_bits[[j, i]] >> o) & 1) as i32
+                        - ((sf.neg_bits[[j, i]] >> o) & 1) as i32;
+                    assert_eq!(s, sign(go), "sign of prompt {i}, option {o}, neuron {j}");
+                }
+                let margin: i32 = (0..k).map(|o| sign(g[y] - g[o])).sum();
+                assert_eq!(sf.gold_margin[[j, i]] as i32, margin);
+            }
+        }
+        assert_eq!(d.labels()[149], 2);
+        assert_eq!(d.splits()[149], Split::Test); // 149 % 3 == 2
+                                                  // The option-index path stores the same matrix.
+        let oi = d.option_index().t().to_owned();
+        let d2 = ProbeData::from_option_index(oi.view(), k, &labels, &split, None, None).unwrap();
+        assert_eq!(d2.option_index(), d.option_index());
+    }
+
+    #[test]
+    fn builder_counts_prompts_and_refuses_mixed_inputs() {
+        let mut b = ProbeDataBuilder::new(2, 2, 3, false, false).unwrap();
+        b.push_option_index(
+            ndarray::arr1(&[0u8, 1, 1]).view(),
+            1,
+            Split::Train,
+            None,
+            None,
+        )
+        .unwrap();
+        let err = b
+            .push_scores(
+                Array2::<f32>::zeros((2, 3)).view(),
+                0,
+                Split::Test,
+                None,
+                None,
+            )
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("option_index like the earlier prompts"),
+            "{err}"
+        );
+        let err = b.finish().unwrap_err();
+        assert!(
+            matches!(err, ProbeError::ShapeMismatch { ref what, .. } if what == "prompts pushed"),
+            "{err}"
+        );
+    }
+}
