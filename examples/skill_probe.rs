@@ -48,10 +48,10 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t = SplitMode::Published)]
     pub splits: SplitMode,
     /// Training prompts per task.
-    #[arg(long, default_value_t = 160)]
+    #[arg(long, default_value_t = 128)]
     pub train_size: usize,
     /// Validation prompts per task (neuron-count selection).
-    #[arg(long, default_value_t = 48)]
+    #[arg(long, default_value_t = 32)]
     pub valid_size: usize,
     /// Test prompts per task.
     #[arg(long, default_value_t = 64)]

@@ -27,7 +27,7 @@ pub struct Args {
     #[command(flatten)]
     pub study: StudyArgs,
     /// Training-set sizes (each at most --train-size).
-    #[arg(long, value_delimiter = ',', default_value = "10,20,40,80,160")]
+    #[arg(long, value_delimiter = ',', default_value = "8,16,32,64,128")]
     pub sizes: Vec<usize>,
     /// Probes (rand, lmprob, polar, magn, tree, act).
     #[arg(long, value_delimiter = ',', default_value = "polar,magn,tree,act")]

@@ -827,8 +827,8 @@ impl Default for SkillProbeConfig {
             shots: ShotMode::Zero,
             splits: SplitMode::Published,
             sizes: Sizes {
-                train: 160,
-                valid: 48,
+                train: 128,
+                valid: 32,
                 test: 64,
             },
             seed: 0,
@@ -1062,10 +1062,10 @@ pub struct StudyArgs {
     #[arg(long, value_enum, default_value_t = SplitMode::Published)]
     pub splits: SplitMode,
     /// Training prompts.
-    #[arg(long, default_value_t = 160)]
+    #[arg(long, default_value_t = 128)]
     pub train_size: usize,
     /// Validation prompts.
-    #[arg(long, default_value_t = 48)]
+    #[arg(long, default_value_t = 32)]
     pub valid_size: usize,
     /// Test prompts.
     #[arg(long, default_value_t = 64)]
