@@ -29,7 +29,7 @@ use serde::Serialize;
 
 #[allow(dead_code)]
 #[path = "neuronlens.rs"]
-mod neuronlens;
+pub mod neuronlens;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum StatArg {
@@ -38,7 +38,10 @@ pub enum StatArg {
 }
 
 #[derive(Parser, Debug, Clone)]
-#[command(about = "Skill neurons from auxiliary metrics (labels, confidence, generations)")]
+#[command(
+    about = "Skill neurons from auxiliary metrics (labels, confidence, generations)",
+    args_override_self = true
+)]
 pub struct Args {
     /// Model directory or hub id.
     #[arg(long, default_value_t = format!("{}/models/stories260k", neuronlens::SHARED))]

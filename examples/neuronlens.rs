@@ -56,7 +56,10 @@ pub enum FitOn {
 }
 
 #[derive(Parser, Debug, Clone)]
-#[command(about = "NeuronLens: range masking vs neuron masking of class-salient units")]
+#[command(
+    about = "NeuronLens: range masking vs neuron masking of class-salient units",
+    args_override_self = true
+)]
 pub struct Args {
     /// Model directory or hub id.
     #[arg(long, default_value_t = format!("{SHARED}/models/stories260k"))]
