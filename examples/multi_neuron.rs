@@ -5,7 +5,7 @@
 //! ```text
 //! cargo run --release --example multi_neuron -- \
 //!     [--model ../shared/models/stories260k] [--prompts facts.jsonl] [--out out/multi_neuron] \
-//!     [--max-prompts 0] [--ranges 0.1,0.5,1,1.5,2] [--step 0.01] [--max-log2 12]
+//!     [--max-prompts 16] [--ranges 0.1,0.5,1,1.5,2] [--step 0.01] [--max-log2 12]
 //! ```
 //!
 //! Fig. 5 is the range 0.5, Fig. 14 the others. Writes `results.json`, `fig5_multi_neuron.csv` and
@@ -36,7 +36,7 @@ struct Args {
 fn main() -> std::process::ExitCode {
     negexp::main_with(|| {
         let args = Args::parse();
-        let (model, set, out) = negexp::setup(&args.common, "multi_neuron", 0)?;
+        let (model, set, out) = negexp::setup(&args.common, "multi_neuron", 16)?;
         eprintln!("{}", set.describe());
         let config = MultiNeuronRun {
             ranges: args.ranges.clone(),
