@@ -20,6 +20,8 @@
 //! sweep (about a minute per call on the 135M Llama, 10 samples minimum) and the slow batch
 //! cases, unless `NEG_BENCH_ALL=1`.
 //!
+//! `NEG_BENCH_PROMPTS_ONLY=1` only writes the prompts file (for the Python reference) and exits.
+//!
 //! `NEG_BENCH_PAIRED=R` replaces the criterion run by R interleaved repetitions of every case
 //! (all one-prompt cases, whatever the model), and prints the medians and the median of the
 //! per-repetition ratios to the forward (robust to load that drifts during a run on a shared
@@ -300,6 +302,9 @@ fn main() {
         support::rel(&prompts_file),
         TASK = support::TASK,
     );
+    if std::env::var("NEG_BENCH_PROMPTS_ONLY").is_ok_and(|v| v == "1") {
+        return;
+    }
     if let Ok(v) = std::env::var("NEG_BENCH_PAIRED") {
         let reps = v
             .parse()

@@ -221,9 +221,28 @@ pub fn setup() -> Setup {
     }
 }
 
+/// Rust's probabilities and NeurGrad of the first prompt at 16 sampled neurons, which the
+/// Python reference compares with its own (so both sides are known to compute the same thing).
+fn check_values(setup: &Setup) -> serde_json::Value {
+    let model = &setup.model;
+    let neurons = neg_core::sampling::sample_neurons(model.num_layers(), model.ff_width(), 16, 1)
+        .unwrap_or_else(|e| fail(format!("sampling check neurons: {e}")));
+    let ng = neg_core::methods::neurgrad(model, &setup.prompts[..1])
+        .unwrap_or_else(|e| fail(format!("NeurGrad of the first prompt: {e}")));
+    let t = setup.prompts[0].targets.len();
+    serde_json::json!({
+        "neurons": neurons.iter().map(|n| [n.layer, n.neuron]).collect::<Vec<_>>(),
+        "probs": (0..t).map(|j| ng.probs[[0, j]]).collect::<Vec<_>>(),
+        "neurgrad": (0..t)
+            .map(|j| neurons.iter().map(|n| ng.scores[[0, j, n.layer, n.neuron]]).collect())
+            .collect::<Vec<Vec<f32>>>(),
+    })
+}
+
 /// JSON of the prompts for the Python reference (`scripts/bench/reference_bench.py`).
 pub fn prompts_json(setup: &Setup) -> serde_json::Value {
     serde_json::json!({
+        "check": check_values(setup),
         "model": setup.label,
         "model_dir": setup.dir.display().to_string(),
         "threads": setup.threads,

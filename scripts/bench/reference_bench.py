@@ -10,7 +10,8 @@ with the same number of threads. Prompts are processed one at a time, as the pap
 the batch time is the sum over the prompts of one repetition.
 
 Prints one JSON object: medians in seconds ("one": the first prompt, "batchP": all P prompts)
-for "forward" and "neurgrad", plus the set-up.
+for "forward" and "neurgrad", the set-up, and the agreement with the Rust side (probabilities
+and NeurGrad of the first prompt at 16 neurons the Rust bench recorded in the prompts file).
 
 Usage (from the workspace root, after `cargo bench --bench methods` has written the prompts):
     .venv/bin/python scripts/bench/reference_bench.py \
@@ -60,7 +61,6 @@ def main():
     ap.add_argument("--model", help="model directory (default: the one in the prompts file)")
     ap.add_argument("--threads", type=int, help="torch threads (default: the prompts file's)")
     ap.add_argument("--reps", type=int, default=5, help="timed repetitions per case")
-    ap.add_argument("--check", help="optional: write NeurGrad of the first prompt here (JSON)")
     args = ap.parse_args()
 
     try:
@@ -126,10 +126,20 @@ def main():
             medians[key], samples[key] = time_case(fn, idx)
             print(f"{key}: median {medians[key]:.4f} s", file=sys.stderr)
 
-    if args.check:
-        g = neurgrad(0)
-        with open(args.check, "w") as f:
-            json.dump({"neurgrad": g.tolist(), "probs": forward(0).tolist()}, f)
+    # Same numbers as the Rust side: probabilities and NeurGrad of the first prompt at the
+    # neurons the Rust bench recorded.
+    check = spec.get("check") or fail(f"{args.prompts} has no check values")
+    g = neurgrad(0)
+    ours = [[g[j, l, n].item() for l, n in check["neurons"]] for j in range(g.shape[0])]
+    theirs = check["neurgrad"]
+    scale = max(abs(v) for row in theirs for v in row) or 1.0
+    agreement = {
+        "probs_max_abs_diff": max(abs(a - b) for a, b in zip(forward(0).tolist(),
+                                                              check["probs"])),
+        "neurgrad_max_abs_diff_over_max_abs": max(
+            abs(a - b) for ra, rb in zip(ours, theirs) for a, b in zip(ra, rb)) / scale,
+    }
+    print(f"agreement with the Rust side: {agreement}", file=sys.stderr)
 
     print(json.dumps({
         "model": spec.get("model"),
@@ -139,6 +149,7 @@ def main():
         "transformers": __import__("transformers").__version__,
         "prompt_tokens": [p["tokens"] for p in prompts],
         "reps": args.reps,
+        "agreement_with_rust": agreement,
         "median_s": medians,
         "samples_s": samples,
     }, indent=1))
