@@ -9,6 +9,7 @@
 //! - [`methods`]: NeurGrad, CG, IG and LPI for every FF neuron at once.
 //! - [`analysis`]: linearity, estimation quality, top-K attribution, NEG distribution and
 //!   multi-neuron accumulation (the paper's Tables 1, 2, 5 and Figs. 2-5, 11, 12, 14).
+//! - [`io`]: the examples' prompt files and neuron lists.
 //! - [`testing`]: [`testing::AnalyticAdapter`], a model with closed-form answers.
 //!
 //! ```
