@@ -20,8 +20,8 @@ use clap::{Parser, ValueEnum};
 use mceval::{DataSource, Dataset, RenderedItem, Shots, Split, TaskRegistry, TemplateSet};
 use ndarray::Axis;
 use neg_core::neuronlens::{
-    capture, correct_indices, neutral_values, run_classes, ClassReport, ClassStats, EvalSet, Tau,
-    UnitSelection,
+    capture, class_mean_scores, correct_indices, neutral_values, run_classes, top_fraction,
+    ClassReport, ClassStats, EvalSet, Tau, UnitSelection,
 };
 use neg_core::{ModelAdapter, Site, TargetedPrompt};
 use neg_hooks::{DeviceSpec, HfModel, LoadOptions, ModelSource};
@@ -55,6 +55,15 @@ pub enum FitOn {
     All,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Salience {
+    /// Top units by mean |activation| on the class (the published choice).
+    MeanAbs,
+    /// Top units by mean NeurGrad of the gold option on the class's fit prompts (FF only).
+    Neurgrad,
+}
+
 #[derive(Parser, Debug, Clone)]
 #[command(
     about = "NeuronLens: range masking vs neuron masking of class-salient units",
@@ -82,6 +91,9 @@ pub struct Args {
     /// Fraction of units salient per class (top by mean |activation|).
     #[arg(long, default_value_t = 0.1, allow_negative_numbers = true)]
     pub fraction: f64,
+    /// How salient units are ranked.
+    #[arg(long, value_enum, default_value = "mean-abs")]
+    pub salience: Salience,
     /// Which train prompts fit the class ranges.
     #[arg(long, value_enum, default_value = "auto")]
     pub fit_on: FitOn,
@@ -138,6 +150,7 @@ pub struct Report {
     pub units: Vec<String>,
     pub tau: f64,
     pub fraction: f64,
+    pub salience: Salience,
     pub fit_on: FitOn,
     /// What `fit_on` resolved to.
     pub fit_used: FitOn,
@@ -276,6 +289,9 @@ pub fn run(args: &Args) -> Result<Report> {
     if args.n_fit < 2 || args.n_eval == 0 {
         bail!("--n-fit must be >= 2 and --n-eval >= 1");
     }
+    if args.salience == Salience::Neurgrad && args.site != SiteArg::Ff {
+        bail!("--salience neurgrad needs --site ff (gradients are defined for FF neurons)");
+    }
     let data = load_dataset(&args.data, &args.task)?;
     let model = load_model(&args.model, &args.device)?;
     let layers = if args.layers.is_empty() {
@@ -359,9 +375,25 @@ pub fn run(args: &Args) -> Result<Report> {
     let neutral = neutral_values(fit.activations.view())?;
     let eval = capture(&model, &eval_prompts, &selection)?;
 
-    let targets = (0..n_classes)
-        .map(|c| Ok((c, stats.salient(c, args.fraction)?)))
-        .collect::<Result<Vec<_>>>()?;
+    let targets = match args.salience {
+        Salience::MeanAbs => (0..n_classes)
+            .map(|c| Ok((c, stats.salient(c, args.fraction)?)))
+            .collect::<Result<Vec<_>>>()?,
+        Salience::Neurgrad => {
+            let rows: Vec<TargetedPrompt> =
+                fit_rows.iter().map(|&i| fit_prompts[i].clone()).collect();
+            let attr = neg_core::methods::neurgrad(&model, &rows)?;
+            // Score of unit u on example e: NeurGrad of e's gold option.
+            let scores = ndarray::Array2::from_shape_fn((rows.len(), fit.units.len()), |(e, u)| {
+                let unit = fit.units[u];
+                f64::from(attr.scores[[e, rows_labels[e], unit.layer, unit.index]])
+            });
+            let per_class = class_mean_scores(scores.view(), &rows_labels, n_classes)?;
+            (0..n_classes)
+                .map(|c| Ok((c, top_fraction(&per_class.row(c).to_vec(), args.fraction)?)))
+                .collect::<Result<Vec<_>>>()?
+        }
+    };
     let set = EvalSet {
         prompts: &eval_prompts,
         labels: &eval_labels,
@@ -401,6 +433,7 @@ pub fn run(args: &Args) -> Result<Report> {
         units: fit.units.iter().map(|u| u.name()).collect(),
         tau: args.tau,
         fraction: args.fraction,
+        salience: args.salience,
         fit_on: args.fit_on,
         fit_used,
         n_fit_rendered: fit_prompts.len(),

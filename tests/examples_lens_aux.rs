@@ -116,6 +116,27 @@ fn neuronlens_infinite_tau_equals_neuron_masking_on_ff_units() {
 }
 
 #[test]
+fn neuronlens_neurgrad_salience_on_ff_units() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = lens_args(
+        dir.path(),
+        &["--site", "ff", "--layers", "3", "--salience", "neurgrad"],
+    );
+    let report = neuronlens::run(&args).unwrap();
+    let sets: Vec<Vec<usize>> = report
+        .classes
+        .iter()
+        .map(|c| c.report.salient.clone())
+        .collect();
+    assert!(sets.iter().all(|s| s.len() == 17), "10% of 172 units");
+    // Gold options differ, so their gradients (and top units) differ between classes.
+    assert!(sets.windows(2).any(|w| w[0] != w[1]), "{sets:?}");
+    let mean_abs =
+        neuronlens::run(&lens_args(dir.path(), &["--site", "ff", "--layers", "3"])).unwrap();
+    assert_ne!(mean_abs.classes[0].report.salient, sets[0]);
+}
+
+#[test]
 fn neuronlens_bad_input_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let err = |extra: &[&str]| {
@@ -135,6 +156,7 @@ fn neuronlens_bad_input_is_a_clear_error() {
         "{e}"
     );
     assert!(err(&["--layers", "9"]).contains("layer 9 is outside the model"));
+    assert!(err(&["--salience", "neurgrad"]).contains("needs --site ff"));
     assert!(err(&["--data", "/nonexistent/mceval8k"]).contains("/nonexistent/mceval8k"));
     assert!(
         !dir.path().join("neuronlens.json").exists(),

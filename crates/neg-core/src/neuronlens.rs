@@ -89,8 +89,23 @@ pub enum LensError {
 pub type Result<T, E = LensError> = std::result::Result<T, E>;
 
 /// The width of a class range in standard deviations: finite and > 0, or infinity.
+/// Deserialising checks the value like [`Tau::new`].
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "f64", into = "f64")]
 pub struct Tau(f64);
+
+impl TryFrom<f64> for Tau {
+    type Error = LensError;
+    fn try_from(tau: f64) -> Result<Self> {
+        Tau::new(tau)
+    }
+}
+
+impl From<Tau> for f64 {
+    fn from(tau: Tau) -> f64 {
+        tau.0
+    }
+}
 
 impl Tau {
     /// Whole-neuron masking: every value is "in range".
@@ -451,6 +466,45 @@ pub fn top_fraction(scores: &[f64], fraction: f64) -> Result<Vec<usize>> {
     order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(a.cmp(&b)));
     order.truncate(k);
     Ok(order)
+}
+
+/// Mean of per-example unit scores [E, U] (e.g. an attribution of the gold option) over the
+/// examples of each class: [C, U]. Rank a class's units with [`top_fraction`] of its row to
+/// select salient units by attribution instead of by mean |activation|.
+pub fn class_mean_scores(
+    scores: ArrayView2<f64>,
+    labels: &[usize],
+    n_classes: usize,
+) -> Result<Array2<f64>> {
+    let (e, u) = scores.dim();
+    if labels.len() != e {
+        return Err(LensError::LengthMismatch {
+            what: "labels per score row",
+            expected: e,
+            got: labels.len(),
+        });
+    }
+    check_finite("scores", scores)?;
+    let mut sum = Array2::zeros((n_classes, u));
+    let mut counts = vec![0usize; n_classes];
+    for (index, (row, &label)) in scores.rows().into_iter().zip(labels).enumerate() {
+        if label >= n_classes {
+            return Err(LensError::LabelOutOfRange {
+                index,
+                label,
+                n_classes,
+            });
+        }
+        counts[label] += 1;
+        sum.row_mut(label).zip_mut_with(&row, |s, v| *s += v);
+    }
+    if let Some((class, &got)) = counts.iter().enumerate().find(|(_, &n)| n == 0) {
+        return Err(LensError::TooFewExamples { class, got });
+    }
+    for (c, &n) in counts.iter().enumerate() {
+        sum.row_mut(c).mapv_inplace(|v| v / n as f64);
+    }
+    Ok(sum)
 }
 
 /// The mean of every unit over a reference set [R, U]: the neutral value masked units get.
@@ -995,6 +1049,8 @@ mod tests {
             assert!(matches!(Tau::new(bad), Err(LensError::InvalidTau(_))));
         }
         assert!(Tau::new(f64::INFINITY).is_ok());
+        assert!(serde_json::from_str::<Tau>("-2.0").is_err());
+        assert_eq!(serde_json::from_str::<Tau>("1.5").unwrap().get(), 1.5);
         let e = ClassStats::fit(acts4.view(), &[0, 0, 1, 5], 2).unwrap_err();
         assert!(matches!(
             e,
@@ -1012,6 +1068,18 @@ mod tests {
         assert!(matches!(
             ClassStats::fit(nan.view(), &[0, 0, 1, 1], 2),
             Err(LensError::NonFinite { .. })
+        ));
+    }
+
+    #[test]
+    fn class_mean_scores_average_per_class() {
+        let scores = array![[1.0, 0.0], [3.0, 2.0], [5.0, -4.0]];
+        let m = class_mean_scores(scores.view(), &[0, 0, 1], 2).unwrap();
+        assert_eq!(m, array![[2.0, 1.0], [5.0, -4.0]]);
+        assert_eq!(top_fraction(&m.row(1).to_vec(), 0.5).unwrap(), vec![0]);
+        assert!(matches!(
+            class_mean_scores(scores.view(), &[0, 0, 0], 2),
+            Err(LensError::TooFewExamples { class: 1, got: 0 })
         ));
     }
 
