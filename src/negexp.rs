@@ -52,22 +52,52 @@ impl RunInfo {
     }
 }
 
-/// Checks that `dir` can hold results before any work is done: creates it and writes and
-/// removes a probe file. The error names the directory.
+/// Checks that `dir` can hold results before any work is done, without creating it (the
+/// result writers create it at the end, so a failed run leaves nothing behind): an existing
+/// `dir` must be a writable directory; otherwise its nearest existing ancestor must be. The
+/// error names the directory.
 pub fn prepare_out(dir: &Path) -> Result<()> {
-    if dir.exists() && !dir.is_dir() {
-        bail!(
-            "output directory {} exists and is not a directory",
-            dir.display()
-        );
+    let probe_in = |d: &Path| -> Result<()> {
+        let probe = d.join(format!(".write-probe-{}", std::process::id()));
+        std::fs::write(&probe, b"").with_context(|| {
+            format!(
+                "cannot create output directory {}: {} is not writable",
+                dir.display(),
+                d.display()
+            )
+        })?;
+        let _ = std::fs::remove_file(&probe);
+        Ok(())
+    };
+    if dir.exists() {
+        if !dir.is_dir() {
+            bail!(
+                "output directory {} exists and is not a directory",
+                dir.display()
+            );
+        }
+        return probe_in(dir);
     }
-    std::fs::create_dir_all(dir)
-        .with_context(|| format!("cannot create output directory {}", dir.display()))?;
-    let probe = dir.join(format!(".write-probe-{}", std::process::id()));
-    std::fs::write(&probe, b"")
-        .with_context(|| format!("output directory {} is not writable", dir.display()))?;
-    let _ = std::fs::remove_file(&probe);
-    Ok(())
+    let mut ancestor = dir.parent();
+    while let Some(a) = ancestor {
+        let a = if a.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            a
+        };
+        if a.exists() {
+            if !a.is_dir() {
+                bail!(
+                    "cannot create output directory {}: {} is not a directory",
+                    dir.display(),
+                    a.display()
+                );
+            }
+            return probe_in(a);
+        }
+        ancestor = a.parent();
+    }
+    bail!("cannot create output directory {}", dir.display())
 }
 
 /// A progress bar over `len` steps, hidden when `enabled` is false (tests, pipes).
