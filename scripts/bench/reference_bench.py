@@ -4,7 +4,7 @@
 The paper's code computes NeurGrad with forward hooks on each layer's FF neurons and one
 `torch.autograd.grad` call per answer option. This script does the same, on the FF neuron as
 defined in docs (the input of `mlp.down_proj`, captured with a forward pre-hook at the last
-prompt token and turned into a differentiable leaf), for the prompts and target token ids the
+prompt token, kept in the autograd graph), for the prompts and target token ids the
 Rust benchmark wrote (`target/bench-models/prompts-<model>.json`), on the same model files,
 with the same number of threads. Prompts are processed one at a time, as the paper's code does;
 the batch time is the sum over the prompts of one repetition.
@@ -31,7 +31,8 @@ def fail(msg):
 
 class DownProjLeaves:
     """Forward pre-hooks on every layer's down_proj: when `active`, the last position's input
-    is replaced by a fresh leaf that requires grad (the FF activations a[l])."""
+    is routed through a tensor of its own (the FF activations a[l]) that autograd can
+    differentiate against."""
 
     def __init__(self, model):
         self.active = False
@@ -48,9 +49,14 @@ class DownProjLeaves:
             import torch
 
             (x,) = args
-            leaf = x[:, -1, :].detach().clone().requires_grad_(True)
-            self.leaves[layer] = leaf
-            return (torch.cat([x[:, :-1, :], leaf[:, None, :]], dim=1),)
+            # A clone that stays in the graph (not a detached leaf): dP/da[l] must include the
+            # paths through the later layers' activations at the same position, which a
+            # detached leaf per layer would cut.
+            act = x[:, -1, :].clone()
+            if not act.requires_grad:
+                act.requires_grad_(True)
+            self.leaves[layer] = act
+            return (torch.cat([x[:, :-1, :], act[:, None, :]], dim=1),)
 
         return hook
 
