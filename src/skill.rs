@@ -376,10 +376,16 @@ pub fn select_prompts(
         }
         if taken == 0 {
             bail!(
-                "task {}: no {} prompt fits the model's context ({} examined)",
+                "task {}: no {} prompt fits the model's context ({} examined; contexts {}: \
+                 few-shot prompts are the longest, try --shots zero or a longer-context model)",
                 task.spec.name,
                 ps.name(),
-                stats.examined[si]
+                stats.examined[si],
+                contexts
+                    .iter()
+                    .map(|c| c.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             );
         }
     }

@@ -268,6 +268,11 @@ fn skill_probe_bad_inputs_fail_before_writing() {
             ],
             "single token",
         ),
+        // mnli's few-shot prompts are all longer than stories260k's 512 tokens.
+        (
+            vec!["--tasks", "mnli", "--shots", "few"],
+            "fits the model's context",
+        ),
     ];
     for (i, (extra, needle)) in cases.into_iter().enumerate() {
         let out = dir.path().join(format!("o{i}"));
