@@ -16,9 +16,9 @@
 //! Before timing, the two sweeps are run once and must agree (largest |difference| of the
 //! probability shifts printed; the run stops if it exceeds 1e-4).
 //!
-//! On a large model (anything beyond stories260k) the criterion run leaves out LPI and the naive
-//! sweep (about a minute per call on the 135M Llama, 10 samples minimum) and the slow batch
-//! cases, unless `NEG_BENCH_ALL=1`.
+//! On a large model (anything beyond stories260k) the criterion run leaves out IG, LPI and the
+//! naive sweep (30 s to 90 s per call on the 135M Llama, 10 samples minimum), unless
+//! `NEG_BENCH_ALL=1`.
 //!
 //! `NEG_BENCH_PROMPTS_ONLY=1` only writes the prompts file (for the Python reference) and exits.
 //!
@@ -198,12 +198,12 @@ fn cases<'a>(
 }
 
 /// The two groups: one prompt, and the batch. On a large model the criterion run leaves out
-/// the cases that take about a minute per call (LPI, naive sweep) and the slow batch cases
-/// unless `NEG_BENCH_ALL=1`; the paired mode always has every one-prompt case.
+/// the cases that take half a minute or more per call (IG, LPI, naive sweep) unless
+/// `NEG_BENCH_ALL=1`; the paired mode always has every one-prompt case.
 fn groups(setup: &Setup, paired: bool) -> Vec<(String, &[TargetedPrompt], Slow)> {
     let small = !setup.large || setup.all;
     let one = Slow {
-        ig: true,
+        ig: small || paired,
         lpi: small || paired,
         naive: small || paired,
     };

@@ -11,7 +11,7 @@
 //! | `NEG_BENCH_BATCH` | `4` | prompts in the batch benchmarks |
 //! | `NEG_BENCH_DEVICE` | `cpu` | `cpu`, `cuda` or `cuda:N` |
 //! | `NEG_BENCH_DTYPE` | `f32` | `f32`, `bf16` or `f16` |
-//! | `NEG_BENCH_ALL` | unset | `1`: also the batch runs of IG, LPI and the naive sweep on large models |
+//! | `NEG_BENCH_ALL` | unset | `1`: also IG, LPI and the naive sweep in the criterion run on large models |
 //!
 //! Prompts are MCEval8K myriadlama zero-shot prompts (test split, K = 4 answer letters),
 //! rendered from `../shared/data/mceval8k` by the `mceval` crate, keeping the first ones whose
