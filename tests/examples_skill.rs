@@ -242,6 +242,31 @@ fn skill_probe_tiny_run_writes_table_features_and_plot() {
         }
         let lmprob = t["methods"][1]["test_accuracy"].as_f64().unwrap();
         assert!((lmprob - correct as f64 / 12.0).abs() < 1e-9);
+
+        // Polar and Magn refitted from the file's f32 scores give the reported numbers.
+        let scores = ndarray::Array3::from_shape_vec((48, k, 860), scores).unwrap();
+        let reloaded =
+            neg_probe::ProbeData::from_scores(scores.view(), &labels, &split, None, None).unwrap();
+        for (i, mut probe) in [
+            (
+                2,
+                Box::new(neg_probe::PolarProbe::new(None)) as Box<dyn neg_probe::Probe>,
+            ),
+            (3, Box::new(neg_probe::MagnProbe::new(None))),
+        ] {
+            let e = neg_probe::evaluate(probe.as_mut(), &reloaded, None).unwrap();
+            let m = &t["methods"][i];
+            assert_eq!(
+                e.test_accuracy,
+                m["test_accuracy"].as_f64().unwrap(),
+                "{}",
+                e.probe
+            );
+            assert_eq!(
+                e.selected_neurons.map(|k| k as u64),
+                m["selected_neurons"].as_u64()
+            );
+        }
     }
     check_svg(
         &out.join("accuracy_vs_neurons.svg"),
