@@ -1499,7 +1499,8 @@ pub struct CommonArgs {
     /// Output directory (default out/<example>).
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Use at most this many prompts (a seeded sample); 0 = all.
+    /// Use at most this many prompts (a seeded sample); 0 = all. Default: 10 for linearity,
+    /// 16 for multi_neuron, all for the others.
     #[arg(long)]
     pub max_prompts: Option<usize>,
     #[arg(long, default_value_t = 0)]
