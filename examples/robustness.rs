@@ -119,6 +119,7 @@ fn contexts_for(
 
 /// Runs the study and writes its files.
 pub fn run(args: &Args) -> Result<Report> {
+    let study = args.study.clone().default_out("robustness");
     if args.contexts.len() < 2 {
         bail!("--contexts needs at least two contexts");
     }
@@ -135,10 +136,7 @@ pub fn run(args: &Args) -> Result<Report> {
             args.probe
         );
     }
-    let f = study_features(
-        &args.study,
-        &contexts_for(&args.contexts, args.study.splits),
-    )?;
+    let f = study_features(&study, &contexts_for(&args.contexts, study.splits))?;
     let (seed, trees) = (args.study.seed, args.trees);
     let probe = args.probe.clone();
     let make = move || make_probe(&probe, seed, trees).expect("probe name was checked");
@@ -164,13 +162,13 @@ pub fn run(args: &Args) -> Result<Report> {
         model: f.model.clone(),
         data: f.data.clone(),
         task: f.task.clone(),
-        args: args.study.clone(),
+        args: study.clone(),
         probe: args.probe.clone(),
         answers: f.features.iter().map(|x| x.answers.clone()).collect(),
         matrix,
     };
-    write_svg(&args.study.out.join("robustness.svg"), &svg)?;
-    neg_rs::output::write_json(&args.study.out.join("robustness.json"), &report)?;
+    write_svg(&study.out_dir().join("robustness.svg"), &svg)?;
+    neg_rs::output::write_json(&study.out_dir().join("robustness.json"), &report)?;
     Ok(report)
 }
 
@@ -215,7 +213,7 @@ fn main() -> ExitCode {
                 r.model, r.task, r.probe, r.matrix.chance
             );
             print!("{}", table(&r));
-            println!("-> {}", args.study.out.display());
+            println!("-> {}", r.args.out_dir().display());
             ExitCode::SUCCESS
         }
         Err(e) => {

@@ -54,10 +54,11 @@ pub struct Report {
 
 /// Runs the study and writes its files.
 pub fn run(args: &Args) -> Result<Report> {
+    let study = args.study.clone().default_out("substitutability");
     if args.window == 0 {
         bail!("--window must be at least 1");
     }
-    let f = study_features(&args.study, &default_context(&args.study))?;
+    let f = study_features(&study, &default_context(&study))?;
     let data = &f.features[0].data;
     let mut probes = vec![
         substitutability(
@@ -115,12 +116,12 @@ pub fn run(args: &Args) -> Result<Report> {
         model: f.model.clone(),
         data: f.data.clone(),
         task: f.task.clone(),
-        args: args.study.clone(),
+        args: study.clone(),
         chance,
         probes,
     };
-    write_svg(&args.study.out.join("substitutability.svg"), &svg)?;
-    neg_rs::output::write_json(&args.study.out.join("substitutability.json"), &report)?;
+    write_svg(&study.out_dir().join("substitutability.svg"), &svg)?;
+    neg_rs::output::write_json(&study.out_dir().join("substitutability.json"), &report)?;
     Ok(report)
 }
 
@@ -159,7 +160,7 @@ fn main() -> ExitCode {
                 r.model, r.task, args.window, r.chance
             );
             print!("{}", table(&r));
-            println!("-> {}", args.study.out.display());
+            println!("-> {}", r.args.out_dir().display());
             ExitCode::SUCCESS
         }
         Err(e) => {

@@ -67,6 +67,7 @@ pub struct Report {
 
 /// Runs the study and writes its files.
 pub fn run(args: &Args) -> Result<Report> {
+    let study = args.study.clone().default_out("training_size");
     if args.sizes.is_empty() {
         bail!("--sizes is empty");
     }
@@ -83,7 +84,7 @@ pub fn run(args: &Args) -> Result<Report> {
     for p in &args.probes {
         make_probe(p, 0, 1)?;
     }
-    let f = study_features(&args.study, &default_context(&args.study))?;
+    let f = study_features(&study, &default_context(&study))?;
     let feats = &f.features[0];
     let mut curves = Vec::new();
     for p in &args.probes {
@@ -123,13 +124,13 @@ pub fn run(args: &Args) -> Result<Report> {
         model: f.model.clone(),
         data: f.data.clone(),
         task: f.task.clone(),
-        args: args.study.clone(),
+        args: study.clone(),
         sizes: args.sizes.clone(),
         curves,
         feature_seconds: feats.seconds,
     };
-    write_svg(&args.study.out.join("training_size.svg"), &svg)?;
-    neg_rs::output::write_json(&args.study.out.join("training_size.json"), &report)?;
+    write_svg(&study.out_dir().join("training_size.svg"), &svg)?;
+    neg_rs::output::write_json(&study.out_dir().join("training_size.json"), &report)?;
     Ok(report)
 }
 
@@ -156,7 +157,7 @@ fn main() -> ExitCode {
         Ok(r) => {
             println!("{} on {} (test accuracy)\n", r.model, r.task);
             print!("{}", table(&r));
-            println!("-> {}", args.study.out.display());
+            println!("-> {}", r.args.out_dir().display());
             ExitCode::SUCCESS
         }
         Err(e) => {

@@ -49,10 +49,11 @@ pub struct Report {
 
 /// Runs the study and writes its files.
 pub fn run(args: &Args) -> Result<Report> {
+    let study = args.study.clone().default_out("tree_shape");
     if !(2..=22).contains(&args.max_sum) {
         bail!("--max-sum must be in 2..=22, not {}", args.max_sum);
     }
-    let f = study_features(&args.study, &default_context(&args.study))?;
+    let f = study_features(&study, &default_context(&study))?;
     let base = ForestConfig {
         seed: args.study.seed,
         ..ForestConfig::default()
@@ -92,12 +93,12 @@ pub fn run(args: &Args) -> Result<Report> {
         model: f.model.clone(),
         data: f.data.clone(),
         task: f.task.clone(),
-        args: args.study.clone(),
+        args: study.clone(),
         max_sum: args.max_sum,
         points,
     };
-    write_svg(&args.study.out.join("tree_shape.svg"), &svg)?;
-    neg_rs::output::write_json(&args.study.out.join("tree_shape.json"), &report)?;
+    write_svg(&study.out_dir().join("tree_shape.svg"), &svg)?;
+    neg_rs::output::write_json(&study.out_dir().join("tree_shape.json"), &report)?;
     Ok(report)
 }
 
@@ -136,7 +137,7 @@ fn main() -> ExitCode {
                 r.model, r.task
             );
             print!("{}", table(&r));
-            println!("-> {}", args.study.out.display());
+            println!("-> {}", r.args.out_dir().display());
             ExitCode::SUCCESS
         }
         Err(e) => {

@@ -1085,9 +1085,9 @@ pub struct StudyArgs {
     /// cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu")]
     pub device: String,
-    /// Output directory.
+    /// Output directory [default: out/<example>].
     #[arg(long)]
-    pub out: PathBuf,
+    pub out: Option<PathBuf>,
     /// No progress bars.
     #[arg(long)]
     pub quiet: bool,
@@ -1108,9 +1108,22 @@ impl StudyArgs {
             seed: 0,
             batch: 16,
             device: "cpu".into(),
-            out: out.to_path_buf(),
+            out: Some(out.to_path_buf()),
             quiet: true,
         }
+    }
+
+    /// These arguments with `--out` set to `out/<example>` when it was not given.
+    pub fn default_out(mut self, example: &str) -> Self {
+        if self.out.is_none() {
+            self.out = Some(Path::new("out").join(example));
+        }
+        self
+    }
+
+    /// The output directory (`out` when none was set).
+    pub fn out_dir(&self) -> &Path {
+        self.out.as_deref().unwrap_or(Path::new("out"))
     }
 
     /// Prompts per split.
@@ -1161,7 +1174,7 @@ pub fn default_context(
 /// `args.task` in every context `contexts` makes.
 pub fn study_features(args: &StudyArgs, contexts: &ContextMaker) -> Result<StudyFeatures> {
     let spec = TaskRegistry::builtin().get(&args.task)?;
-    check_out_dir(&args.out)?;
+    check_out_dir(args.out_dir())?;
     let sources = resolve_sources(args.model.as_deref(), args.data.as_deref())?;
     if let Some(note) = &sources.note {
         eprintln!("note: {note}");
