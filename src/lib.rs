@@ -1,7 +1,18 @@
-//! Shared plumbing of the examples layer (`examples/`): result files written atomically,
-//! progress bars and plots. The science lives in the library crates under `crates/`.
+//! Shared plumbing and logic of the examples layer (`examples/`), kept in a library so that the
+//! integration tests can call each experiment directly on tiny configurations. The science
+//! lives in the library crates under `crates/`.
+//!
+//! - [`output`]: result files written atomically (temporary file, then rename).
+//! - [`plot`]: small SVG line, bar and histogram helpers (plotters).
+//! - [`skill`]: MCEval8K skill-neuron probing: NeurGrad features per option and every probe
+//!   (the `skill_probe`, `training_size`, `robustness`, `substitutability`, `tree_shape`
+//!   examples).
+//! - [`factual`]: factual prompt sets (MyriadLAMA-style JSONL, or a built-in TinyStories set)
+//!   turned into targeted prompts for a model.
+//! - [`negexp`]: the NEG experiments of the paper's §3-§4 (`linearity`, `neg_estimation`,
+//!   `knowledge_attribution`, `neg_distribution`, `multi_neuron`).
+pub mod factual;
+pub mod negexp;
 pub mod output;
 pub mod plot;
 pub mod skill;
-pub mod factual;
-pub mod negexp;
