@@ -9,6 +9,10 @@
 //! - [`methods`]: NeurGrad, CG, IG and LPI for every FF neuron at once.
 //! - [`analysis`]: linearity, estimation quality, top-K attribution, NEG distribution and
 //!   multi-neuron accumulation (the paper's Tables 1, 2, 5 and Figs. 2-5, 11, 12, 14).
+//! - [`neuronlens`]: NeuronLens range-based interpretation and masking (per-class activation
+//!   ranges, range vs whole-neuron masking, range overlap).
+//! - [`aux_metrics`]: skill neurons from auxiliary metrics (per-neuron Pearson/Spearman with
+//!   permutation p- and BH q-values, ablation validation against random neurons).
 //! - [`io`]: the examples' prompt files and neuron lists.
 //! - [`testing`]: [`testing::AnalyticAdapter`], a model with closed-form answers.
 //!
