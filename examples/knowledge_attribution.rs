@@ -36,7 +36,7 @@ struct Args {
 }
 
 fn main() -> std::process::ExitCode {
-    negexp::main_with(|| {
+    neg_rs::cli::run_main(|| {
         let args = Args::parse();
         if !(args.step > 0.0 && args.max_shift >= args.step) {
             anyhow::bail!(

@@ -43,7 +43,7 @@ struct Args {
 }
 
 fn main() -> std::process::ExitCode {
-    negexp::main_with(|| {
+    neg_rs::cli::run_main(|| {
         let args = Args::parse();
         let (model, set, out) = negexp::setup(&args.common, "linearity", 10)?;
         eprintln!("{}", set.describe());

@@ -34,7 +34,7 @@ struct Args {
 }
 
 fn main() -> std::process::ExitCode {
-    negexp::main_with(|| {
+    neg_rs::cli::run_main(|| {
         let args = Args::parse();
         let (model, set, out) = negexp::setup(&args.common, "multi_neuron", 16)?;
         eprintln!("{}", set.describe());

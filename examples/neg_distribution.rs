@@ -24,7 +24,7 @@ struct Args {
 }
 
 fn main() -> std::process::ExitCode {
-    negexp::main_with(|| {
+    neg_rs::cli::run_main(|| {
         let args = Args::parse();
         if args.bins == 0 {
             anyhow::bail!("--bins must be at least 1");

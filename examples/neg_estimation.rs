@@ -36,7 +36,7 @@ struct Args {
 }
 
 fn main() -> std::process::ExitCode {
-    negexp::main_with(|| {
+    neg_rs::cli::run_main(|| {
         let args = Args::parse();
         let (model, set, out) = negexp::setup(&args.common, "neg_estimation", 0)?;
         eprintln!("{}", set.describe());

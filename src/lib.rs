@@ -2,6 +2,7 @@
 //! integration tests can call each experiment directly on tiny configurations. The science
 //! lives in the library crates under `crates/`.
 //!
+//! - [`cli`]: the `main` wrapper of the examples (one-line `error:` message, exit status 1).
 //! - [`output`]: result files written atomically (temporary file, then rename).
 //! - [`plot`]: small SVG line, bar and histogram helpers (plotters).
 //! - [`skill`]: MCEval8K skill-neuron probing: NeurGrad features per option and every probe
@@ -11,6 +12,7 @@
 //!   turned into targeted prompts for a model.
 //! - [`negexp`]: the NEG experiments of the paper's §3-§4 (`linearity`, `neg_estimation`,
 //!   `knowledge_attribution`, `neg_distribution`, `multi_neuron`).
+pub mod cli;
 pub mod factual;
 pub mod negexp;
 pub mod output;

@@ -1561,15 +1561,3 @@ pub fn setup(
     prepare_out(&out)?;
     Ok((model, set, out))
 }
-
-/// Runs an example's body: on error prints one line `error: ...` (newlines inside messages,
-/// e.g. from multi-line prompts, are escaped) and exits with status 1.
-pub fn main_with(body: impl FnOnce() -> Result<()>) -> std::process::ExitCode {
-    match body() {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {}", format!("{e:#}").replace('\n', "\\n"));
-            std::process::ExitCode::FAILURE
-        }
-    }
-}
