@@ -18,21 +18,9 @@ use neg_hooks::{HfModel, LoadOptions, ModelSource};
 use neg_rs::factual::{self, FactualError, FactualSet, ResolveOptions};
 use neg_rs::negexp::{self, *};
 use safetensors::SafeTensors;
-use serde_json::Value;
 
-fn workspace() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn shared(rel: &str) -> PathBuf {
-    let p = workspace().join("../shared").join(rel);
-    assert!(
-        p.exists(),
-        "test data missing: expected {} (see ../shared/README.md)",
-        p.display()
-    );
-    p
-}
+mod common;
+use common::{read_json, shared, workspace};
 
 fn model() -> HfModel {
     let dir = shared("models/stories260k");
@@ -55,12 +43,6 @@ fn builtin_set(model: &HfModel, n: usize) -> FactualSet {
         },
     )
     .expect("the built-in set resolves on stories260k")
-}
-
-fn read_json(path: &Path) -> Value {
-    let text = std::fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()))
 }
 
 fn csv_rows(path: &Path) -> Vec<Vec<String>> {

@@ -12,6 +12,9 @@ use neg_core::{methods, ModelAdapter, NeuronId};
 use neg_hooks::{HfModel, LoadOptions, ModelSource};
 use safetensors::SafeTensors;
 
+mod common;
+use common::f32s;
+
 fn model_dir() -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/models/stories260k");
     assert!(
@@ -50,19 +53,6 @@ const PROMPTS: &str = r#"{"prompt": "Lily and Ben were best", "targets": [" frie
 {"prompt": "One day, Lily went to the", "targets": [" p", " st"]}
 {"prompt": "Tom had a big red", "targets": [" b", " r"]}
 "#;
-
-fn f32s(st: &SafeTensors, name: &str) -> (Vec<usize>, Vec<f32>) {
-    let t = st
-        .tensor(name)
-        .unwrap_or_else(|e| panic!("tensor {name}: {e}"));
-    assert_eq!(t.dtype(), safetensors::Dtype::F32, "{name}");
-    let v = t
-        .data()
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect();
-    (t.shape().to_vec(), v)
-}
 
 fn metadata(bytes: &[u8]) -> std::collections::HashMap<String, String> {
     let (_, meta) = SafeTensors::read_metadata(bytes).unwrap();

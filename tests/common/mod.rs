@@ -1,0 +1,45 @@
+//! Helpers shared by the example integration tests (`mod common;` in each test file).
+// Each test binary uses only some of these helpers.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use safetensors::{Dtype, SafeTensors};
+use serde_json::Value;
+
+/// The workspace root (where `cargo test` runs the root package).
+pub fn workspace() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `../shared/<rel>`; fails the test with a clear message when the shared data is absent.
+pub fn shared(rel: &str) -> PathBuf {
+    let p = workspace().join("../shared").join(rel);
+    assert!(
+        p.exists(),
+        "test data missing: expected {} (see ../shared/README.md)",
+        p.display()
+    );
+    p
+}
+
+/// Parses a JSON result file, naming the file when it is unreadable or not JSON.
+pub fn read_json(path: &Path) -> Value {
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()))
+}
+
+/// Shape and values of an f32 tensor of a safetensors file.
+pub fn f32s(st: &SafeTensors, name: &str) -> (Vec<usize>, Vec<f32>) {
+    let t = st
+        .tensor(name)
+        .unwrap_or_else(|e| panic!("tensor {name}: {e}"));
+    assert_eq!(t.dtype(), Dtype::F32, "{name}");
+    let v = t
+        .data()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    (t.shape().to_vec(), v)
+}
