@@ -389,6 +389,24 @@ pub struct TopKCurve {
     pub mean_output_shift: Vec<f64>,
 }
 
+/// The patch that shifts neuron `id` of prompt `p` by `shift` in the direction of its score's
+/// sign for target `ti` (`scores[[p, ti, layer, neuron]]`), from activation
+/// `activations[[p, layer, neuron]]` under `mode`. Top-K attribution and multi-neuron
+/// accumulation both push neurons this way, so they share it.
+fn polarity_patch(
+    mode: ShiftMode,
+    activations: &Array3<f32>,
+    scores: &Array4<f32>,
+    p: usize,
+    ti: usize,
+    id: NeuronId,
+    shift: f32,
+) -> Patch {
+    let a = activations[[p, id.layer, id.neuron]];
+    let pol = validate::sign(scores[[p, ti, id.layer, id.neuron]]);
+    Patch::ff(id, PatchOp::Add(mode.delta(a, shift * pol)))
+}
+
 /// For each prompt and target, enhances the top-K neurons by `scores` [P, T, L, N] (polarity =
 /// sign of the score) and records the mean probability shift per K and shift. `activations`
 /// [P, L, N] are the unpatched activations (for magnitude shifts).
@@ -443,10 +461,8 @@ pub fn topk_attribution<A: ModelAdapter + ?Sized>(
                         order[..k]
                             .iter()
                             .map(|&(li, ni)| {
-                                let a = activations[[p, li, ni]];
-                                let pol = validate::sign(scores[[p, ti, li, ni]]);
-                                let delta = config.mode.delta(a, shift * pol);
-                                Patch::ff(NeuronId::new(li, ni), PatchOp::Add(delta))
+                                let id = NeuronId::new(li, ni);
+                                polarity_patch(config.mode, activations, scores, p, ti, id, shift)
                             })
                             .collect(),
                     );
@@ -699,11 +715,7 @@ pub fn multi_neuron_accumulation<A: ModelAdapter + ?Sized>(
                 for &d in &shifts {
                     variants.push(
                         set.iter()
-                            .map(|&id| {
-                                let a = activations[[p, id.layer, id.neuron]];
-                                let pol = validate::sign(neg[[p, ti, id.layer, id.neuron]]);
-                                Patch::ff(id, PatchOp::Add(config.mode.delta(a, d * pol)))
-                            })
+                            .map(|&id| polarity_patch(config.mode, activations, neg, p, ti, id, d))
                             .collect(),
                     );
                 }
