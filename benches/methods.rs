@@ -25,7 +25,9 @@
 //! `NEG_BENCH_PAIRED=R` replaces the criterion run by R interleaved repetitions of every case
 //! (all one-prompt cases, whatever the model), and prints the medians and the median of the
 //! per-repetition ratios to the forward (robust to load that drifts during a run on a shared
-//! machine); written to `target/bench-models/paired-<model>.json`.
+//! machine); written to `target/bench-models/paired-<model>.json`. `NEG_BENCH_CASES=a,b,..`
+//! restricts the paired mode to those cases (`forward` first: ratios are to the first case;
+//! written to `paired-<model>-<cases>.json`).
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkGroup, Criterion, SamplingMode};
@@ -237,8 +239,20 @@ fn median(xs: &[f64]) -> f64 {
 /// Interleaved timings of every case (see the module docs).
 fn paired(setup: &Setup, neurons: &[NeuronId], reps: usize) {
     let mut report = serde_json::Map::new();
+    // `NEG_BENCH_CASES=forward,neurgrad` keeps only those cases (the first one is the unit).
+    let keep: Option<Vec<String>> = std::env::var("NEG_BENCH_CASES")
+        .ok()
+        .map(|v| v.split(',').map(|c| c.trim().to_string()).collect());
     for (name, prompts, slow) in groups(setup, true) {
-        let cases = cases(&setup.model, prompts, neurons, slow);
+        let mut cases = cases(&setup.model, prompts, neurons, slow);
+        if let Some(keep) = &keep {
+            cases.retain(|(c, _)| keep.contains(c));
+            if cases.len() < 2 {
+                fail(format!(
+                    "NEG_BENCH_CASES={keep:?} must name at least two cases, forward first"
+                ));
+            }
+        }
         // Warm-up: first calls allocate and fault in the weights.
         (cases[0].1)();
         (cases[1].1)();
@@ -275,9 +289,10 @@ fn paired(setup: &Setup, neurons: &[NeuronId], reps: usize) {
         }
         report.insert(name, serde_json::Value::Object(group));
     }
+    let suffix = keep.map_or(String::new(), |k| format!("-{}", k.join("-")));
     let path = support::root()
         .join("target/bench-models")
-        .join(format!("paired-{}.json", setup.label));
+        .join(format!("paired-{}{suffix}.json", setup.label));
     if let Err(e) = neg_rs::output::write_json(&path, &report) {
         fail(format!("writing {}: {e}", path.display()));
     }
