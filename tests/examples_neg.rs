@@ -20,7 +20,7 @@ use neg_rs::negexp::{self, *};
 use safetensors::SafeTensors;
 
 mod common;
-use common::{read_json, shared, workspace};
+use common::{example_binary, read_json, shared, workspace};
 
 fn model() -> HfModel {
     let dir = shared("models/stories260k");
@@ -425,19 +425,6 @@ const EXAMPLES: [&str; 5] = [
     "multi_neuron",
 ];
 
-fn binary(name: &str) -> Option<PathBuf> {
-    let p = workspace().join("target/release/examples").join(name);
-    if p.is_file() {
-        Some(p)
-    } else {
-        eprintln!(
-            "SKIP binary checks of {name}: {} is not built (cargo test --release -p neg-rs builds it)",
-            p.display()
-        );
-        None
-    }
-}
-
 fn run(bin: &Path, args: &[&str]) -> (i32, String, String) {
     let out = Command::new(bin)
         .args(args)
@@ -460,7 +447,7 @@ fn binaries_reject_bad_arguments_with_one_line_and_no_output() {
     let unwritable = blocker.join("out");
     let ml = myriadlama();
     for name in EXAMPLES {
-        let Some(bin) = binary(name) else { continue };
+        let bin = example_binary(name);
         let out = dir.path().join(name);
         let out_s = out.to_str().unwrap();
         let mut cases: Vec<(Vec<&str>, &str)> = vec![(
@@ -526,9 +513,7 @@ fn binaries_reject_bad_arguments_with_one_line_and_no_output() {
 
 #[test]
 fn a_binary_runs_end_to_end() {
-    let Some(bin) = binary("neg_distribution") else {
-        return;
-    };
+    let bin = example_binary("neg_distribution");
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("dist");
     let (code, stdout, stderr) = run(

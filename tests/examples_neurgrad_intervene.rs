@@ -4,7 +4,7 @@
 //!
 //! The example binaries are built by `cargo test` (examples are test targets' siblings in
 //! `target/<profile>/examples`). Needs `../shared/models/stories260k`; fails when absent.
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 
 use neg_core::neg::{ground_truth_neg, SweepConfig};
@@ -13,7 +13,7 @@ use neg_hooks::{HfModel, LoadOptions, ModelSource};
 use safetensors::SafeTensors;
 
 mod common;
-use common::f32s;
+use common::{example_binary, f32s};
 
 fn model_dir() -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/models/stories260k");
@@ -25,25 +25,8 @@ fn model_dir() -> PathBuf {
     dir
 }
 
-fn example(name: &str) -> PathBuf {
-    // target/<profile>/deps/<this test> -> target/<profile>/examples/<name>
-    let exe = std::env::current_exe().unwrap();
-    let path = exe
-        .parent()
-        .and_then(Path::parent)
-        .unwrap()
-        .join("examples")
-        .join(name);
-    assert!(
-        path.is_file(),
-        "example binary {} is missing: run through `cargo test`, which builds the examples",
-        path.display()
-    );
-    path
-}
-
 fn run(name: &str, args: &[&str]) -> Output {
-    Command::new(example(name))
+    Command::new(example_binary(name))
         .args(args)
         .output()
         .expect("run the example")

@@ -43,3 +43,21 @@ pub fn f32s(st: &SafeTensors, name: &str) -> (Vec<usize>, Vec<f32>) {
         .collect();
     (t.shape().to_vec(), v)
 }
+
+/// The compiled example binary `name`, which `cargo test` builds next to the test binaries;
+/// fails the test (rather than skipping checks) when it is missing.
+pub fn example_binary(name: &str) -> PathBuf {
+    // target/<profile>/deps/<this test> -> target/<profile>/examples/<name>
+    let exe = std::env::current_exe().unwrap_or_else(|e| panic!("current test binary: {e}"));
+    let path = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|profile| profile.join("examples").join(name))
+        .unwrap_or_else(|| panic!("{} has no target/<profile> parent", exe.display()));
+    assert!(
+        path.is_file(),
+        "example binary {} is missing: run through `cargo test`, which builds the examples",
+        path.display()
+    );
+    path
+}
