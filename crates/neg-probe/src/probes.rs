@@ -86,6 +86,24 @@ struct Ranking {
 }
 
 impl Ranking {
+    /// Replaces the ranking with one fitted on per-neuron `scores` (ranked by |score|), keeping
+    /// a neuron count set before the fit. Polar and Magn differ only in how they score neurons.
+    fn refit(&mut self, scores: Vec<f64>, n_options: usize) -> Result<()> {
+        let (ranked, polarity) = rank_by_abs(&scores);
+        let k = self.k;
+        *self = Ranking {
+            ranked,
+            polarity,
+            scores,
+            n_options,
+            k: None,
+        };
+        if let Some(k) = k {
+            self.set_k(k)?;
+        }
+        Ok(())
+    }
+
     fn fitted(&self, probe: &str) -> Result<()> {
         if self.ranked.is_empty() {
             return Err(ProbeError::NotFitted {
@@ -200,19 +218,7 @@ impl Probe for PolarProbe {
                 s as f64
             })
             .collect();
-        let (ranked, polarity) = rank_by_abs(&scores);
-        let k = self.state.k;
-        self.state = Ranking {
-            ranked,
-            polarity,
-            scores,
-            n_options: train.data.n_options(),
-            k: None,
-        };
-        if let Some(k) = k {
-            self.state.set_k(k)?;
-        }
-        Ok(())
+        self.state.refit(scores, train.data.n_options())
     }
 
     fn predict(&self, view: &FeatureView) -> Result<Vec<usize>> {
@@ -301,19 +307,7 @@ impl Probe for MagnProbe {
                 train.rows.iter().map(|&p| m[p] as i64).sum::<i64>() as f64
             })
             .collect();
-        let (ranked, polarity) = rank_by_abs(&scores);
-        let k = self.state.k;
-        self.state = Ranking {
-            ranked,
-            polarity,
-            scores,
-            n_options: train.data.n_options(),
-            k: None,
-        };
-        if let Some(k) = k {
-            self.state.set_k(k)?;
-        }
-        Ok(())
+        self.state.refit(scores, train.data.n_options())
     }
 
     fn predict(&self, view: &FeatureView) -> Result<Vec<usize>> {
