@@ -206,77 +206,10 @@ impl ProbeDataBuilder {
                 n_options: self.n_options,
             });
         }
-        match (&self.activations, activations) {
-            (Some(_), Some(a)) => {
-                if a.len() != self.n_neurons {
-                    return Err(ProbeError::ShapeMismatch {
-                        what: format!("activations of prompt {p}"),
-                        expected: format!("[{}]", self.n_neurons),
-                        found: format!("[{}]", a.len()),
-                    });
-                }
-                if let Some((n, v)) = a.iter().enumerate().find(|(_, v)| !v.is_finite()) {
-                    return Err(ProbeError::NonFinite {
-                        what: "activations",
-                        prompt: p,
-                        option: None,
-                        neuron: Some(n),
-                        value: v.to_string(),
-                    });
-                }
-            }
-            (None, None) => {}
-            (Some(_), None) | (None, Some(_)) => {
-                return Err(ProbeError::ShapeMismatch {
-                    what: format!("activations of prompt {p}"),
-                    expected: if self.activations.is_some() {
-                        "present"
-                    } else {
-                        "absent"
-                    }
-                    .into(),
-                    found: if activations.is_some() {
-                        "present"
-                    } else {
-                        "absent"
-                    }
-                    .into(),
-                })
-            }
-        }
-        match (&self.probs, probs) {
-            (Some(_), Some(pr)) => {
-                if pr.len() != self.n_options {
-                    return Err(ProbeError::ShapeMismatch {
-                        what: format!("probs of prompt {p}"),
-                        expected: format!("[{}]", self.n_options),
-                        found: format!("[{}]", pr.len()),
-                    });
-                }
-                if let Some((o, v)) = pr.iter().enumerate().find(|(_, v)| !v.is_finite()) {
-                    return Err(ProbeError::NonFinite {
-                        what: "probs",
-                        prompt: p,
-                        option: Some(o),
-                        neuron: None,
-                        value: v.to_string(),
-                    });
-                }
-            }
-            (None, None) => {}
-            _ => {
-                return Err(ProbeError::ShapeMismatch {
-                    what: format!("probs of prompt {p}"),
-                    expected: if self.probs.is_some() {
-                        "present"
-                    } else {
-                        "absent"
-                    }
-                    .into(),
-                    found: if probs.is_some() { "present" } else { "absent" }.into(),
-                })
-            }
-        }
+        let neurons = self.activations.as_ref().map(|_| self.n_neurons);
+        check_row("activations", RowIndex::Neuron, p, neurons, activations)?;
+        let options = self.probs.as_ref().map(|_| self.n_options);
+        check_row("probs", RowIndex::Option, p, options, probs)?;
         Ok(p)
     }
 
@@ -642,6 +575,57 @@ impl ProbeData {
         check_len("split", split.len(), self.n_prompts())?;
         self.split = split;
         Ok(self)
+    }
+}
+
+/// What the entries of a per-prompt row are indexed by, for [`ProbeError::NonFinite`].
+#[derive(Clone, Copy)]
+enum RowIndex {
+    Neuron,
+    Option,
+}
+
+/// Checks prompt `p`'s row of tensor `what` (`activations` or `probs`): present exactly when
+/// the dataset holds that tensor (`expected` is then its row length), of that length, and
+/// finite. Activations and probabilities are checked alike; only the index kind differs.
+fn check_row(
+    what: &'static str,
+    index: RowIndex,
+    p: usize,
+    expected: Option<usize>,
+    row: Option<ArrayView1<f32>>,
+) -> Result<()> {
+    let presence = |present: bool| if present { "present" } else { "absent" }.to_string();
+    match (expected, row) {
+        (Some(len), Some(r)) => {
+            if r.len() != len {
+                return Err(ProbeError::ShapeMismatch {
+                    what: format!("{what} of prompt {p}"),
+                    expected: format!("[{len}]"),
+                    found: format!("[{}]", r.len()),
+                });
+            }
+            if let Some((i, v)) = r.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+                let (option, neuron) = match index {
+                    RowIndex::Neuron => (None, Some(i)),
+                    RowIndex::Option => (Some(i), None),
+                };
+                return Err(ProbeError::NonFinite {
+                    what,
+                    prompt: p,
+                    option,
+                    neuron,
+                    value: v.to_string(),
+                });
+            }
+            Ok(())
+        }
+        (None, None) => Ok(()),
+        (expected, row) => Err(ProbeError::ShapeMismatch {
+            what: format!("{what} of prompt {p}"),
+            expected: presence(expected.is_some()),
+            found: presence(row.is_some()),
+        }),
     }
 }
 
