@@ -26,35 +26,17 @@ use std::process::Command;
 use clap::Parser;
 use neg_probe::neuron_counts;
 use neg_rs::skill::METHODS;
-use safetensors::{Dtype, SafeTensors};
-use serde_json::Value;
+use safetensors::SafeTensors;
 
-fn workspace() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn shared(rel: &str) -> String {
-    let p = workspace().join("../shared").join(rel);
-    assert!(
-        p.exists(),
-        "test data missing: expected {} (see ../shared/README.md)",
-        p.display()
-    );
-    p.display().to_string()
-}
+mod common;
+use common::{example_binary, f32s, read_json, shared, workspace};
 
 fn model() -> String {
-    shared("models/stories260k")
+    shared("models/stories260k").display().to_string()
 }
 
 fn data() -> String {
-    shared("data/mceval8k")
-}
-
-fn read_json(path: &Path) -> Value {
-    let text = std::fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap()
+    shared("data/mceval8k").display().to_string()
 }
 
 fn check_svg(path: &Path, must_contain: &[&str]) {
@@ -119,17 +101,6 @@ fn study_argv<'a>(name: &'a str, m: &'a str, d: &'a str, out: &'a str) -> Vec<&'
         "--out",
         out,
     ]
-}
-
-fn f32s(st: &SafeTensors, name: &str) -> (Vec<usize>, Vec<f32>) {
-    let t = st.tensor(name).unwrap();
-    assert_eq!(t.dtype(), Dtype::F32, "{name}");
-    let v = t
-        .data()
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect();
-    (t.shape().to_vec(), v)
 }
 
 #[test]
@@ -448,19 +419,6 @@ fn study_bad_inputs_fail_before_writing() {
 }
 
 /// The compiled example, when `cargo test` (or `cargo build --release --examples`) built it.
-fn binary(name: &str) -> Option<PathBuf> {
-    let p = workspace().join("target/release/examples").join(name);
-    if p.is_file() {
-        Some(p)
-    } else {
-        eprintln!(
-            "note: {} not built (run `cargo build --release --examples`); binary checks of {name} not run",
-            p.display()
-        );
-        None
-    }
-}
-
 /// Runs a binary expected to fail: non-zero exit, exactly one stderr line starting with
 /// `error:`, and nothing under `out`.
 fn expect_one_line_failure(bin: &Path, args: &[&str], out: &Path, needle: &str) {
@@ -486,7 +444,8 @@ fn compiled_examples_run_and_fail_cleanly() {
     let (m, d) = (model(), data());
     let blocker = dir.path().join("file");
     std::fs::write(&blocker, b"x").unwrap();
-    if let Some(bin) = binary("skill_probe") {
+    {
+        let bin = example_binary("skill_probe");
         let out = dir.path().join("sp");
         let o = Command::new(&bin)
             .args([
@@ -559,7 +518,8 @@ fn compiled_examples_run_and_fail_cleanly() {
         "substitutability",
         "tree_shape",
     ] {
-        if let Some(bin) = binary(name) {
+        {
+            let bin = example_binary(name);
             let bad = dir.path().join(format!("bad-{name}"));
             let bad_s = bad.display().to_string();
             expect_one_line_failure(
