@@ -206,19 +206,14 @@ pub fn table(r: &Report) -> String {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    match run(&args) {
-        Ok(r) => {
-            println!(
-                "{} on {}: {} probe, chance {:.3}; accuracy (ratio)\n",
-                r.model, r.task, r.probe, r.matrix.chance
-            );
-            print!("{}", table(&r));
-            println!("-> {}", r.args.out_dir().display());
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
-            ExitCode::FAILURE
-        }
-    }
+    neg_rs::cli::run_main(|| {
+        let r = run(&args)?;
+        println!(
+            "{} on {}: {} probe, chance {:.3}; accuracy (ratio)\n",
+            r.model, r.task, r.probe, r.matrix.chance
+        );
+        print!("{}", table(&r));
+        println!("-> {}", r.args.out_dir().display());
+        Ok(())
+    })
 }

@@ -111,23 +111,18 @@ pub fn run(args: &Args) -> Result<SkillProbeReport> {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    match run(&args) {
-        Ok(r) => {
-            println!(
-                "{} | {:?} | {:?} splits | {} train / {} valid / {} test prompts per task\n",
-                r.model, args.shots, args.splits, args.train_size, args.valid_size, args.test_size
-            );
-            print!("{}", format_table(&r.tasks));
-            println!(
-                "\ntest accuracy; neuron counts chosen on valid. {:.1}s -> {}",
-                r.seconds,
-                args.out.display()
-            );
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
-            ExitCode::FAILURE
-        }
-    }
+    neg_rs::cli::run_main(|| {
+        let r = run(&args)?;
+        println!(
+            "{} | {:?} | {:?} splits | {} train / {} valid / {} test prompts per task\n",
+            r.model, args.shots, args.splits, args.train_size, args.valid_size, args.test_size
+        );
+        print!("{}", format_table(&r.tasks));
+        println!(
+            "\ntest accuracy; neuron counts chosen on valid. {:.1}s -> {}",
+            r.seconds,
+            args.out.display()
+        );
+        Ok(())
+    })
 }

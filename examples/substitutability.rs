@@ -153,19 +153,14 @@ pub fn table(r: &Report) -> String {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    match run(&args) {
-        Ok(r) => {
-            println!(
-                "{} on {}: test accuracy of {}-neuron windows (chance {:.3})\n",
-                r.model, r.task, args.window, r.chance
-            );
-            print!("{}", table(&r));
-            println!("-> {}", r.args.out_dir().display());
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
-            ExitCode::FAILURE
-        }
-    }
+    neg_rs::cli::run_main(|| {
+        let r = run(&args)?;
+        println!(
+            "{} on {}: test accuracy of {}-neuron windows (chance {:.3})\n",
+            r.model, r.task, args.window, r.chance
+        );
+        print!("{}", table(&r));
+        println!("-> {}", r.args.out_dir().display());
+        Ok(())
+    })
 }

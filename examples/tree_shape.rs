@@ -130,19 +130,14 @@ pub fn table(r: &Report) -> String {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    match run(&args) {
-        Ok(r) => {
-            println!(
-                "{} on {}: Tree-Probe test accuracy, 2^N trees (rows) of depth <= 2^M (columns)\n",
-                r.model, r.task
-            );
-            print!("{}", table(&r));
-            println!("-> {}", r.args.out_dir().display());
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
-            ExitCode::FAILURE
-        }
-    }
+    neg_rs::cli::run_main(|| {
+        let r = run(&args)?;
+        println!(
+            "{} on {}: Tree-Probe test accuracy, 2^N trees (rows) of depth <= 2^M (columns)\n",
+            r.model, r.task
+        );
+        print!("{}", table(&r));
+        println!("-> {}", r.args.out_dir().display());
+        Ok(())
+    })
 }
