@@ -602,14 +602,8 @@ pub fn print_table(r: &Report) {
 
 #[allow(dead_code)]
 fn main() -> ExitCode {
-    match run(&Args::parse()) {
-        Ok(report) => {
-            print_table(&report);
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    neg_rs::cli::run_main(|| {
+        print_table(&run(&Args::parse())?);
+        Ok(())
+    })
 }
