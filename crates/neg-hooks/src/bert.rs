@@ -12,7 +12,7 @@ use tch::{Device, Kind, Tensor};
 
 use crate::config::BertConfig;
 use crate::error::Result;
-use crate::hooks::{build_patches, Hooks, PatchTensors};
+use crate::hooks::{build_patches, copy_rows, Hooks, PatchTensors};
 use crate::llama::Linear;
 use crate::loader::Weights;
 
@@ -464,10 +464,7 @@ impl Bert {
                         .logits(&h, &rows)
                         .softmax(-1, Kind::Float)
                         .gather(1, &tgt, false);
-                    let index =
-                        Tensor::from_slice(&chunk.iter().map(|&i| i as i64).collect::<Vec<_>>())
-                            .to_device(self.device);
-                    let _ = out.index_copy_(0, &index, &probs);
+                    copy_rows(&mut out, chunk, &probs, self.device);
                 }
             }
         });

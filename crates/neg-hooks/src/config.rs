@@ -186,6 +186,15 @@ fn field_err(path: &Path, field: &str, reason: impl Into<String>) -> HooksError 
     }
 }
 
+/// Fails naming the first of `fields` (name, value) that is zero. Both architectures need the
+/// same dimensions positive before any other check divides by them.
+fn require_positive<const N: usize>(path: &Path, fields: [(&str, usize); N]) -> Result<()> {
+    match fields.iter().find(|(_, v)| *v == 0) {
+        Some((name, _)) => Err(field_err(path, name, "must be positive")),
+        None => Ok(()),
+    }
+}
+
 fn token_ids(v: &Option<Value>) -> Vec<u32> {
     match v {
         Some(Value::Number(n)) => n.as_u64().map(|x| vec![x as u32]).unwrap_or_default(),
@@ -199,17 +208,16 @@ fn token_ids(v: &Option<Value>) -> Vec<u32> {
 
 impl LlamaConfig {
     fn resolve(raw: RawLlama, family: Family, path: &Path) -> Result<Self> {
-        for (name, v) in [
-            ("hidden_size", raw.hidden_size),
-            ("intermediate_size", raw.intermediate_size),
-            ("num_hidden_layers", raw.num_hidden_layers),
-            ("num_attention_heads", raw.num_attention_heads),
-            ("vocab_size", raw.vocab_size),
-        ] {
-            if v == 0 {
-                return Err(field_err(path, name, "must be positive"));
-            }
-        }
+        require_positive(
+            path,
+            [
+                ("hidden_size", raw.hidden_size),
+                ("intermediate_size", raw.intermediate_size),
+                ("num_hidden_layers", raw.num_hidden_layers),
+                ("num_attention_heads", raw.num_attention_heads),
+                ("vocab_size", raw.vocab_size),
+            ],
+        )?;
         if let Some(act) = &raw.hidden_act {
             if act != "silu" && act != "swish" {
                 return Err(field_err(
@@ -375,17 +383,16 @@ struct RawBert {
 
 impl BertConfig {
     fn resolve(raw: RawBert, path: &Path) -> Result<Self> {
-        for (name, v) in [
-            ("hidden_size", raw.hidden_size),
-            ("intermediate_size", raw.intermediate_size),
-            ("num_hidden_layers", raw.num_hidden_layers),
-            ("num_attention_heads", raw.num_attention_heads),
-            ("vocab_size", raw.vocab_size),
-        ] {
-            if v == 0 {
-                return Err(field_err(path, name, "must be positive"));
-            }
-        }
+        require_positive(
+            path,
+            [
+                ("hidden_size", raw.hidden_size),
+                ("intermediate_size", raw.intermediate_size),
+                ("num_hidden_layers", raw.num_hidden_layers),
+                ("num_attention_heads", raw.num_attention_heads),
+                ("vocab_size", raw.vocab_size),
+            ],
+        )?;
         if raw.hidden_size % raw.num_attention_heads != 0 {
             return Err(field_err(
                 path,

@@ -8,6 +8,13 @@ use std::collections::HashMap;
 use neg_core::{Patch, PatchOp, Site};
 use tch::{Device, Kind, Tensor};
 
+/// Writes `values`' rows into rows `rows` of `out` (`out[rows[i]] = values[i]`), as the
+/// chunked sweeps of every architecture do with each chunk's target probabilities.
+pub(crate) fn copy_rows(out: &mut Tensor, rows: &[usize], values: &Tensor, device: Device) {
+    let index = Tensor::from_slice(&rows.iter().map(|&i| i as i64).collect::<Vec<_>>());
+    let _ = out.index_copy_(0, &index.to_device(device), values);
+}
+
 /// Per-row edits of one layer's units: `where(set_mask, set_val, x) + add`.
 pub(crate) struct PatchTensors {
     set_mask: Tensor,

@@ -12,7 +12,7 @@ use tch::{Device, Kind, Tensor};
 
 use crate::config::{LlamaConfig, RopeScaling};
 use crate::error::Result;
-use crate::hooks::{build_patches, Hooks};
+use crate::hooks::{build_patches, copy_rows, Hooks};
 use crate::loader::Weights;
 
 /// Added to the attention scores of masked keys. Finite (unlike -inf) so that fully masked
@@ -645,10 +645,7 @@ impl Llama {
                         .to_device(self.device)
                         .expand([1, vc, t], false);
                     let probs = Self::target_probs(&self.logits(&h), &tgt).squeeze_dim(0);
-                    let index =
-                        Tensor::from_slice(&chunk.iter().map(|&i| i as i64).collect::<Vec<_>>())
-                            .to_device(self.device);
-                    let _ = out.index_copy_(0, &index, &probs);
+                    copy_rows(&mut out, chunk, &probs, self.device);
                 }
             }
         });
