@@ -2,7 +2,10 @@
 //! integration tests can call each experiment directly on tiny configurations. The science
 //! lives in the library crates under `crates/`.
 //!
+//! - [`aux_metrics`]: skill neurons from auxiliary metrics (correlation, BH, ablation; the
+//!   `aux_metrics` example).
 //! - [`cli`]: the `main` wrapper of the examples (one-line `error:` message, exit status 1).
+//! - [`lens`]: NeuronLens range masking on an MCEval8K task (the `neuronlens` example).
 //! - [`output`]: result files written atomically (temporary file, then rename).
 //! - [`plot`]: small SVG line, bar and histogram helpers (plotters).
 //! - [`skill`]: MCEval8K skill-neuron probing: NeurGrad features per option and every probe
@@ -12,8 +15,10 @@
 //!   turned into targeted prompts for a model.
 //! - [`negexp`]: the NEG experiments of the paper's §3-§4 (`linearity`, `neg_estimation`,
 //!   `knowledge_attribution`, `neg_distribution`, `multi_neuron`).
+pub mod aux_metrics;
 pub mod cli;
 pub mod factual;
+pub mod lens;
 pub mod negexp;
 pub mod output;
 pub mod plot;

@@ -3,10 +3,8 @@
 //! fail, not skip, without it).
 // The aux_metrics example includes the neuronlens one (shared prompt loading): one copy here.
 #[allow(dead_code)]
-#[path = "../examples/aux_metrics.rs"]
-mod aux_metrics;
-
-use aux_metrics::neuronlens;
+use neg_rs::aux_metrics;
+use neg_rs::lens as neuronlens;
 
 use std::path::{Path, PathBuf};
 

@@ -1,0 +1,567 @@
+//! Skill neurons from auxiliary metrics (the `aux_metrics` example): every FF neuron's activation correlated with
+//! per-prompt metrics (external labels one-vs-rest, the model's gold-option and max-option
+//! probability) on an MCEval8K task, and with per-generation metrics on open-ended greedy
+//! generations; permutation p-values with Benjamini-Hochberg correction; ablation of the top
+//! correlated neurons versus random neurons of the same count.
+//!
+//! ```text
+//! cargo run --release --example aux_metrics            # stories260k + agnews from ../shared
+//! cargo run --release --example aux_metrics -- --task mnli --n 200 --permutations 2000 \
+//!     --top-k 20 --seeds 10 --max-new-tokens 32 --out results/aux_metrics
+//! ```
+//!
+//! Writes `<out>/aux_metrics.json` and `<out>/aux_metrics.svg` atomically and prints a table.
+//! Any error is one line and exit status 1.
+use std::path::PathBuf;
+
+use anyhow::{bail, Result};
+use clap::{Parser, ValueEnum};
+use mceval::Split;
+use neg_core::aux_metrics::{
+    ablation_validation_many, all_neurons, correlate, flatten, generation_activations, one_vs_rest,
+    top_units, AblationConfig, AblationResult, AuxError, Confidence, CorrelationConfig, Statistic,
+    UnitCorrelation,
+};
+use neg_core::{ModelAdapter, NeuronId};
+use plotters::prelude::*;
+use serde::Serialize;
+
+#[allow(dead_code)]
+use crate::lens as neuronlens;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum StatArg {
+    Pearson,
+    Spearman,
+}
+
+#[derive(Parser, Debug, Clone)]
+#[command(
+    about = "Skill neurons from auxiliary metrics (labels, confidence, generations)",
+    args_override_self = true
+)]
+pub struct Args {
+    /// Model directory or hub id.
+    #[arg(long, default_value_t = format!("{}/models/stories260k", neuronlens::SHARED))]
+    pub model: String,
+    /// MCEval8K root (<genre>/<task>/<split>.json).
+    #[arg(long, default_value_t = format!("{}/data/mceval8k", neuronlens::SHARED))]
+    pub data: String,
+    /// MCEval8K task.
+    #[arg(long, default_value = "agnews")]
+    pub task: String,
+    /// Test prompts (balanced over labels).
+    #[arg(long, default_value_t = 100)]
+    pub n: usize,
+    /// Prompts longer than this many tokens are skipped.
+    #[arg(long, default_value_t = 320)]
+    pub max_tokens: usize,
+    /// Permutations per p-value.
+    #[arg(long, default_value_t = 1000)]
+    pub permutations: usize,
+    /// Statistic that ranks neurons for the ablation check.
+    #[arg(long, value_enum, default_value = "pearson")]
+    pub statistic: StatArg,
+    /// Neurons ablated per check (top correlated, and random).
+    #[arg(long, default_value_t = 10)]
+    pub top_k: usize,
+    /// Random neuron sets / prompt resamples per check.
+    #[arg(long, default_value_t = 5)]
+    pub seeds: usize,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// FDR level for counting significant neurons.
+    #[arg(long, default_value_t = 0.05)]
+    pub alpha: f64,
+    /// Story openings generated from (built-in set); 0 skips the generation study.
+    #[arg(long, default_value_t = 24)]
+    pub n_generations: usize,
+    /// Tokens per generation.
+    #[arg(long, default_value_t = 24)]
+    pub max_new_tokens: usize,
+    /// cpu, cuda or cuda:N
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Output directory.
+    #[arg(long, default_value = "results/aux_metrics")]
+    pub out: PathBuf,
+}
+
+/// One strongly correlated neuron.
+#[derive(Debug, Serialize)]
+pub struct TopNeuron {
+    pub layer: usize,
+    pub neuron: usize,
+    #[serde(flatten)]
+    pub corr: UnitCorrelation,
+}
+
+/// The study of one metric.
+#[derive(Debug, Serialize)]
+pub struct MetricResult {
+    pub metric: String,
+    /// Neurons with BH q < alpha.
+    pub significant_pearson: usize,
+    pub significant_spearman: usize,
+    pub top: Vec<TopNeuron>,
+    /// |r| of every neuron, (layer, neuron) order, by the ranking statistic.
+    pub abs_r: Vec<f64>,
+    /// Top-k vs random ablation (multiple choice only).
+    pub ablation: Option<AblationResult>,
+    /// Why the metric could not be studied (e.g. constant over the prompts).
+    pub skipped: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub model: String,
+    pub task: String,
+    pub n_prompts: usize,
+    pub options: Vec<String>,
+    pub accuracy: f64,
+    pub permutations: usize,
+    pub statistic: String,
+    pub alpha: f64,
+    pub multiple_choice: Vec<MetricResult>,
+    pub n_generations: usize,
+    pub generation_samples: Vec<String>,
+    pub generation: Vec<MetricResult>,
+    pub generation_note: String,
+    pub json: PathBuf,
+    pub svg: PathBuf,
+}
+
+/// Story openings for the generation study: subjects x settings.
+pub fn story_prompts(n: usize) -> Vec<String> {
+    let who = [
+        "a little girl named Lily",
+        "a boy named Tom",
+        "a big dog named Max",
+        "a small cat",
+        "an old man",
+        "a happy bird",
+    ];
+    let how = [
+        "Once upon a time, there was {}.",
+        "One day, {} went to the park.",
+        "{} was very sad.",
+        "{} found a shiny red ball.",
+    ];
+    how.iter()
+        .flat_map(|h| who.iter().map(move |w| h.replace("{}", w)))
+        .map(|s| {
+            // Sentence-initial subjects get a capital letter.
+            let mut c = s.chars();
+            c.next()
+                .map(|f| f.to_uppercase().collect::<String>() + c.as_str())
+                .unwrap_or_default()
+        })
+        .take(n)
+        .collect()
+}
+
+/// Share of distinct tokens among the generated ones (lexical diversity).
+fn distinct_ratio(ids: &[u32]) -> f64 {
+    if ids.is_empty() {
+        return 0.0;
+    }
+    let set: std::collections::HashSet<u32> = ids.iter().copied().collect();
+    set.len() as f64 / ids.len() as f64
+}
+
+fn study(
+    name: String,
+    acts: ndarray::ArrayView2<f64>,
+    metric: &[f64],
+    neurons: &[NeuronId],
+    args: &Args,
+    stat: Statistic,
+) -> Result<(MetricResult, Vec<usize>)> {
+    let cfg = CorrelationConfig {
+        permutations: args.permutations,
+        seed: args.seed,
+    };
+    let corrs = match correlate(acts, metric, &cfg) {
+        Ok(c) => c,
+        // A metric that does not vary over these prompts is reported, not fatal.
+        Err(e @ AuxError::ConstantMetric { .. }) => {
+            return Ok((
+                MetricResult {
+                    metric: name,
+                    significant_pearson: 0,
+                    significant_spearman: 0,
+                    top: Vec::new(),
+                    abs_r: Vec::new(),
+                    ablation: None,
+                    skipped: Some(e.to_string()),
+                },
+                Vec::new(),
+            ))
+        }
+        Err(e) => return Err(anyhow::Error::new(e).context(format!("metric {name}"))),
+    };
+    let top = top_units(&corrs, args.top_k, stat);
+    let count = |s: Statistic| corrs.iter().filter(|c| c.q(s) < args.alpha).count();
+    Ok((
+        MetricResult {
+            metric: name,
+            significant_pearson: count(Statistic::Pearson),
+            significant_spearman: count(Statistic::Spearman),
+            top: top
+                .iter()
+                .map(|&j| TopNeuron {
+                    layer: neurons[j].layer,
+                    neuron: neurons[j].neuron,
+                    corr: corrs[j].clone(),
+                })
+                .collect(),
+            abs_r: corrs.iter().map(|c| c.r(stat).abs()).collect(),
+            ablation: None,
+            skipped: None,
+        },
+        top,
+    ))
+}
+
+pub fn run(args: &Args) -> Result<Report> {
+    if args.permutations == 0 || args.seeds == 0 || args.top_k == 0 {
+        bail!("--permutations, --seeds and --top-k must be at least 1");
+    }
+    if !(args.alpha > 0.0 && args.alpha < 1.0) {
+        bail!("--alpha must be in (0, 1), got {}", args.alpha);
+    }
+    if args.n < 3 {
+        bail!(
+            "--n must be at least 3 prompts to correlate, got {}",
+            args.n
+        );
+    }
+    let stat = match args.statistic {
+        StatArg::Pearson => Statistic::Pearson,
+        StatArg::Spearman => Statistic::Spearman,
+    };
+    let data = neuronlens::load_dataset(&args.data, &args.task)?;
+    let model = neuronlens::load_model(&args.model, &args.device)?;
+    let neurons = all_neurons(model.num_layers(), model.ff_width());
+    if neurons.len() < 2 * args.top_k {
+        bail!(
+            "--top-k {} leaves too few random neurons among {}",
+            args.top_k,
+            neurons.len()
+        );
+    }
+    let neuronlens::Items {
+        prompts,
+        labels,
+        options,
+        ..
+    } = neuronlens::load_items(
+        &model,
+        &data,
+        Split::Test,
+        args.n,
+        args.max_tokens,
+        args.seed,
+    )?;
+    let fwd = model.forward(&prompts)?;
+    let acts = flatten(&fwd.activations);
+    let probs = fwd.probs.mapv(f64::from);
+    let preds = neg_core::neuronlens::correct_indices(probs.view(), &labels);
+
+    // Multiple choice: confidence metrics and one-vs-rest labels.
+    let mut metrics: Vec<(String, Vec<f64>, Confidence)> = vec![
+        (
+            "gold_prob".into(),
+            Confidence::Gold.of_all(probs.view(), &labels)?,
+            Confidence::Gold,
+        ),
+        (
+            "max_prob".into(),
+            Confidence::Max.of_all(probs.view(), &labels)?,
+            Confidence::Max,
+        ),
+    ];
+    for (c, o) in options.iter().enumerate() {
+        metrics.push((
+            format!("label={o}"),
+            one_vs_rest(&labels, c),
+            Confidence::Option(c),
+        ));
+    }
+    let mut mc = Vec::new();
+    let mut checks = Vec::new();
+    let mut check_of = Vec::new();
+    for (name, metric, conf) in &metrics {
+        let (res, top) = study(name.clone(), acts.view(), metric, &neurons, args, stat)?;
+        if !top.is_empty() {
+            check_of.push(mc.len());
+            checks.push((*conf, top));
+        }
+        mc.push(res);
+    }
+    if !checks.is_empty() {
+        let abl = ablation_validation_many(
+            &model,
+            &prompts,
+            &labels,
+            &neurons,
+            acts.view(),
+            &checks,
+            &AblationConfig {
+                seeds: args.seeds,
+                seed: args.seed,
+                ..AblationConfig::default()
+            },
+        )?;
+        for (i, a) in check_of.into_iter().zip(abl) {
+            mc[i].ablation = Some(a);
+        }
+    }
+
+    // Open-ended generation: mean activations over generated tokens, a metric per generation.
+    let mut generation = Vec::new();
+    let mut samples = Vec::new();
+    let gen_prompts = story_prompts(args.n_generations);
+    let n_gen = gen_prompts.len();
+    if n_gen > 0 {
+        if n_gen < 3 {
+            bail!("--n-generations must be 0 or at least 3, got {n_gen}");
+        }
+        let (gacts, gens) = generation_activations(&model, &gen_prompts, args.max_new_tokens)?;
+        samples = gen_prompts
+            .iter()
+            .zip(&gens)
+            .take(3)
+            .map(|(p, g)| format!("{p} => {}", g.text))
+            .collect();
+        let diversity: Vec<f64> = gens.iter().map(|g| distinct_ratio(&g.token_ids)).collect();
+        let mentions_she: Vec<f64> = gens
+            .iter()
+            .map(|g| {
+                let t = format!(" {} ", g.text.to_lowercase());
+                f64::from(u8::from(t.contains(" she ") || t.contains(" her ")))
+            })
+            .collect();
+        for (name, metric) in [
+            ("distinct_token_ratio", diversity),
+            ("mentions_she_her", mentions_she),
+        ] {
+            generation.push(study(name.into(), gacts.view(), &metric, &neurons, args, stat)?.0);
+        }
+    }
+
+    let json = args.out.join("aux_metrics.json");
+    let svg = args.out.join("aux_metrics.svg");
+    let report = Report {
+        model: model.model_id().to_string(),
+        task: args.task.clone(),
+        n_prompts: prompts.len(),
+        options,
+        accuracy: preds.len() as f64 / prompts.len() as f64,
+        permutations: args.permutations,
+        statistic: format!("{stat:?}").to_lowercase(),
+        alpha: args.alpha,
+        multiple_choice: mc,
+        n_generations: n_gen,
+        generation_samples: samples,
+        generation,
+        generation_note: "generation metrics are correlated only: ablation needs patched \
+                          generation, which ModelAdapter::generate does not take"
+            .into(),
+        json: json.clone(),
+        svg: svg.clone(),
+    };
+    let plot = plot_svg(&report)?;
+    crate::output::write_json(&json, &report)?;
+    crate::output::write_atomic(&svg, plot.as_bytes())?;
+    Ok(report)
+}
+
+const COLORS: [RGBColor; 8] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+];
+
+/// Left: top-k vs random ablation (mean per-prompt |change|, +- std over seeds) per metric.
+/// Right: sorted |r| of all neurons per metric (how fast correlation decays with rank).
+fn plot_svg(report: &Report) -> Result<String> {
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (1100, 460)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let (left, right) = root.split_horizontally(560);
+        let rows: Vec<(&str, &AblationResult)> = report
+            .multiple_choice
+            .iter()
+            .filter_map(|m| m.ablation.as_ref().map(|a| (m.metric.as_str(), a)))
+            .collect();
+        let hi = rows
+            .iter()
+            .map(|(_, a)| {
+                (a.top_abs_delta.mean + a.top_abs_delta.std)
+                    .max(a.random_abs_delta.mean + a.random_abs_delta.std)
+            })
+            .fold(1e-6f64, f64::max)
+            * 1.15;
+        let n = rows.len().max(1);
+        let mut chart = ChartBuilder::on(&left)
+            .caption(
+                format!(
+                    "{}: ablate top-{} vs random",
+                    report.task,
+                    report.multiple_choice.first().map_or(0, |m| m.top.len())
+                ),
+                ("sans-serif", 16),
+            )
+            .margin(10)
+            .x_label_area_size(40)
+            .y_label_area_size(60)
+            .build_cartesian_2d(0f64..n as f64, 0f64..hi)?;
+        let names: Vec<String> = rows.iter().map(|(m, _)| m.to_string()).collect();
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_labels(2 * n + 1)
+            .x_label_formatter(&|x| {
+                let i = x.floor() as usize;
+                if (x - i as f64 - 0.5).abs() < 0.26 && i < names.len() {
+                    names[i].clone()
+                } else {
+                    String::new()
+                }
+            })
+            .y_desc("mean |metric change|")
+            .draw()?;
+        for (s, (label, color)) in [("top correlated", COLORS[3]), ("random", COLORS[7])]
+            .into_iter()
+            .enumerate()
+        {
+            let pick = |a: &AblationResult| {
+                if s == 0 {
+                    (a.top_abs_delta.mean, a.top_abs_delta.std)
+                } else {
+                    (a.random_abs_delta.mean, a.random_abs_delta.std)
+                }
+            };
+            chart
+                .draw_series(rows.iter().enumerate().map(|(i, (_, a))| {
+                    let x0 = i as f64 + 0.15 + s as f64 * 0.35;
+                    Rectangle::new([(x0, 0.0), (x0 + 0.3, pick(a).0)], color.filled())
+                }))?
+                .label(label)
+                .legend(move |(x, y)| {
+                    Rectangle::new([(x, y - 5), (x + 10, y + 5)], color.filled())
+                });
+            chart.draw_series(rows.iter().enumerate().map(|(i, (_, a))| {
+                let x = i as f64 + 0.3 + s as f64 * 0.35;
+                let (m, sd) = pick(a);
+                PathElement::new(vec![(x, (m - sd).max(0.0)), (x, m + sd)], BLACK)
+            }))?;
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()?;
+
+        let curves: Vec<(&str, Vec<f64>)> = report
+            .multiple_choice
+            .iter()
+            .chain(&report.generation)
+            .filter(|m| !m.abs_r.is_empty())
+            .map(|m| {
+                let mut v = m.abs_r.clone();
+                v.sort_by(|a, b| b.total_cmp(a));
+                (m.metric.as_str(), v)
+            })
+            .collect();
+        let len = curves.iter().map(|c| c.1.len()).max().unwrap_or(1).max(2);
+        let mut chart = ChartBuilder::on(&right)
+            .caption(
+                format!("sorted |{}| per metric", report.statistic),
+                ("sans-serif", 16),
+            )
+            .margin(10)
+            .x_label_area_size(40)
+            .y_label_area_size(50)
+            .build_cartesian_2d(1f64..len as f64, 0f64..1f64)?;
+        chart
+            .configure_mesh()
+            .x_desc("neuron rank")
+            .y_desc("|r|")
+            .draw()?;
+        for (i, (name, v)) in curves.iter().enumerate() {
+            let color = COLORS[i % COLORS.len()];
+            chart
+                .draw_series(LineSeries::new(
+                    v.iter().enumerate().map(|(k, &r)| ((k + 1) as f64, r)),
+                    color,
+                ))?
+                .label(*name)
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 14, y)], color));
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()?;
+        root.present()?;
+    }
+    Ok(svg)
+}
+
+pub fn print_table(r: &Report) {
+    println!(
+        "aux metrics  model {}  task {}  {} prompts (accuracy {:.3})  {} permutations, BH q < {}",
+        r.model, r.task, r.n_prompts, r.accuracy, r.permutations, r.alpha
+    );
+    println!(
+        "{:<22} {:>6} {:>6} {:>14} {:>7} {:>16} {:>16} {:>5}",
+        "metric", "sig_r", "sig_rho", "best neuron", "r", "top |d| (sd)", "random |d| (sd)", "top>"
+    );
+    let rows = r
+        .multiple_choice
+        .iter()
+        .map(|m| ("mc", m))
+        .chain(r.generation.iter().map(|m| ("gen", m)));
+    for (kind, m) in rows {
+        let name = format!("{kind}:{}", m.metric);
+        if let Some(why) = &m.skipped {
+            println!("{name:<22} skipped: {why}");
+            continue;
+        }
+        let best = m.top.first();
+        let (abl_top, abl_rand, more) = match &m.ablation {
+            Some(a) => (
+                format!("{:.4} ({:.4})", a.top_abs_delta.mean, a.top_abs_delta.std),
+                format!(
+                    "{:.4} ({:.4})",
+                    a.random_abs_delta.mean, a.random_abs_delta.std
+                ),
+                if a.top_moves_more() { "yes" } else { "no" }.to_string(),
+            ),
+            None => ("-".into(), "-".into(), "-".into()),
+        };
+        println!(
+            "{name:<22} {:>6} {:>6} {:>14} {:>7.3} {:>16} {:>16} {:>5}",
+            m.significant_pearson,
+            m.significant_spearman,
+            best.map_or("-".into(), |b| format!("L{}.{}", b.layer, b.neuron)),
+            best.map_or(f64::NAN, |b| b.corr.r(Statistic::Pearson)),
+            abl_top,
+            abl_rand,
+            more
+        );
+    }
+    if let Some(s) = r.generation_samples.first() {
+        println!("generation sample: {s:?}");
+    }
+    println!("note: {}", r.generation_note);
+    println!("wrote {} and {}", r.json.display(), r.svg.display());
+}
