@@ -12,7 +12,7 @@ use tch::{Device, Kind, Tensor};
 
 use crate::config::BertConfig;
 use crate::error::Result;
-use crate::hooks::{build_patches, copy_rows, Hooks, PatchTensors};
+use crate::hooks::{build_patches, copy_rows, targets_tensor, Hooks, PatchTensors};
 use crate::llama::Linear;
 use crate::loader::Weights;
 
@@ -299,13 +299,6 @@ impl Bert {
         .to_kind(Kind::Float)
     }
 
-    fn targets_tensor(&self, targets: &[Vec<u32>], shape: &[i64]) -> Tensor {
-        let flat: Vec<i64> = targets.iter().flatten().map(|&t| t as i64).collect();
-        Tensor::from_slice(&flat)
-            .reshape(shape)
-            .to_device(self.device)
-    }
-
     /// As `Llama::forward_tokens`: probabilities `[P, T]`, activations `[P, L, N]`, layer
     /// outputs `[P, L, H]` when asked, logits `[P, V]`.
     pub(crate) fn forward_tokens(
@@ -325,7 +318,7 @@ impl Bert {
             let (h, _) = self.encode(self.embed(&batch.ids), 0, &batch, &mut hooks, false);
             let logits = self.logits(&h, &batch);
             let t = targets.first().map_or(0, |t| t.len()) as i64;
-            let tgt = self.targets_tensor(targets, &[seqs.len() as i64, t]);
+            let tgt = targets_tensor(targets, &[seqs.len() as i64, t], self.device);
             let probs = logits.softmax(-1, Kind::Float).gather(1, &tgt, false);
             let acts = Tensor::cat(&hooks.ff, 1).to_kind(Kind::Float);
             let resid = want_resid.then(|| Tensor::cat(&hooks.resid, 1).to_kind(Kind::Float));
@@ -372,7 +365,7 @@ impl Bert {
             let grads = Tensor::zeros([p, 0, nl, n], (Kind::Float, self.device));
             return (empty, acts, grads);
         }
-        let tgt = self.targets_tensor(targets, &[p * t, 1]);
+        let tgt = targets_tensor(targets, &[p * t, 1], self.device);
         let probs = logits.softmax(-1, Kind::Float).gather(1, &tgt, false); // [P*T, 1]
         let grads = Tensor::run_backward(&[probs.sum(Kind::Float)], &leaves, false, false);
         let grads = Tensor::stack(&grads, 1)

@@ -15,6 +15,13 @@ pub(crate) fn copy_rows(out: &mut Tensor, rows: &[usize], values: &Tensor, devic
     let _ = out.index_copy_(0, &index.to_device(device), values);
 }
 
+/// The prompts' target token ids, flattened in order and reshaped to `shape`, as i64 on
+/// `device` (the index tensor every architecture gathers target probabilities with).
+pub(crate) fn targets_tensor(targets: &[Vec<u32>], shape: &[i64], device: Device) -> Tensor {
+    let flat: Vec<i64> = targets.iter().flatten().map(|&t| t as i64).collect();
+    Tensor::from_slice(&flat).reshape(shape).to_device(device)
+}
+
 /// Per-row edits of one layer's units: `where(set_mask, set_val, x) + add`.
 pub(crate) struct PatchTensors {
     set_mask: Tensor,

@@ -12,7 +12,7 @@ use tch::{Device, Kind, Tensor};
 
 use crate::config::{LlamaConfig, RopeScaling};
 use crate::error::Result;
-use crate::hooks::{build_patches, copy_rows, Hooks};
+use crate::hooks::{build_patches, copy_rows, targets_tensor, Hooks};
 use crate::loader::Weights;
 
 /// Added to the attention scores of masked keys. Finite (unlike -inf) so that fully masked
@@ -453,13 +453,6 @@ impl Llama {
         logits.softmax(d, Kind::Float).gather(d, targets, false)
     }
 
-    fn targets_tensor(&self, targets: &[Vec<u32>], shape: &[i64]) -> Tensor {
-        let flat: Vec<i64> = targets.iter().flatten().map(|&t| t as i64).collect();
-        Tensor::from_slice(&flat)
-            .reshape(shape)
-            .to_device(self.device)
-    }
-
     /// No-grad full pass: target probabilities `[P, T]`, FF activations `[P, L, N]` and, when
     /// asked, layer outputs `[P, L, H]` at each prompt's last token.
     pub(crate) fn forward_tokens(
@@ -485,7 +478,7 @@ impl Llama {
                 )
             });
             let logits = self.logits(&h).squeeze_dim(1);
-            let probs = Self::target_probs(&logits, &self.targets_tensor(targets, &[p, t]));
+            let probs = Self::target_probs(&logits, &targets_tensor(targets, &[p, t], self.device));
             let acts = Tensor::cat(&hooks.ff, 1).to_kind(Kind::Float);
             let resid = want_resid.then(|| Tensor::cat(&hooks.resid, 1).to_kind(Kind::Float));
             (probs, acts, resid, logits)
@@ -557,7 +550,7 @@ impl Llama {
             let grads = Tensor::zeros([p, 0, nl, n], (Kind::Float, self.device));
             return (empty, acts, grads);
         }
-        let tgt = self.targets_tensor(targets, &[p, t, 1]);
+        let tgt = targets_tensor(targets, &[p, t, 1], self.device);
         let probs = Self::target_probs(&logits, &tgt).squeeze_dim(2); // [P, T]
         let grads = Tensor::run_backward(&[probs.sum(Kind::Float)], &leaves, false, false);
         let grads = Tensor::stack(&grads, 2).to_kind(Kind::Float); // [P, T, L, N]
