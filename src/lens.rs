@@ -23,7 +23,7 @@ use neg_core::neuronlens::{
     ClassReport, ClassStats, EvalSet, Tau, UnitSelection,
 };
 use neg_core::{ModelAdapter, Site, TargetedPrompt};
-use neg_hooks::{DeviceSpec, HfModel, LoadOptions, ModelSource};
+use neg_hooks::{HfModel, LoadOptions};
 use plotters::prelude::*;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -261,13 +261,9 @@ pub fn load_items(
     })
 }
 
+/// Loads a model with the default batch size (see [`crate::skill::load_model`]).
 pub fn load_model(model: &str, device: &str) -> Result<HfModel> {
-    let options = LoadOptions {
-        device: DeviceSpec::parse(device)?,
-        ..LoadOptions::default()
-    };
-    HfModel::load(&ModelSource::parse(model), &options)
-        .with_context(|| format!("cannot load model {model}"))
+    crate::skill::load_model(model, device, LoadOptions::default().max_batch)
 }
 
 pub fn load_dataset(data: &str, task: &str) -> Result<Dataset> {
