@@ -127,6 +127,10 @@ pub(crate) struct Hooks {
     pub grad_leaves: HashMap<usize, Tensor>,
     /// Replace one layer's FF activation by this tensor (the IG path's alpha * a leaf).
     pub ff_replace: Option<(usize, Tensor)>,
+    /// Record, per layer of a full causal pass, what a hand-written backward through the last
+    /// position needs (see `Llama::gradients_tape`).
+    pub capture_tape: bool,
+    pub tape: Vec<Tensor>,
 }
 
 impl Hooks {

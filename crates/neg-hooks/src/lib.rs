@@ -11,8 +11,9 @@
 //! - The FF neuron is the input of the down projection: SiLU(gate(x)) * up(x) for Llama/Qwen,
 //!   GELU(intermediate(x)) for BERT. The measured position is the last prompt token (causal)
 //!   or the single `[MASK]` (BERT). Probabilities are f32 softmax over the full vocabulary.
-//! - Causal LMs: gradients come from a no-grad prefix pass that keeps keys/values and one
-//!   differentiated one-token pass of P x T rows; intervention sweeps reuse the prefix and the
+//! - Causal LMs: gradients come from one no-grad pass and a hand-written backward through the
+//!   last position for all T targets at once (f32; autograd over a one-token pass from cached
+//!   keys/values otherwise); intervention sweeps reuse the prefix and the
 //!   activations below the lowest patched layer and recompute only the last position above it.
 //!
 //! ```

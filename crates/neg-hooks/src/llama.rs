@@ -174,6 +174,20 @@ fn inv_freq(cfg: &LlamaConfig) -> Tensor {
     }
 }
 
+/// Backward of [`RmsNorm`] (in f32): the gradient with respect to its input `x` `[B, 1, H]`
+/// given the gradient `dy` `[B, R, H]` of its output, for each of R rows.
+/// y = w x r with r = (mean(x^2) + eps)^-1/2, so dx = r (w dy) - r^3 x mean(x w dy).
+fn rms_back(x: &Tensor, norm: &RmsNorm, dy: &Tensor) -> Tensor {
+    let r = (x
+        .pow_tensor_scalar(2)
+        .mean_dim([-1i64].as_slice(), true, Kind::Float)
+        + norm.eps)
+        .rsqrt();
+    let g = dy * &norm.w;
+    let dot = (&g * x).mean_dim([-1i64].as_slice(), true, Kind::Float);
+    &r * g - x * r.pow_tensor_scalar(3) * dot
+}
+
 fn rotate_half(x: &Tensor) -> Tensor {
     let d = x.size()[x.dim() - 1] / 2;
     Tensor::cat(&[-x.narrow(-1, d, d), x.narrow(-1, 0, d)], -1)
@@ -323,7 +337,13 @@ impl Llama {
             hooks.pre_ff.push(focus(&h).detach());
         }
         let x = blk.post_norm.forward(&h);
-        let mut act = blk.gate.forward(&x).silu() * blk.up.forward(&x);
+        let (gate, up) = (blk.gate.forward(&x), blk.up.forward(&x));
+        if hooks.capture_tape {
+            hooks.tape.push(focus(&h));
+            hooks.tape.push(focus(&gate));
+            hooks.tape.push(focus(&up));
+        }
+        let mut act = gate.silu() * up;
         if hooks.modifies_ff(l) {
             let new = hooks.on_ff(l, focus(&act));
             act = replace(act, new);
@@ -387,6 +407,13 @@ impl Llama {
             }
             let probs = self.attn_probs(q.matmul(&k.transpose(-2, -1)) * scale, Some(&mask));
             let att = probs.matmul(&v).transpose(1, 2).reshape([b, s, -1]);
+            if hooks.capture_tape {
+                hooks.tape.push(h.narrow(1, s - 1, 1));
+                hooks.tape.push(q.narrow(2, s - 1, 1));
+                hooks.tape.push(k);
+                hooks.tape.push(v);
+                hooks.tape.push(probs.narrow(2, s - 1, 1));
+            }
             h = h + blk.o.forward(&att);
             h = self.ff_block(l, blk, h, hooks, true);
         }
@@ -511,9 +538,28 @@ impl Llama {
         (kv, pos, mask, last_ids)
     }
 
-    /// Probabilities `[P, T]`, activations `[P, L, N]` and gradients `[P, T, L, N]` through a
-    /// no-grad prefix pass and one differentiated one-token pass of `P x T` rows.
+    /// Probabilities `[P, T]`, activations `[P, L, N]` and gradients `[P, T, L, N]`.
+    ///
+    /// In f32 with at least one target this is [`Self::gradients_tape`] (one no-grad pass and
+    /// a hand-written backward through the last position); otherwise, and as the reference it
+    /// is tested against, [`Self::gradients_autograd`].
     pub(crate) fn gradients_tokens(
+        &self,
+        seqs: &[&[u32]],
+        targets: &[Vec<u32>],
+    ) -> (Tensor, Tensor, Tensor) {
+        let has_targets = targets.first().is_some_and(|t| !t.is_empty());
+        let non_empty = seqs.iter().all(|s| !s.is_empty());
+        if self.kind == Kind::Float && has_targets && non_empty {
+            self.gradients_tape(seqs, targets)
+        } else {
+            self.gradients_autograd(seqs, targets)
+        }
+    }
+
+    /// Gradients through a no-grad prefix pass and one differentiated (autograd) one-token pass
+    /// of `P x T` rows.
+    pub(crate) fn gradients_autograd(
         &self,
         seqs: &[&[u32]],
         targets: &[Vec<u32>],
@@ -555,6 +601,99 @@ impl Llama {
         let grads = Tensor::run_backward(&[probs.sum(Kind::Float)], &leaves, false, false);
         let grads = Tensor::stack(&grads, 2).to_kind(Kind::Float); // [P, T, L, N]
         (probs.detach(), acts, grads)
+    }
+
+    /// Gradients by one no-grad full pass that keeps, per layer, the last position's state
+    /// (the "tape"), then a backward written out by hand through that position only, all `T`
+    /// targets as rows. Why by hand: autograd would need the last position re-run with
+    /// gradients (a second read of every weight, forward and backward: 1.5x a forward for one
+    /// prompt on a 135M model); this reads each weight once more, transposed. Earlier
+    /// positions' keys and values do not depend on the last position, so they are constants.
+    pub(crate) fn gradients_tape(
+        &self,
+        seqs: &[&[u32]],
+        targets: &[Vec<u32>],
+    ) -> (Tensor, Tensor, Tensor) {
+        tch::no_grad(|| {
+            let p = seqs.len() as i64;
+            let t = targets.first().map_or(0, |t| t.len()) as i64;
+            let (nh, kvh) = (self.cfg.num_heads as i64, self.cfg.num_kv_heads as i64);
+            let (hd, nl) = (self.cfg.head_dim as i64, self.blocks.len());
+            let batch = left_pad(seqs, self.device);
+            let mut hooks = Hooks {
+                capture_ff: true,
+                capture_tape: true,
+                ..Hooks::default()
+            };
+            let (h_last, _) = self.full(&batch.ids, &batch.pads, &mut hooks, KvMode::None);
+            let h_last = h_last.expect("non-empty sequences give a last position");
+            let acts = Tensor::cat(&hooks.ff, 1).to_kind(Kind::Float); // [P, L, N]
+
+            // Top: dP_t/dh_L = rms_back(W^T (p_t (e_t - p))), rows = targets.
+            let logits = self.logits(&h_last).squeeze_dim(1); // [P, V]
+            let all = logits.softmax(-1, Kind::Float); // [P, V]
+            let tgt = targets_tensor(targets, &[p, t], self.device);
+            let probs = all.gather(1, &tgt, false); // [P, T]
+            let d_logits =
+                (all.unsqueeze(1).neg()
+                    + Tensor::zeros([p, t, all.size()[1]], (Kind::Float, self.device))
+                        .scatter_value(2, &tgt.unsqueeze(2), 1.0))
+                    * probs.unsqueeze(2); // [P, T, V]
+            let d_normed = d_logits.matmul(self.lm_head());
+            let mut g = rms_back(&h_last, &self.norm, &d_normed); // [P, T, H]
+
+            // Per layer, top down; the tape holds 8 tensors per layer in pass order.
+            let pos = (batch.len - 1) - Tensor::from_slice(&batch.pads).to_device(self.device);
+            let (cos, sin) = self.cos_sin(&pos.unsqueeze(1)); // [P, 1, hd]
+            let (cos, sin) = (cos.unsqueeze(1), sin.unsqueeze(1)); // [P, 1, 1, hd]
+            let scale = (self.cfg.head_dim as f64).powf(-0.5);
+            let rep = nh / kvh;
+            let mut grads = Vec::with_capacity(nl);
+            for (l, blk) in self.blocks.iter().enumerate().rev() {
+                let tape = &hooks.tape[8 * l..8 * (l + 1)];
+                let (h_in, q, k_all, v_all, att_p) =
+                    (&tape[0], &tape[1], &tape[2], &tape[3], &tape[4]);
+                let (h_mid, gate, up) = (&tape[5], &tape[6], &tape[7]);
+                // FF block: h_out = h_mid + down(silu(gate) * up).
+                let d_act = g.matmul(&blk.down.w); // [P, T, N]
+                let sig = gate.sigmoid();
+                let d_gate = &d_act * up * (&sig * (gate * (sig.ones_like() - &sig) + 1.0));
+                let d_up = &d_act * gate.silu();
+                let d_x2 = d_gate.matmul(&blk.gate.w) + d_up.matmul(&blk.up.w);
+                let d_mid = &g + rms_back(h_mid, &blk.post_norm, &d_x2);
+                grads.push(d_act);
+                // Attention at the last position: out = sum_j a_j v_j over all keys j; only the
+                // query and the last key/value depend on this position.
+                let d_att = d_mid.matmul(&blk.o.w).view([p, t, nh, hd]).transpose(1, 2); // [P, nh, T, hd]
+                let d_a = d_att.matmul(&v_all.transpose(-2, -1)); // [P, nh, T, S]
+                let d_s = att_p
+                    * (&d_a
+                        - (att_p * &d_a).sum_dim_intlist([-1i64].as_slice(), true, None::<Kind>));
+                let s_len = att_p.size()[3];
+                let d_q = d_s.matmul(k_all) * scale; // [P, nh, T, hd]
+                let d_k = d_s.narrow(-1, s_len - 1, 1) * q * scale;
+                let d_v = att_p.narrow(-1, s_len - 1, 1) * &d_att;
+                // GQA: query heads kv*rep + r share key/value head kv.
+                let fold = |x: Tensor| {
+                    x.view([p, kvh, rep, t, hd]).sum_dim_intlist(
+                        [2i64].as_slice(),
+                        false,
+                        None::<Kind>,
+                    )
+                };
+                let (d_k, d_v) = (fold(d_k), fold(d_v));
+                // RoPE is a rotation: its transpose rotates back.
+                let unrope = |x: &Tensor| x * &cos - rotate_half(&(x * &sin));
+                let flat = |x: Tensor, heads: i64| x.transpose(1, 2).reshape([p, t, heads * hd]);
+                let d_x1 = flat(unrope(&d_q), nh).matmul(&blk.q.w)
+                    + flat(unrope(&d_k), kvh).matmul(&blk.k.w)
+                    + flat(d_v, kvh).matmul(&blk.v.w);
+                g = &d_mid + rms_back(h_in, &blk.in_norm, &d_x1);
+            }
+            grads.reverse();
+            let grads = Tensor::stack(&grads, 2); // [P, T, L, N]
+            (probs, acts, grads)
+        })
     }
 
     /// Prefix keys/values and the last position's per-layer state of one prompt.
@@ -849,5 +988,54 @@ impl Llama {
             let count = out.len();
             (out, sum, count)
         })
+    }
+}
+
+#[cfg(test)]
+mod tape_tests {
+    use crate::model::Arch;
+    use crate::{HfModel, LoadOptions, ModelSource};
+    use tch::Tensor;
+
+    fn max_rel(a: &Tensor, b: &Tensor) -> f64 {
+        let scale = b.abs().max().double_value(&[]).max(1e-12);
+        (a - b).abs().max().double_value(&[]) / scale
+    }
+
+    /// The hand-written backward through the last position gives autograd's gradients, for a
+    /// left-padded batch of prompts of different lengths and several targets each.
+    #[test]
+    fn hand_written_backward_equals_autograd() {
+        let dir = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../../shared/models/stories260k"
+        );
+        assert!(
+            std::path::Path::new(dir).join("config.json").exists(),
+            "missing {dir}: the real stories260k model from ../shared is needed"
+        );
+        let model = HfModel::load(&ModelSource::parse(dir), &LoadOptions::default()).unwrap();
+        let Arch::Llama(llama) = &model.arch else {
+            panic!("stories260k is a Llama")
+        };
+        let texts = [
+            "Once upon a time, there was a little girl named Lily. She",
+            "The dog ran",
+            "One day, Tom went to the park with his mom and saw a big red",
+        ];
+        let seqs: Vec<Vec<u32>> = texts.iter().map(|t| model.encode(t).unwrap()).collect();
+        let refs: Vec<&[u32]> = seqs.iter().map(|s| s.as_slice()).collect();
+        let targets = vec![vec![264, 29, 350], vec![17, 264, 1], vec![400, 3, 264]];
+        let (p_tape, a_tape, g_tape) = llama.gradients_tape(&refs, &targets);
+        let (p_auto, a_auto, g_auto) = llama.gradients_autograd(&refs, &targets);
+        assert_eq!(g_tape.size(), vec![3, 3, 5, 172]);
+        assert!(max_rel(&p_tape, &p_auto) < 1e-5, "probs");
+        assert!(max_rel(&a_tape, &a_auto) < 1e-5, "activations");
+        let err = max_rel(&g_tape, &g_auto);
+        eprintln!(
+            "hand-written vs autograd: max relative error {err:e}, max abs grad {:e}",
+            g_auto.abs().max().double_value(&[])
+        );
+        assert!(err < 1e-4, "gradients differ: max relative error {err}");
     }
 }
