@@ -7,12 +7,12 @@
 //! Everything is bidirectional: a patch at layer l changes every position above l, so the sweep
 //! path reuses only the hidden states below the lowest patched layer.
 
-use neg_core::{Patch, Site};
+use neg_core::Patch;
 use tch::{Device, Kind, Tensor};
 
 use crate::config::BertConfig;
 use crate::error::Result;
-use crate::hooks::{build_patches, copy_rows, targets_tensor, Hooks, PatchTensors};
+use crate::hooks::{copy_rows, targets_tensor, Hooks};
 use crate::llama::Linear;
 use crate::loader::Weights;
 
@@ -375,24 +375,15 @@ impl Bert {
     }
 
     fn patch_hooks(&self, vars: &[&[Patch]]) -> Hooks {
-        let (n, h) = (self.cfg.intermediate_size, self.cfg.hidden_size);
         let v = vars.len() as i64;
-        let reshape = |m: std::collections::HashMap<usize, PatchTensors>, w: usize| {
-            m.into_iter()
-                .map(|(l, p)| (l, p.reshape(&[v, 1, w as i64])))
-                .collect()
-        };
-        Hooks {
-            ff_patch: reshape(
-                build_patches(vars, Site::FeedForward, n, self.kind, self.device),
-                n,
-            ),
-            resid_patch: reshape(
-                build_patches(vars, Site::Residual, h, self.kind, self.device),
-                h,
-            ),
-            ..Hooks::default()
-        }
+        crate::hooks::patch_hooks(
+            vars,
+            self.cfg.intermediate_size,
+            self.cfg.hidden_size,
+            self.kind,
+            self.device,
+            |w| vec![v, 1, w as i64],
+        )
     }
 
     /// Each layer's input for the whole sequence of one prompt (L + 1 tensors `[1, S, H]`).

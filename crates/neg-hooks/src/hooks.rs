@@ -175,3 +175,31 @@ impl Hooks {
         h
     }
 }
+
+/// Hooks that apply the FF and residual patches of `vars` (one variant per batch row), each
+/// layer's patch tensors reshaped to `shape(width)` for the pass that uses them.
+pub(crate) fn patch_hooks(
+    vars: &[&[Patch]],
+    ff_width: usize,
+    hidden: usize,
+    kind: Kind,
+    device: Device,
+    shape: impl Fn(usize) -> Vec<i64>,
+) -> Hooks {
+    let reshape = |m: HashMap<usize, PatchTensors>, w: usize| {
+        m.into_iter()
+            .map(|(l, p)| (l, p.reshape(&shape(w))))
+            .collect()
+    };
+    Hooks {
+        ff_patch: reshape(
+            build_patches(vars, Site::FeedForward, ff_width, kind, device),
+            ff_width,
+        ),
+        resid_patch: reshape(
+            build_patches(vars, Site::Residual, hidden, kind, device),
+            hidden,
+        ),
+        ..Hooks::default()
+    }
+}

@@ -7,12 +7,12 @@
 //!   a cached prefix (keys/values of earlier positions) and to itself only. The gradient, sweep,
 //!   IG and generation paths use it so that the prefix is computed once, without gradients.
 
-use neg_core::{Patch, Site};
+use neg_core::Patch;
 use tch::{Device, Kind, Tensor};
 
 use crate::config::{LlamaConfig, RopeScaling};
 use crate::error::Result;
-use crate::hooks::{build_patches, copy_rows, targets_tensor, Hooks};
+use crate::hooks::{copy_rows, targets_tensor, Hooks};
 use crate::loader::Weights;
 
 /// Added to the attention scores of masked keys. Finite (unlike -inf) so that fully masked
@@ -722,24 +722,14 @@ impl Llama {
     }
 
     fn patch_hooks(&self, vars: &[&[Patch]], shape: impl Fn(usize) -> Vec<i64>) -> Hooks {
-        let (n, h) = (self.cfg.intermediate_size, self.cfg.hidden_size);
-        let reshape = |m: std::collections::HashMap<usize, crate::hooks::PatchTensors>,
-                       w: usize| {
-            m.into_iter()
-                .map(|(l, p)| (l, p.reshape(&shape(w))))
-                .collect()
-        };
-        Hooks {
-            ff_patch: reshape(
-                build_patches(vars, Site::FeedForward, n, self.kind, self.device),
-                n,
-            ),
-            resid_patch: reshape(
-                build_patches(vars, Site::Residual, h, self.kind, self.device),
-                h,
-            ),
-            ..Hooks::default()
-        }
+        crate::hooks::patch_hooks(
+            vars,
+            self.cfg.intermediate_size,
+            self.cfg.hidden_size,
+            self.kind,
+            self.device,
+            shape,
+        )
     }
 
     /// Target probabilities `[V, T]` under each patch variant, recomputing only the last
