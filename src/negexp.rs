@@ -218,38 +218,28 @@ pub fn csv(header: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
+/// One array field of every part, concatenated along axis 0 (parts are chunks of prompts).
+fn cat_parts<T, D: ndarray::RemoveAxis>(
+    parts: &[T],
+    field: impl Fn(&T) -> ndarray::ArrayView<f32, D>,
+) -> Result<ndarray::Array<f32, D>> {
+    Ok(concatenate(
+        Axis(0),
+        &parts.iter().map(field).collect::<Vec<_>>(),
+    )?)
+}
+
 fn concat_truths(parts: Vec<GroundTruth>) -> Result<GroundTruth> {
-    let first = parts.first().context("no prompts were swept")?.clone();
-    let cat3 = |f: fn(&GroundTruth) -> ndarray::ArrayView3<f32>| {
-        concatenate(Axis(0), &parts.iter().map(f).collect::<Vec<_>>())
-    };
+    let first = parts.first().context("no prompts were swept")?;
     Ok(GroundTruth {
         config: first.config.clone(),
         shifts: first.shifts.clone(),
         neurons: first.neurons.clone(),
-        base_probs: concatenate(
-            Axis(0),
-            &parts
-                .iter()
-                .map(|g| g.base_probs.view())
-                .collect::<Vec<_>>(),
-        )?,
-        activations: concatenate(
-            Axis(0),
-            &parts
-                .iter()
-                .map(|g| g.activations.view())
-                .collect::<Vec<_>>(),
-        )?,
-        delta_probs: concatenate(
-            Axis(0),
-            &parts
-                .iter()
-                .map(|g| g.delta_probs.view())
-                .collect::<Vec<_>>(),
-        )?,
-        neg: cat3(|g| g.neg.view())?,
-        r: cat3(|g| g.r.view())?,
+        base_probs: cat_parts(&parts, |g| g.base_probs.view())?,
+        activations: cat_parts(&parts, |g| g.activations.view())?,
+        delta_probs: cat_parts(&parts, |g| g.delta_probs.view())?,
+        neg: cat_parts(&parts, |g| g.neg.view())?,
+        r: cat_parts(&parts, |g| g.r.view())?,
     })
 }
 
@@ -300,14 +290,11 @@ pub fn attribute_with_progress<A: ModelAdapter + ?Sized>(
         parts.push(methods::attribute(model, c, method)?);
         bar.inc(c.len() as u64);
     }
-    let cat = |f: &dyn Fn(&methods::Attribution) -> ndarray::ArrayViewD<f32>| {
-        concatenate(Axis(0), &parts.iter().map(f).collect::<Vec<_>>())
-    };
     Ok(methods::Attribution {
         method,
-        probs: cat(&|a| a.probs.view().into_dyn())?.into_dimensionality()?,
-        activations: cat(&|a| a.activations.view().into_dyn())?.into_dimensionality()?,
-        scores: cat(&|a| a.scores.view().into_dyn())?.into_dimensionality()?,
+        probs: cat_parts(&parts, |a| a.probs.view())?,
+        activations: cat_parts(&parts, |a| a.activations.view())?,
+        scores: cat_parts(&parts, |a| a.scores.view())?,
     })
 }
 
