@@ -100,6 +100,11 @@ fn test(root: &Path) -> Result<(), String> {
 fn run_example(root: &Path, name: &str, args: &[String]) -> Result<(), String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut full = vec!["run", "--release", "--example", name, "--"];
+    // `cargo xtask skill-probe -- --help` and `cargo xtask skill-probe --help` mean the same.
+    let args = match args.first().map(String::as_str) {
+        Some("--") => &args[1..],
+        _ => args,
+    };
     full.extend(args.iter().map(String::as_str));
     run(root, &cargo, &full)
 }
