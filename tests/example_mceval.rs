@@ -3,19 +3,10 @@
 #[path = "../examples/mceval.rs"]
 mod example;
 
-use std::path::PathBuf;
-
 use clap::Parser;
 
-fn shared() -> PathBuf {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data");
-    assert!(
-        p.join("mceval8k").is_dir(),
-        "shared data not found at {}",
-        p.display()
-    );
-    p
-}
+mod common;
+use common::shared;
 
 fn run(args: &[&str]) -> anyhow::Result<String> {
     let cli = example::Cli::try_parse_from(std::iter::once("mceval").chain(args.iter().copied()))?;
@@ -26,7 +17,7 @@ fn run(args: &[&str]) -> anyhow::Result<String> {
 
 #[test]
 fn audit_prints_defects_and_writes_json() {
-    let data = shared().join("mceval8k");
+    let data = shared("data/mceval8k");
     let tmp = tempfile::tempdir().unwrap();
     let json = tmp.path().join("audit.json");
     let text = run(&[
@@ -55,7 +46,7 @@ fn audit_prints_defects_and_writes_json() {
 
 #[test]
 fn render_reproduces_published_prompts_as_json_lines() {
-    let root = shared().join("mceval8k");
+    let root = shared("data/mceval8k");
     let t = root.join("templates.json");
     let args = |shots: &'static str| {
         vec![
@@ -108,7 +99,7 @@ fn build_and_resplit_write_loadable_tasks() {
     let text = run(&[
         "build",
         "--sources",
-        shared().join("sources").to_str().unwrap(),
+        shared("data/sources").to_str().unwrap(),
         "--task",
         "chunking",
         "--out",
@@ -137,7 +128,7 @@ fn build_and_resplit_write_loadable_tasks() {
 #[test]
 fn bad_input_is_an_error_and_writes_nothing() {
     let tmp = tempfile::tempdir().unwrap();
-    let data = shared().join("mceval8k");
+    let data = shared("data/mceval8k");
     let err = run(&[
         "render",
         "--data",

@@ -10,6 +10,9 @@ use neg_probe::synthetic::{Planted, PlantedConfig};
 use safetensors::tensor::TensorView;
 use safetensors::Dtype;
 
+mod common;
+use common::example_binary;
+
 fn f32_bytes(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
@@ -34,7 +37,7 @@ fn task() -> Planted {
     .unwrap()
 }
 
-fn common(t: &Planted) -> Vec<(&'static str, Dtype, Vec<usize>, Vec<u8>)> {
+fn common_tensors(t: &Planted) -> Vec<(&'static str, Dtype, Vec<usize>, Vec<u8>)> {
     let p = t.labels.len();
     vec![
         (
@@ -71,7 +74,7 @@ fn every_probe_runs_on_scores_and_writes_json() {
     let dir = tempfile::tempdir().unwrap();
     let t = task();
     let features = dir.path().join("f.safetensors");
-    let mut tensors = common(&t);
+    let mut tensors = common_tensors(&t);
     tensors.push((
         "scores",
         Dtype::F32,
@@ -147,7 +150,7 @@ fn option_index_input_and_bad_input() {
     let dir = tempfile::tempdir().unwrap();
     let t = task();
     let features = dir.path().join("oi.safetensors");
-    let mut tensors = common(&t);
+    let mut tensors = common_tensors(&t);
     tensors.push((
         "option_index",
         Dtype::U8,
@@ -204,7 +207,7 @@ fn option_index_input_and_bad_input() {
     .is_err());
     // Mismatched shapes: labels for 799 prompts.
     let bad = dir.path().join("bad.safetensors");
-    let mut tensors = common(&t);
+    let mut tensors = common_tensors(&t);
     tensors[0] = (
         "labels",
         Dtype::I64,
@@ -240,7 +243,7 @@ fn option_index_input_and_bad_input() {
     // NaN in the scores.
     let mut scores = t.scores.clone();
     scores[[5, 1, 7]] = f32::NAN;
-    let mut tensors = common(&t);
+    let mut tensors = common_tensors(&t);
     tensors.push((
         "scores",
         Dtype::F32,
@@ -293,17 +296,7 @@ fn option_index_input_and_bad_input() {
 
 #[test]
 fn the_binary_exits_non_zero_with_one_error_line() {
-    // The compiled example, which `cargo test` builds next to the test binaries
-    // (target/<profile>/examples/); a `cargo test --test ...` run does not build it.
-    let exe = std::env::current_exe()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("../examples/probe_features");
-    if !exe.exists() {
-        eprintln!("probe_features binary not built next to the tests ({}); the library path is tested above", exe.display());
-        return;
-    }
+    let exe = example_binary("probe_features");
     let dir = tempfile::tempdir().unwrap();
     let out = std::process::Command::new(&exe)
         .args([

@@ -1,33 +1,25 @@
 //! The `neuronlens` and `aux_metrics` examples end to end on tiny configurations of the real
 //! stories260k model and MCEval8K agnews from `../shared` (which must be present: these tests
 //! fail, not skip, without it).
-// The aux_metrics example includes the neuronlens one (shared prompt loading): one copy here.
-#[allow(dead_code)]
 use neg_rs::aux_metrics;
 use neg_rs::lens as neuronlens;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use clap::Parser;
 use serde_json::Value;
 
-fn shared() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared");
-    for need in [
-        "models/stories260k/model.safetensors",
-        "data/mceval8k/classification/agnews/train.json",
-    ] {
-        assert!(
-            dir.join(need).is_file(),
-            "{} is missing: these tests need the shared model and data at ../shared",
-            dir.join(need).display()
-        );
-    }
-    dir
+mod common;
+use common::{read_json, shared};
+
+/// Fails the test with a clear message unless the shared model and agnews data are present.
+fn require_shared() {
+    shared("models/stories260k/model.safetensors");
+    shared("data/mceval8k/classification/agnews/train.json");
 }
 
 fn lens_args(out: &Path, extra: &[&str]) -> neuronlens::Args {
-    shared();
+    require_shared();
     let mut argv = vec![
         "neuronlens",
         "--n-fit",
@@ -41,10 +33,6 @@ fn lens_args(out: &Path, extra: &[&str]) -> neuronlens::Args {
     ];
     argv.extend_from_slice(extra);
     neuronlens::Args::try_parse_from(argv).unwrap()
-}
-
-fn read_json(path: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
 fn f(v: &Value) -> f64 {
@@ -163,7 +151,7 @@ fn neuronlens_bad_input_is_a_clear_error() {
 }
 
 fn aux_args(out: &Path, extra: &[&str]) -> aux_metrics::Args {
-    shared();
+    require_shared();
     let mut argv = vec![
         "aux_metrics",
         "--n",

@@ -4,7 +4,6 @@
 //!
 //! The example binaries are built by `cargo test` (examples are test targets' siblings in
 //! `target/<profile>/examples`). Needs `../shared/models/stories260k`; fails when absent.
-use std::path::PathBuf;
 use std::process::{Command, Output};
 
 use neg_core::neg::{ground_truth_neg, SweepConfig};
@@ -13,17 +12,7 @@ use neg_hooks::{HfModel, LoadOptions, ModelSource};
 use safetensors::SafeTensors;
 
 mod common;
-use common::{example_binary, f32s};
-
-fn model_dir() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/models/stories260k");
-    assert!(
-        dir.join("config.json").is_file(),
-        "the real model is missing: expected {} (see ../shared/README.md)",
-        dir.display()
-    );
-    dir
-}
+use common::{example_binary, f32s, shared};
 
 fn run(name: &str, args: &[&str]) -> Output {
     Command::new(example_binary(name))
@@ -49,7 +38,7 @@ fn neurgrad_and_intervene_write_what_the_library_computes() {
     std::fs::write(&prompts, PROMPTS).unwrap();
     let neurons = dir.path().join("n.json");
     std::fs::write(&neurons, "[[0, 5], [2, 100], [4, 171]]").unwrap();
-    let model = model_dir();
+    let model = shared("models/stories260k");
     let m = HfModel::load(&ModelSource::Dir(model.clone()), &LoadOptions::default()).unwrap();
     let specs = neg_core::io::read_prompt_file(&prompts).unwrap();
     let tp = neg_core::io::resolve_targets(&m, &prompts, &specs).unwrap();
@@ -136,7 +125,7 @@ fn neurgrad_and_intervene_write_what_the_library_computes() {
 #[test]
 fn bad_input_fails_with_one_line_and_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let model = model_dir();
+    let model = shared("models/stories260k");
     let model = model.to_str().unwrap();
     let good = dir.path().join("p.jsonl");
     std::fs::write(&good, PROMPTS).unwrap();
