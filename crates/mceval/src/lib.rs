@@ -3,8 +3,9 @@
 //! MCEval8K (Zhao et al., 2025: 22 multiple-choice tasks in 6 genres, 6000/1000/1000 records
 //! each) as a library: a task registry with each task's schema, loading the published files
 //! from a directory or the Hugging Face hub (`iszhaoxin/MCEval8K`), zero- and few-shot prompt
-//! rendering with single-token answers, a leak audit with a leak-free re-split, and
-//! construction of tasks from raw sources (UD, CoNLL-2000, CoNLL-2003, JSON/JSONL/CSV).
+//! rendering with single-token answers (including PAWS' published k-shot rule), a leak audit
+//! with a leak-free re-split, and construction of tasks from raw sources (UD, CoNLL-2000,
+//! CoNLL-2003, JSON/JSONL/CSV).
 //!
 //! ```
 //! use mceval::{Dataset, Record, Shots, Split, TaskRegistry, TemplateSet};
@@ -21,6 +22,10 @@
 //! assert!(items[0].prompt.contains("Stocks rally"));
 //! let few = TemplateSet::builtin().render(task, &data, Split::Test, Shots::Few { seed: 1 }, None)?;
 //! assert!(few[0].prompt.len() > items[0].prompt.len());
+//! // The first 3 records of the twice-shuffled train, each with its own answer.
+//! let k3 = Shots::FirstK { k: 3, seed: 1 };
+//! let k3 = TemplateSet::builtin().render(task, &data, Split::Test, k3, None)?;
+//! assert_eq!(k3[0].prompt.matches("\n\n").count(), 4);
 //! // An unknown task name lists the valid ones.
 //! assert!(TaskRegistry::builtin().get("nope").unwrap_err().to_string().contains("agnews"));
 //! # Ok::<(), mceval::Error>(())
@@ -42,4 +47,6 @@ pub use record::{
     Record,
 };
 pub use registry::{Genre, TaskRegistry, TaskSpec, LANGUAGES};
-pub use template::{check_single_token, RenderedItem, Shots, TaskTemplate, TemplateSet};
+pub use template::{
+    check_single_token, RenderedItem, Shots, TaskTemplate, TemplateSet, FIRST_K_RESHUFFLE_SEED,
+};

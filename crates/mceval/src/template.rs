@@ -33,6 +33,32 @@ pub enum Shots {
     /// The published default demonstrations (`demo_train_indices` of the template set;
     /// only meaningful with the published train split).
     Published,
+    /// The first `k` train records, in order, after the published code's two shuffles:
+    /// `train.shuffle(seed)` (the load shuffle with the task seed) then `.shuffle(seed=42)`
+    /// again, i.e. rows `p_seed[p_42[j]]` with `p_s = numpy.random.default_rng(s).permutation`.
+    /// Each demonstration carries its own record's answer, so the block is not
+    /// label-balanced. This is PAWS' published `'<k>-shot'` prompt for k other than 0 and 2
+    /// (its `k_shot_rule`; use [`TemplateSet::k_shot`] to get exactly the published choice);
+    /// for other tasks it is our extension. Multilingual tasks take the first `k` records of
+    /// the prompt language. `k = 0` is [`Shots::Zero`].
+    FirstK {
+        /// Number of demonstrations.
+        k: usize,
+        /// Seed of the first (load) shuffle; the task's seed (42 for PAWS) reproduces the
+        /// published demonstrations.
+        seed: u64,
+    },
+}
+
+/// The fixed seed of the second shuffle in PAWS' published k-shot demo selection
+/// (`dataset.shuffle(seed=42)` in `PAWSDataset.select_demos`, whatever the task seed).
+pub const FIRST_K_RESHUFFLE_SEED: u64 = 42;
+
+impl Shots {
+    /// Whether prompts carry no demonstrations.
+    pub fn is_zero(self) -> bool {
+        matches!(self, Shots::Zero | Shots::FirstK { k: 0, .. })
+    }
 }
 
 impl fmt::Display for Shots {
@@ -41,6 +67,7 @@ impl fmt::Display for Shots {
             Shots::Zero => f.write_str("0-shot"),
             Shots::Few { seed } => write!(f, "few-shot (seed {seed})"),
             Shots::Published => f.write_str("few-shot (published demos)"),
+            Shots::FirstK { k, seed } => write!(f, "{k}-shot, first {k} of train (seed {seed})"),
         }
     }
 }
@@ -163,6 +190,12 @@ pub struct TaskTemplate {
     /// Published default demonstrations: train indices in answer order.
     #[serde(default)]
     pub demo_train_indices: Option<PerLang<Vec<usize>>>,
+    /// Present when the task accepts `'<k>-shot'` prompts with `k` other than 0 and the
+    /// number of answers ([`Shots::FirstK`]); the published file describes the rule in words
+    /// (PAWS only). Tasks without it reject such `k` in [`TemplateSet::k_shot`], as the
+    /// published code raises for them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub k_shot_rule: Option<String>,
     /// Alternative instructions (PAWS' IT0-IT4 in the published file), by name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prompt_variants: Option<BTreeMap<String, PromptVariant>>,
@@ -282,6 +315,28 @@ impl TemplateSet {
         Ok(set)
     }
 
+    /// The demonstrations of the published `'<k>-shot'` prompt type of `task`, with `seed`
+    /// the task seed (`task.seed` reproduces the published prompts): `k = 0` is
+    /// [`Shots::Zero`]; `k` = the number of answers is the label-balanced [`Shots::Few`];
+    /// any other `k` is [`Shots::FirstK`] for a task whose template has a `k_shot_rule`
+    /// (PAWS) and an error naming the accepted values for the others.
+    pub fn k_shot(&self, task: &TaskSpec, k: usize, seed: u64) -> Result<Shots> {
+        let t = self.template(task)?;
+        let n = t.answer_tokens.len();
+        match k {
+            0 => Ok(Shots::Zero),
+            k if k == n => Ok(Shots::Few { seed }),
+            k if t.k_shot_rule.is_some() => Ok(Shots::FirstK { k, seed }),
+            k => Err(Error::Template {
+                task: task.name.into(),
+                message: format!(
+                    "{k}-shot prompts need a k_shot_rule in the template (in {}); this task takes 0 or {n} shots (one per answer)",
+                    self.origin.display()
+                ),
+            }),
+        }
+    }
+
     /// The template of `task`.
     pub fn template(&self, task: &TaskSpec) -> Result<&TaskTemplate> {
         self.tasks.get(task.name).ok_or_else(|| Error::Template {
@@ -320,7 +375,7 @@ impl TemplateSet {
             let body = t.body(record, &ctx)?;
             let label = t.label(record, &ctx)?;
             let instruction = pick(&t.instruction, prompt_lang.as_deref());
-            let prompt = if shots == Shots::Zero {
+            let prompt = if shots.is_zero() {
                 format!("{}\n\n{}", py_strip(instruction), py_strip(&body))
             } else {
                 let demos = match demo_cache.get(&prompt_lang) {
@@ -587,7 +642,32 @@ impl TaskTemplate {
         };
         let in_lang = |r: &Record| lang.is_none() || r.lang() == lang;
         let picks: Vec<usize> = match shots {
-            Shots::Zero => return Ok(String::new()),
+            Shots::Zero | Shots::FirstK { k: 0, .. } => return Ok(String::new()),
+            Shots::FirstK { k, seed } => {
+                // HF `shuffle(seed)` then `shuffle(seed=42)`: row j of the result is
+                // train[first[second[j]]].
+                let first = crate::pyrng::numpy_permutation(seed, train.len());
+                let second = crate::pyrng::numpy_permutation(FIRST_K_RESHUFFLE_SEED, train.len());
+                let picks: Vec<usize> = second
+                    .iter()
+                    .map(|&j| first[j])
+                    .filter(|&i| in_lang(&train[i]))
+                    .take(k)
+                    .collect();
+                if picks.len() < k {
+                    return Err(Error::Template {
+                        task: task.name.into(),
+                        message: format!(
+                            "{k}-shot needs {k} train records{} but {} has {}",
+                            lang.map(|l| format!(" in language {l}"))
+                                .unwrap_or_default(),
+                            path.display(),
+                            picks.len()
+                        ),
+                    });
+                }
+                picks
+            }
             Shots::Published => {
                 let idx = self
                     .demo_train_indices
@@ -643,12 +723,14 @@ impl TaskTemplate {
                     .collect::<Result<_>>()?
             }
         };
+        // Each demo ends with its own record's answer (for Published and Few that is the
+        // answer order they were picked in).
         let demos = picks
             .iter()
-            .enumerate()
-            .map(|(a, &i)| {
+            .map(|&i| {
                 let body = self.body(&train[i], &ctx_at(i))?;
-                Ok(format!("{body}{}", self.answer_tokens[a]))
+                let answer = self.label(&train[i], &ctx_at(i))?;
+                Ok(format!("{body}{}", self.answer_tokens[answer]))
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(demos.join("\n\n"))

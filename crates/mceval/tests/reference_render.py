@@ -1,9 +1,15 @@
 """Independent reference renderer for MCEval8K prompts, written from the `schema`/`assembly`
 description in templates.json (not from the Rust code). Usage:
     reference_render.py TEMPLATES DATA_ROOT N
-Prints a JSON object {task: {"zero": [...], "few": [...] or null}} for the first N test records."""
+Prints a JSON object {task: {"zero": [...], "few": [...] or null}} for the first N test records;
+tasks with a `k_shot_rule` (PAWS) also get "k_shot": {k: [prompts]} for the k in K_SHOTS, built
+from that rule's text: demos = train rows perm[perm] with perm =
+numpy.random.default_rng(42).permutation(len(train)), first k, in that order, each with its own
+answer, in the few_shot assembly."""
 import json
 import sys
+
+import numpy as np
 
 templates_path, root, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
 spec = json.load(open(templates_path, encoding="utf-8"))
@@ -46,6 +52,15 @@ def answer(t, rec):
     return t["label_map"][str(v)]
 
 
+K_SHOTS = [1, 3, 4, 7, 16]
+
+
+def k_shot_demos(t, train, k):
+    perm = np.random.default_rng(42).permutation(len(train))
+    rows = perm[perm][:k]
+    return "\n\n".join(body(t, train[int(i)]) + answer(t, train[int(i)]) for i in rows)
+
+
 out = {}
 for name, t in spec["tasks"].items():
     test = json.load(open(f"{root}/{t['data_dir']}/test.json", encoding="utf-8"))[:n]
@@ -65,4 +80,13 @@ for name, t in spec["tasks"].items():
             demos = "\n\n".join(body(t, train[i]) + answer(t, train[i]) for i in idx)
             few.append(f"{instr}\n\n{demos.strip()}\n\n{q}")
     out[name] = {"zero": zero, "few": few if train is not None else None}
+    if t.get("k_shot_rule") is not None:
+        instr = t["instruction"]["en"].strip()
+        out[name]["k_shot"] = {
+            str(k): [
+                f"{instr}\n\n{k_shot_demos(t, train, k).strip()}\n\n{body(t, rec).strip()}"
+                for rec in test
+            ]
+            for k in K_SHOTS
+        }
 json.dump(out, sys.stdout, ensure_ascii=False)

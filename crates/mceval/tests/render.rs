@@ -33,6 +33,7 @@ fn every_task_matches_the_python_reference_zero_and_few_shot() {
     let templates = TemplateSet::from_file(&common::templates_json()).unwrap();
     let reg = TaskRegistry::builtin();
     let mut few_checked = 0;
+    let mut k_checked = Vec::new();
     for task in reg.tasks() {
         let data = Dataset::load(&DataSource::Dir(common::mceval8k()), task).unwrap();
         let r = &reference[task.name];
@@ -59,6 +60,30 @@ fn every_task_matches_the_python_reference_zero_and_few_shot() {
             // The registry's label rule agrees with the template's.
             let rec = &data.split(Split::Test).unwrap()[item.index];
             assert_eq!(task.label_of(rec).unwrap(), item.label, "{}", task.name);
+        }
+        // '<k>-shot' prompts with k other than 0 and the number of answers (PAWS' k_shot_rule).
+        if let Some(by_k) = r["k_shot"].as_object() {
+            assert!(by_k.len() >= 4, "{}", task.name);
+            for (k, prompts) in by_k {
+                let k: usize = k.parse().unwrap();
+                let shots = templates.k_shot(task, k, task.seed).unwrap();
+                assert_eq!(shots, Shots::FirstK { k, seed: 42 }, "{}", task.name);
+                let items = templates
+                    .render(task, &data, Split::Test, shots, Some(N))
+                    .unwrap();
+                let prompts = prompts.as_array().unwrap();
+                assert_eq!(prompts.len(), N);
+                for (item, want) in items.iter().zip(prompts) {
+                    assert_eq!(
+                        item.prompt,
+                        want.as_str().unwrap(),
+                        "{} {k}-shot #{}",
+                        task.name,
+                        item.index
+                    );
+                }
+            }
+            k_checked.push(task.name);
         }
         match r["few"].as_array() {
             Some(few_ref) => {
@@ -88,6 +113,7 @@ fn every_task_matches_the_python_reference_zero_and_few_shot() {
         }
     }
     assert_eq!(few_checked, 20);
+    assert_eq!(k_checked, vec!["paws"], "tasks with a k_shot_rule");
 }
 
 #[test]
@@ -303,4 +329,162 @@ fn paws_prompt_variants() {
     );
     let err = templates.with_variant(task, "IT9").unwrap_err().to_string();
     assert!(err.contains("IT9") && err.contains("IT1"), "{err}");
+}
+
+/// The published `'<k>-shot'` prompt types: PAWS takes any k (first k of the twice-shuffled
+/// train); 0 and k = 2 are the zero-shot and label-balanced prompts; other tasks take only
+/// 0 or one shot per answer.
+#[test]
+fn paws_k_shot_follows_the_published_rule() {
+    let text = std::fs::read_to_string(common::templates_json()).unwrap();
+    let raw: Value = serde_json::from_str(&text).unwrap();
+    let head: Vec<usize> = raw["tasks"]["paws"]["k_shot_train_order_head"]
+        .as_array()
+        .expect("templates.json lists paws' k_shot_train_order_head")
+        .iter()
+        .map(|v| v.as_u64().unwrap() as usize)
+        .collect();
+    assert_eq!(head.len(), 16);
+    let templates = TemplateSet::from_file(&common::templates_json()).unwrap();
+    let reg = TaskRegistry::builtin();
+    let task = reg.get("paws").unwrap();
+    let data = Dataset::load(&DataSource::Dir(common::mceval8k()), task).unwrap();
+    let train = data.split(Split::Train).unwrap();
+    let render = |shots| {
+        templates
+            .render(task, &data, Split::Test, shots, Some(3))
+            .unwrap()
+    };
+
+    // 16 demos: the train records the published order head lists, in that order, each with
+    // its own answer (not one per answer).
+    let shots = templates.k_shot(task, 16, task.seed).unwrap();
+    let items = render(shots);
+    let parts: Vec<&str> = items[0].prompt.split("\n\n").collect();
+    assert_eq!(parts.len(), 18, "instruction + 16 demos + question");
+    let mut answers = std::collections::BTreeSet::new();
+    for (demo, &i) in parts[1..17].iter().zip(&head) {
+        let rec = &train[i];
+        let s1 = rec.get("sentence1").unwrap().as_str().unwrap();
+        assert!(
+            demo.starts_with(&format!("### Sentence 1:{s1}\n")),
+            "{demo} is not train #{i}"
+        );
+        let answer = ["no", "yes"][task.label_of(rec).unwrap()];
+        assert!(demo.ends_with(&format!("### Answer:{answer}")), "{demo}");
+        answers.insert(demo.rsplit(':').next().unwrap().to_string());
+    }
+    assert_eq!(answers.len(), 2);
+    // Every evaluated record shares the demo block and ends with its own question.
+    let zero = render(Shots::Zero);
+    for (f, z) in items.iter().zip(&zero) {
+        assert!(f.prompt.starts_with(&parts[..17].join("\n\n")));
+        assert!(f.prompt.ends_with(z.prompt.split_once("\n\n").unwrap().1));
+        assert_eq!((f.label, &f.options), (z.label, &z.options));
+    }
+    // A shorter k is a prefix of the same order.
+    let three = render(Shots::FirstK { k: 3, seed: 42 });
+    assert!(three[0]
+        .prompt
+        .starts_with(&format!("{}\n\n", parts[..4].join("\n\n"))));
+    assert_eq!(three[0].prompt.split("\n\n").count(), 5);
+    // Another load seed reorders the first shuffle.
+    let other = render(Shots::FirstK { k: 3, seed: 7 });
+    assert_ne!(other[0].prompt, three[0].prompt);
+
+    // k = 0 and k = 2 are the zero-shot and the published (label-balanced) prompts.
+    assert_eq!(templates.k_shot(task, 0, 42).unwrap(), Shots::Zero);
+    assert_eq!(render(Shots::FirstK { k: 0, seed: 42 }), zero);
+    let two = templates.k_shot(task, 2, 42).unwrap();
+    assert_eq!(two, Shots::Few { seed: 42 });
+    assert_eq!(render(two), render(Shots::Published));
+
+    // Prompt variants take the same demo records with the variant's wording and answers.
+    let it1 = templates.with_variant(task, "IT1").unwrap();
+    let v = &it1
+        .render(
+            task,
+            &data,
+            Split::Test,
+            Shots::FirstK { k: 3, seed: 42 },
+            Some(1),
+        )
+        .unwrap()[0];
+    let vparts: Vec<&str> = v.prompt.split("\n\n").collect();
+    assert_eq!(vparts.len(), 5);
+    for (demo, &i) in vparts[1..4].iter().zip(&head) {
+        let letter = ["a", "b"][task.label_of(&train[i]).unwrap()];
+        assert!(demo.contains("### Options:\na.not paraphrase\nb.paraphrase\n"));
+        assert!(demo.ends_with(&format!("### Answer:{letter}")), "{demo}");
+    }
+
+    // More demos than train records: an error naming the counts.
+    let err = templates
+        .render(
+            task,
+            &data,
+            Split::Test,
+            Shots::FirstK { k: 6001, seed: 42 },
+            Some(1),
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("6001") && err.contains("6000") && err.contains("train.json"),
+        "{err}"
+    );
+
+    // Other tasks: only 0 or one demo per answer, as the published code.
+    let agnews = reg.get("agnews").unwrap();
+    assert_eq!(
+        templates.k_shot(agnews, 4, 3).unwrap(),
+        Shots::Few { seed: 3 }
+    );
+    let err = templates.k_shot(agnews, 3, 3).unwrap_err().to_string();
+    assert!(
+        err.contains("agnews") && err.contains("3-shot") && err.contains("0 or 4"),
+        "{err}"
+    );
+    // The built-in wording keeps PAWS' rule.
+    assert_eq!(
+        TemplateSet::builtin().k_shot(task, 5, 42).unwrap(),
+        Shots::FirstK { k: 5, seed: 42 }
+    );
+}
+
+/// `Shots::FirstK` on a multilingual task takes the first k records of each prompt language.
+#[test]
+fn first_k_demos_follow_the_record_language() {
+    let templates = TemplateSet::from_file(&common::templates_json()).unwrap();
+    let task = TaskRegistry::builtin().get("xnli").unwrap();
+    let data = Dataset::load(&DataSource::Dir(common::mceval8k()), task).unwrap();
+    let items = templates
+        .render(
+            task,
+            &data,
+            Split::Test,
+            Shots::FirstK { k: 3, seed: 1 },
+            None,
+        )
+        .unwrap();
+    let train = data.split(Split::Train).unwrap();
+    let mut langs = std::collections::BTreeSet::new();
+    for item in &items {
+        let lang = item.lang.as_deref().unwrap();
+        langs.insert(lang.to_string());
+        let demos: Vec<&str> = item.prompt.split("\n\n").collect();
+        assert_eq!(demos.len(), 5, "{lang}: instruction + 3 demos + question");
+        for demo in &demos[1..4] {
+            // Each demo's premise is a train premise of the same language (zh prompts drop
+            // spaces, so compare without them).
+            let squeeze = |s: &str| s.replace(' ', "");
+            assert!(
+                train.iter().any(|r| r.lang() == Some(lang)
+                    && squeeze(demo)
+                        .contains(&squeeze(r.get("premise").unwrap().as_str().unwrap()))),
+                "{lang}: {demo}"
+            );
+        }
+    }
+    assert!(langs.len() >= 3, "{langs:?}");
 }
