@@ -6,16 +6,22 @@
 //! cargo run --release --example mceval -- build --sources ../shared/data/sources --task chunking --out built --seed 0
 //! cargo run --release --example mceval -- render --data ../shared/data/mceval8k --task agnews --split test \
 //!     --shots few --templates ../shared/data/mceval8k/templates.json --limit 3
+//! cargo run --release --example mceval -- render --data hub:iszhaoxin/MCEval8K@main --task paws --split test \
+//!     --shots 8 --templates ../shared/data/mceval8k/templates.json --limit 3
 //! ```
+//! `--data` is a local root laid out as `<genre>/<task>/<split>.json`, or
+//! `hub:<owner>/<name>[@<revision>]`: the hub dataset through `mceval::DataSource::Hub`, read
+//! from the Hugging Face cache (`$HF_HOME/hub`, else `~/.cache/huggingface/hub`) and offline
+//! unless `--online` is given.
 //! Bad input gives one `error:` line and exit status 1; nothing is written before all inputs
 //! have been read and checked, and every file is written atomically.
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
-use mceval::{DataSource, Dataset, Shots, Split, TaskRegistry, TemplateSet};
+use mceval::{DataSource, Dataset, HubSource, Shots, Split, TaskRegistry, TemplateSet};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -25,23 +31,67 @@ use mceval::{DataSource, Dataset, Shots, Split, TaskRegistry, TemplateSet};
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Let `hub:` data download files missing from the cache (default: cache only).
+    #[arg(long, global = true)]
+    online: bool,
+}
+
+/// Parses `--data`: `hub:<owner>/<name>[@<revision>]` or a local directory.
+fn parse_data(s: &str) -> std::result::Result<DataSource, String> {
+    let Some(spec) = s.strip_prefix("hub:") else {
+        return Ok(DataSource::Dir(PathBuf::from(s)));
+    };
+    let (repo, revision) = spec.split_once('@').unwrap_or((spec, "main"));
+    let valid_repo = matches!(repo.split_once('/'), Some((owner, name))
+        if !owner.is_empty() && !name.is_empty() && !name.contains('/'));
+    if !valid_repo || revision.is_empty() {
+        return Err(format!(
+            "`{s}` is not hub:<owner>/<name>[@<revision>] (e.g. hub:{})",
+            mceval::HUB_REPO
+        ));
+    }
+    Ok(DataSource::Hub(HubSource {
+        repo: repo.into(),
+        revision: revision.into(),
+        ..HubSource::offline()
+    }))
+}
+
+/// `source`, allowed to download when `online` (hub sources only).
+fn with_network(source: DataSource, online: bool) -> DataSource {
+    match source {
+        DataSource::Hub(hub) => DataSource::Hub(HubSource {
+            offline: !online,
+            ..hub
+        }),
+        dir => dir,
+    }
+}
+
+/// `source` for messages.
+fn describe(source: &DataSource) -> String {
+    match source {
+        DataSource::Dir(root) => root.display().to_string(),
+        DataSource::Hub(hub) => format!("hub:{}@{}", hub.repo, hub.revision),
+    }
 }
 
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Per task: split sizes, duplicates and overlaps between splits.
     Audit {
-        /// Data root laid out as <genre>/<task>/<split>.json.
-        #[arg(long)]
-        data: PathBuf,
+        /// Data root laid out as <genre>/<task>/<split>.json, or hub:<owner>/<name>[@<rev>].
+        #[arg(long, value_parser = parse_data)]
+        data: DataSource,
         /// Also write the audit as JSON here.
         #[arg(long)]
         json: Option<PathBuf>,
     },
     /// Leak-free, answer-balanced 6:1:1 re-split of every task under --data.
     Resplit {
-        #[arg(long)]
-        data: PathBuf,
+        /// Data root or hub:<owner>/<name>[@<rev>], as for audit.
+        #[arg(long, value_parser = parse_data)]
+        data: DataSource,
         #[arg(long)]
         out: PathBuf,
         #[arg(long)]
@@ -61,15 +111,18 @@ enum Command {
     },
     /// Print prompts and answer tokens as JSON lines.
     Render {
-        #[arg(long)]
-        data: PathBuf,
+        /// Data root or hub:<owner>/<name>[@<rev>], as for audit.
+        #[arg(long, value_parser = parse_data)]
+        data: DataSource,
         #[arg(long)]
         task: String,
         /// train, valid or test.
         #[arg(long)]
         split: String,
-        /// 0 or few. Few-shot draws one demonstration per answer from train with --seed
-        /// (default: the task's published seed, which reproduces the published demos).
+        /// 0, few, or a number k. Few-shot draws one demonstration per answer from train
+        /// with --seed (default: the task's published seed, which reproduces the published
+        /// demos). A number is the published '<k>-shot' prompt: 0, the number of answers
+        /// (= few), or for PAWS any k (the first k of the twice-shuffled train).
         #[arg(long)]
         shots: String,
         /// Template JSON (e.g. templates.json); default: built-in templates.
@@ -83,32 +136,21 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    match Cli::try_parse() {
-        Err(e) => {
-            let _ = e.print();
-            ExitCode::from(2)
-        }
-        Ok(cli) => {
-            let stdout = std::io::stdout();
-            let mut out = stdout.lock();
-            match run(cli, &mut out) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    // One line: the whole context chain, newlines flattened.
-                    eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
-                    ExitCode::FAILURE
-                }
-            }
-        }
-    }
+    // Bad arguments: clap's usage message and exit status 2.
+    let cli = Cli::parse();
+    neg_rs::cli::run_main(|| run(cli, &mut std::io::stdout().lock()))
 }
 
 /// Runs one command, writing its report to `out`.
 pub fn run(cli: Cli, out: &mut dyn Write) -> Result<()> {
     let reg = TaskRegistry::builtin();
+    let online = cli.online;
     match cli.command {
         Command::Audit { data, json } => {
-            let audits = mceval::audit(&data)?;
+            let audits: Vec<mceval::TaskAudit> = load_all(&with_network(data, online))?
+                .iter()
+                .map(mceval::audit_dataset)
+                .collect();
             for a in &audits {
                 let splits: Vec<String> = a
                     .splits
@@ -157,17 +199,10 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<()> {
             seed,
         } => {
             // Everything is computed before anything is written: no partial output.
-            let mut done = Vec::new();
-            for task in reg.tasks() {
-                if !data.join(task.rel_dir()).is_dir() {
-                    continue;
-                }
-                let d = Dataset::load(&DataSource::Dir(data.clone()), task)?;
-                done.push(mceval::resplit(&d, seed)?);
-            }
-            if done.is_empty() {
-                bail!("no MCEval8K task found under {}", data.display());
-            }
+            let done = load_all(&with_network(data, online))?
+                .iter()
+                .map(|d| mceval::resplit(d, seed))
+                .collect::<mceval::Result<Vec<_>>>()?;
             for d in &done {
                 d.write(&dir)?;
                 let sizes: Vec<String> = Split::ALL
@@ -203,14 +238,15 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<()> {
                 Some(p) => TemplateSet::from_file(p)?,
                 None => TemplateSet::builtin(),
             };
-            let shots = match shots.as_str() {
-                "0" => Shots::Zero,
-                "few" => Shots::Few {
-                    seed: seed.unwrap_or(spec.seed),
-                },
-                other => bail!("--shots must be 0 or few, not `{other}`"),
+            let seed = seed.unwrap_or(spec.seed);
+            let shots = match (shots.as_str(), shots.parse::<usize>()) {
+                ("few", _) => Shots::Few { seed },
+                (_, Ok(k)) => set.k_shot(spec, k, seed)?,
+                (other, Err(_)) => bail!("--shots must be 0, few or a number k, not `{other}`"),
             };
-            let d = load(&data, spec)?;
+            let source = with_network(data, online);
+            let d = Dataset::load(&source, spec)
+                .with_context(|| format!("loading {task} from {}", describe(&source)))?;
             let items = set
                 .render(spec, &d, split, shots, Some(limit))
                 .with_context(|| format!("rendering {task} {split} ({shots})"))?;
@@ -227,6 +263,28 @@ pub fn run(cli: Cli, out: &mut dyn Write) -> Result<()> {
     Ok(())
 }
 
-fn load(data: &Path, spec: &mceval::TaskSpec) -> Result<Dataset> {
-    Ok(Dataset::load(&DataSource::Dir(data.into()), spec)?)
+/// Every registry task found in `source`. Tasks absent from a local root, or from the hub
+/// repository (offline: from its cache), are skipped; finding none is an error.
+fn load_all(source: &DataSource) -> Result<Vec<Dataset>> {
+    let mut out = Vec::new();
+    for task in TaskRegistry::builtin().tasks() {
+        if let DataSource::Dir(root) = source {
+            if !root.join(task.rel_dir()).is_dir() {
+                continue;
+            }
+        }
+        match Dataset::load(source, task) {
+            Ok(d) => out.push(d),
+            // Dataset::load reports a task with no split file at all as MissingSplit.
+            Err(mceval::Error::MissingSplit { .. }) if matches!(source, DataSource::Hub(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if out.is_empty() {
+        bail!(
+            "no MCEval8K task found in {} (expected <genre>/<task>/<split>.json files)",
+            describe(source)
+        );
+    }
+    Ok(out)
 }

@@ -149,6 +149,24 @@ fn bad_input_is_an_error_and_writes_nothing() {
         "--data",
         data.to_str().unwrap(),
         "--task",
+        "paws",
+        "--split",
+        "test",
+        "--shots",
+        "many",
+        "--limit",
+        "1",
+    ])
+    .unwrap_err();
+    assert!(
+        format!("{err:#}").contains("0, few or a number k, not `many`"),
+        "{err:#}"
+    );
+    let err = run(&[
+        "render",
+        "--data",
+        data.to_str().unwrap(),
+        "--task",
         "imdb",
         "--split",
         "test",
@@ -185,4 +203,135 @@ fn bad_input_is_an_error_and_writes_nothing() {
     assert!(format!("{err:#}").contains("nli/swag/test.json"), "{err:#}");
     assert!(!out.exists(), "partial output written");
     assert!(example::Cli::try_parse_from(["mceval", "render", "--data", "x"]).is_err());
+}
+
+/// `--data hub:<repo>[@<rev>]` goes through `DataSource::Hub`, offline from a temporary
+/// HF_HOME cache laid out like the hub's. This test sets HF_HOME for the whole process; no
+/// other test in this file reads it.
+#[test]
+fn hub_data_reads_the_hf_home_cache_offline() {
+    let root = shared("data/mceval8k");
+    let templates = root.join("templates.json");
+    let home = tempfile::tempdir().unwrap();
+    let repo = home.path().join("hub/datasets--iszhaoxin--MCEval8K");
+    let main = "0123456789abcdef0123456789abcdef01234567";
+    let v1 = "89abcdef0123456789abcdef0123456789abcdef";
+    std::fs::create_dir_all(repo.join("refs")).unwrap();
+    std::fs::write(repo.join("refs/main"), main).unwrap();
+    std::fs::write(repo.join("refs/v1"), v1).unwrap();
+    // main: paws and fever as published. v1: paws with a 2-record test split.
+    let snapshot = repo.join("snapshots").join(main);
+    for rel in ["nli/paws", "fact/fever"] {
+        std::fs::create_dir_all(snapshot.join(rel)).unwrap();
+        for s in ["train", "valid", "test"] {
+            let file = format!("{rel}/{s}.json");
+            std::fs::copy(root.join(&file), snapshot.join(&file)).unwrap();
+        }
+    }
+    let paws_v1 = repo.join("snapshots").join(v1).join("nli/paws");
+    std::fs::create_dir_all(&paws_v1).unwrap();
+    std::fs::copy(root.join("nli/paws/train.json"), paws_v1.join("train.json")).unwrap();
+    let test: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(root.join("nli/paws/test.json")).unwrap())
+            .unwrap();
+    std::fs::write(
+        paws_v1.join("test.json"),
+        serde_json::to_string(&test[..2]).unwrap(),
+    )
+    .unwrap();
+    std::env::set_var("HF_HOME", home.path());
+
+    let render = |data: &str, task: &str, shots: &str| {
+        run(&[
+            "render",
+            "--data",
+            data,
+            "--task",
+            task,
+            "--split",
+            "test",
+            "--shots",
+            shots,
+            "--templates",
+            templates.to_str().unwrap(),
+            "--limit",
+            "3",
+        ])
+    };
+    let local = snapshot.to_str().unwrap();
+    // A 5-shot PAWS prompt from the hub is the local directory's, with 5 demonstrations.
+    let from_dir = render(local, "paws", "5").unwrap();
+    let from_hub = render("hub:iszhaoxin/MCEval8K", "paws", "5").unwrap();
+    assert_eq!(from_hub, from_dir);
+    assert_eq!(from_hub.lines().count(), 3);
+    let first: serde_json::Value = serde_json::from_str(from_hub.lines().next().unwrap()).unwrap();
+    let prompt = first["prompt"].as_str().unwrap();
+    assert_eq!(prompt.split("\n\n").count(), 7, "{prompt}");
+    assert_eq!(
+        render("hub:iszhaoxin/MCEval8K@main", "paws", "5").unwrap(),
+        from_dir
+    );
+    // Another branch reads its own snapshot; a commit id needs no ref file.
+    let v = render("hub:iszhaoxin/MCEval8K@v1", "paws", "0").unwrap();
+    assert_eq!(v.lines().count(), 2, "{v}");
+    let by_commit = render(&format!("hub:iszhaoxin/MCEval8K@{main}"), "paws", "0").unwrap();
+    assert_eq!(by_commit, render(local, "paws", "0").unwrap());
+
+    // audit and resplit see the tasks in the cache, as from a directory.
+    let audit = run(&["audit", "--data", "hub:iszhaoxin/MCEval8K"]).unwrap();
+    assert_eq!(audit, run(&["audit", "--data", local]).unwrap());
+    assert_eq!(audit.lines().count(), 2, "{audit}");
+    assert!(
+        audit.contains("paws") && audit.contains("valid~test 1000 (identical)"),
+        "{audit}"
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let re = tmp.path().join("re");
+    let text = run(&[
+        "resplit",
+        "--data",
+        "hub:iszhaoxin/MCEval8K",
+        "--out",
+        re.to_str().unwrap(),
+        "--seed",
+        "1",
+    ])
+    .unwrap();
+    assert_eq!(text.lines().count(), 2, "{text}");
+    let audits = mceval::audit(&re).unwrap();
+    assert_eq!(audits.len(), 2);
+    assert!(audits.iter().all(|a| a.is_leak_free()));
+
+    // Offline, a task or repository absent from the cache is an error naming where it looked.
+    let err = render("hub:iszhaoxin/MCEval8K", "swag", "0").unwrap_err();
+    let err = format!("{err:#}");
+    assert!(
+        err.contains("iszhaoxin/MCEval8K") && err.contains("nli/swag"),
+        "{err}"
+    );
+    let err = run(&["audit", "--data", "hub:someone/else@dev"]).unwrap_err();
+    assert!(
+        format!("{err:#}").contains("no MCEval8K task found in hub:someone/else@dev"),
+        "{err:#}"
+    );
+    // Only PAWS takes k-shot prompts other than 0 and one demo per answer.
+    let err = render("hub:iszhaoxin/MCEval8K", "fever", "3").unwrap_err();
+    assert!(format!("{err:#}").contains("k_shot_rule"), "{err:#}");
+    assert_eq!(
+        render("hub:iszhaoxin/MCEval8K", "fever", "2").unwrap(),
+        render(local, "fever", "few").unwrap()
+    );
+    // Malformed hub specs are argument errors that show the expected form.
+    for bad in [
+        "hub:",
+        "hub:MCEval8K",
+        "hub:iszhaoxin/MCEval8K@",
+        "hub:a/b/c",
+    ] {
+        let err = example::Cli::try_parse_from(["mceval", "audit", "--data", bad]).unwrap_err();
+        assert!(
+            err.to_string().contains("hub:<owner>/<name>[@<revision>]"),
+            "{bad}: {err}"
+        );
+    }
 }

@@ -120,8 +120,23 @@ impl HubSource {
     /// Local path of `file` (downloading it when online and not cached), or `None` when the
     /// repository has no such file.
     fn fetch(&self, file: &str) -> Result<Option<PathBuf>> {
-        if let Some(path) = self.cache().repo(self.repo()).get(file) {
+        let cache = self.cache();
+        if let Some(path) = cache.repo(self.repo()).get(file) {
             return Ok(Some(path));
+        }
+        // hf-hub resolves every revision through `refs/<revision>`, but caches written by
+        // Python's huggingface_hub have no ref file for a commit revision: its snapshot
+        // folder is named by the commit itself.
+        if is_commit(&self.revision) {
+            let path = cache
+                .path()
+                .join(self.repo().folder_name())
+                .join("snapshots")
+                .join(&self.revision)
+                .join(file);
+            if path.is_file() {
+                return Ok(Some(path));
+            }
         }
         if self.offline {
             return Ok(None);
@@ -145,6 +160,11 @@ impl HubSource {
             ))),
         }
     }
+}
+
+/// Whether a revision is a full commit id (40 hex digits) rather than a branch or tag.
+fn is_commit(revision: &str) -> bool {
+    revision.len() == 40 && revision.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// A task's loaded splits, validated against its schema.

@@ -63,4 +63,22 @@ fn loads_offline_from_an_hf_home_cache() {
             .len(),
         1000
     );
+    // A commit revision is found by its snapshot folder, with no refs/<commit> file (as
+    // Python's huggingface_hub lays it out); an unknown commit is not in the cache.
+    assert!(!repo.join("refs").join(rev).exists());
+    let at = |revision: &str| {
+        DataSource::Hub(HubSource {
+            revision: revision.into(),
+            ..HubSource::offline()
+        })
+    };
+    let by_commit = Dataset::load(&at(rev), agnews).unwrap();
+    assert_eq!(
+        by_commit.split(Split::Test).unwrap(),
+        from_dir.split(Split::Test).unwrap()
+    );
+    let err = Dataset::load(&at(&"f".repeat(40)), agnews)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("iszhaoxin/MCEval8K"), "{err}");
 }
