@@ -261,9 +261,9 @@ pub fn load_items(
     })
 }
 
-/// Loads a model with the default batch size (see [`crate::skill::load_model`]).
+/// Loads a model with the default batch size (see [`crate::cli::load_model`]).
 pub fn load_model(model: &str, device: &str) -> Result<HfModel> {
-    crate::skill::load_model(model, device, LoadOptions::default().max_batch)
+    crate::cli::load_model(model, device, LoadOptions::default().max_batch)
 }
 
 pub fn load_dataset(data: &str, task: &str) -> Result<Dataset> {

@@ -4,9 +4,11 @@
 //!
 //! - [`aux_metrics`]: skill neurons from auxiliary metrics (correlation, BH, ablation; the
 //!   `aux_metrics` example).
-//! - [`cli`]: the `main` wrapper of the examples (one-line `error:` message, exit status 1).
+//! - [`cli`]: the `main` wrapper of the examples (one-line `error:` message, exit status 1),
+//!   model loading, and the arguments of the single-file exporters (`neurgrad`, `intervene`).
 //! - [`lens`]: NeuronLens range masking on an MCEval8K task (the `neuronlens` example).
-//! - [`output`]: result files written atomically (temporary file, then rename).
+//! - [`output`]: result files written atomically (temporary file, then rename), and
+//!   safetensors files built from ndarray arrays ([`output::TensorFile`]).
 //! - [`plot`]: small SVG line, bar and histogram helpers (plotters).
 //! - [`skill`]: MCEval8K skill-neuron probing: NeurGrad features per option and every probe
 //!   (the `skill_probe`, `training_size`, `robustness`, `substitutability`, `tree_shape`

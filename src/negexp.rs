@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
-use ndarray::{concatenate, s, Array4, ArrayBase, Axis, Data, Dimension};
+use ndarray::{concatenate, s, Array4, Axis};
 use neg_core::analysis::{
     self, AccumulationConfig, AccumulationReport, EstimationQuality, Generality, LinearityConfig,
     NegDistribution, Ranking, TopKConfig, TopKCurve,
@@ -23,7 +23,7 @@ use neg_core::{sampling, ModelAdapter, NeuronId, TargetedPrompt};
 use serde::{Deserialize, Serialize};
 
 use crate::factual::{FactualSet, FactualSummary};
-use crate::output::write_atomic;
+use crate::output::{write_atomic, TensorFile};
 use crate::plot::{self, LineSpec, Panel, Series};
 
 // ---------------------------------------------------------------------------------------------
@@ -113,56 +113,6 @@ pub fn progress(len: usize, message: &str, enabled: bool) -> ProgressBar {
     bar.set_style(style);
     bar.set_message(message.to_string());
     bar
-}
-
-/// f32 tensors collected for one safetensors file.
-#[derive(Default)]
-pub struct TensorFile {
-    tensors: Vec<(String, Vec<usize>, Vec<u8>)>,
-    metadata: std::collections::HashMap<String, String>,
-}
-
-struct RawView<'a>(&'a [usize], &'a [u8]);
-
-impl safetensors::View for RawView<'_> {
-    fn dtype(&self) -> safetensors::Dtype {
-        safetensors::Dtype::F32
-    }
-    fn shape(&self) -> &[usize] {
-        self.0
-    }
-    fn data(&self) -> std::borrow::Cow<'_, [u8]> {
-        std::borrow::Cow::Borrowed(self.1)
-    }
-    fn data_len(&self) -> usize {
-        self.1.len()
-    }
-}
-
-impl TensorFile {
-    /// Adds an f32 array under `name` (little-endian, row-major).
-    pub fn add<S: Data<Elem = f32>, D: Dimension>(&mut self, name: &str, a: &ArrayBase<S, D>) {
-        self.tensors.push((
-            name.to_string(),
-            a.shape().to_vec(),
-            a.iter().flat_map(|v| v.to_le_bytes()).collect(),
-        ));
-    }
-
-    /// Adds a metadata entry.
-    pub fn meta(&mut self, key: &str, value: impl Into<String>) {
-        self.metadata.insert(key.to_string(), value.into());
-    }
-
-    /// The serialised file.
-    pub fn to_bytes(&self) -> Result<Vec<u8>> {
-        let views = self
-            .tensors
-            .iter()
-            .map(|(n, shape, bytes)| (n.as_str(), RawView(shape, bytes)));
-        safetensors::serialize(views, Some(self.metadata.clone()))
-            .context("cannot serialise tensors as safetensors")
-    }
 }
 
 /// Files of one experiment, written together once everything is computed.
@@ -1522,13 +1472,11 @@ pub fn setup(
             factual::builtin_stories(),
         ),
     };
-    let device = neg_hooks::DeviceSpec::parse(&args.device)?;
-    let options = neg_hooks::LoadOptions {
-        device,
-        ..neg_hooks::LoadOptions::default()
-    };
-    let model = neg_hooks::HfModel::load(&neg_hooks::ModelSource::parse(&args.model), &options)
-        .with_context(|| format!("cannot load model {}", args.model))?;
+    let model = crate::cli::load_model(
+        &args.model,
+        &args.device,
+        neg_hooks::LoadOptions::default().max_batch,
+    )?;
     let max = args.max_prompts.unwrap_or(default_max_prompts);
     let set = factual::resolve(
         &model,

@@ -1,9 +1,14 @@
 //! Result files that never exist half-written: every writer goes to a temporary file in the
-//! destination directory and renames it into place.
+//! destination directory and renames it into place. [`TensorFile`] collects the tensors and
+//! metadata of one safetensors result file.
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::Path;
 
 use anyhow::{Context, Result};
+use ndarray::{ArrayBase, Data, Dimension};
+use safetensors::tensor::TensorView;
+use safetensors::Dtype;
 
 /// Writes `bytes` to `path` atomically (temporary file in the same directory, then rename).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
@@ -42,6 +47,91 @@ pub fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<()> {
     write_atomic(path, text.as_bytes())
 }
 
+/// An element type a [`TensorFile`] can store: its safetensors dtype and little-endian bytes.
+pub trait Element: Copy {
+    /// The safetensors dtype.
+    const DTYPE: Dtype;
+    /// Appends the little-endian bytes of `self` to `out`.
+    fn put_le(self, out: &mut Vec<u8>);
+}
+
+impl Element for f32 {
+    const DTYPE: Dtype = Dtype::F32;
+    fn put_le(self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.to_le_bytes());
+    }
+}
+
+impl Element for i64 {
+    const DTYPE: Dtype = Dtype::I64;
+    fn put_le(self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.to_le_bytes());
+    }
+}
+
+impl Element for u8 {
+    const DTYPE: Dtype = Dtype::U8;
+    fn put_le(self, out: &mut Vec<u8>) {
+        out.push(self);
+    }
+}
+
+/// Tensors (row-major, little-endian) and string metadata collected for one safetensors file.
+#[derive(Debug, Default)]
+pub struct TensorFile {
+    tensors: Vec<(String, Dtype, Vec<usize>, Vec<u8>)>,
+    metadata: HashMap<String, String>,
+}
+
+impl TensorFile {
+    /// Adds the array `a` under `name`, with its shape and element type.
+    pub fn add<T: Element, S: Data<Elem = T>, D: Dimension>(
+        &mut self,
+        name: &str,
+        a: &ArrayBase<S, D>,
+    ) {
+        let mut bytes = Vec::with_capacity(a.len() * T::DTYPE.bitsize() / 8);
+        a.iter().for_each(|&v| v.put_le(&mut bytes));
+        self.tensors
+            .push((name.to_string(), T::DTYPE, a.shape().to_vec(), bytes));
+    }
+
+    /// Adds a metadata entry.
+    pub fn meta(&mut self, key: &str, value: impl Into<String>) {
+        self.metadata.insert(key.to_string(), value.into());
+    }
+
+    /// The shapes of the tensors added so far as a JSON object `{"name": [dims], ...}`.
+    pub fn shapes_json(&self) -> Result<String> {
+        let shapes: BTreeMap<&str, &[usize]> = self
+            .tensors
+            .iter()
+            .map(|(name, _, shape, _)| (name.as_str(), shape.as_slice()))
+            .collect();
+        serde_json::to_string(&shapes).context("cannot serialise tensor shapes as JSON")
+    }
+
+    /// The serialised file.
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        let views = self
+            .tensors
+            .iter()
+            .map(|(name, dtype, shape, bytes)| {
+                TensorView::new(*dtype, shape.clone(), bytes)
+                    .map(|v| (name.as_str(), v))
+                    .with_context(|| format!("tensor {name}"))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        safetensors::serialize(views, Some(self.metadata.clone()))
+            .context("cannot serialise tensors as safetensors")
+    }
+
+    /// Serialises the file and writes it to `path` atomically.
+    pub fn write(&self, path: &Path) -> Result<()> {
+        write_atomic(path, &self.to_bytes()?)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -65,5 +155,33 @@ mod tests {
         std::fs::write(&blocker, b"x").unwrap();
         let err = write_atomic(&blocker.join("out.json"), b"{}").unwrap_err();
         assert!(format!("{err:#}").contains("file"), "{err:#}");
+    }
+
+    #[test]
+    fn tensor_file_round_trips_dtypes_shapes_and_metadata() {
+        let mut t = TensorFile::default();
+        t.add("x", &ndarray::array![[1.5f32, -2.0], [0.25, 4.0]]);
+        t.add("ids", &ndarray::array![3i64, -7]);
+        t.add("mask", &ndarray::array![[1u8], [0], [2]]);
+        t.meta("model", "m");
+        assert_eq!(
+            t.shapes_json().unwrap(),
+            r#"{"ids":[2],"mask":[3,1],"x":[2,2]}"#
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.safetensors");
+        t.write(&path).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        let x = st.tensor("x").unwrap();
+        assert_eq!((x.dtype(), x.shape()), (Dtype::F32, &[2usize, 2][..]));
+        assert_eq!(&x.data()[4..8], &(-2.0f32).to_le_bytes());
+        let ids = st.tensor("ids").unwrap();
+        assert_eq!(ids.dtype(), Dtype::I64);
+        assert_eq!(&ids.data()[8..16], &(-7i64).to_le_bytes());
+        let mask = st.tensor("mask").unwrap();
+        assert_eq!((mask.dtype(), mask.data()), (Dtype::U8, &[1u8, 0, 2][..]));
+        let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+        assert_eq!(meta.metadata().as_ref().unwrap()["model"], "m");
     }
 }

@@ -32,9 +32,8 @@ use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use mceval::{DataSource, Dataset, HubSource, RenderedItem, Shots, TaskRegistry, TaskSpec};
 use mceval::{Split as McSplit, TemplateSet};
-use ndarray::{Array2, Array3, Axis};
+use ndarray::{Array1, Array2, Array3, Axis};
 use neg_core::{ModelAdapter, TargetedPrompt};
-use neg_hooks::{DeviceSpec, HfModel, LoadOptions, ModelSource};
 use neg_probe::{
     evaluate, ActProbe, Evaluation, ForestConfig, LmProbBaseline, MagnProbe, NeuronSubset,
     PolarProbe, Probe, ProbeData, ProbeDataBuilder, RandomBaseline, Split, TreeProbe,
@@ -42,9 +41,9 @@ use neg_probe::{
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use safetensors::tensor::TensorView;
-use safetensors::Dtype;
 use serde::{Deserialize, Serialize};
+
+use crate::output::TensorFile;
 
 /// Hub model used when `../shared` (and so `stories260k`) is absent.
 pub const HUB_FALLBACK_MODEL: &str = "HuggingFaceTB/SmolLM2-135M";
@@ -188,16 +187,7 @@ pub fn template_set(sources: &Sources) -> Result<TemplateSet> {
     }
 }
 
-/// Loads a model for probing (CPU or CUDA, f32).
-pub fn load_model(model: &str, device: &str, max_batch: usize) -> Result<HfModel> {
-    let opts = LoadOptions {
-        device: DeviceSpec::parse(device)?,
-        max_batch: max_batch.max(1),
-        ..LoadOptions::default()
-    };
-    HfModel::load(&ModelSource::parse(model), &opts)
-        .with_context(|| format!("cannot load model {model}"))
-}
+pub use crate::cli::load_model;
 
 /// Errors now, before any work, if `out` cannot hold files: the nearest existing ancestor
 /// must be a writable directory. Creates nothing.
@@ -709,88 +699,39 @@ pub fn display_name(method: &str) -> &str {
     }
 }
 
-/// Little-endian bytes of a slice of numbers.
-fn le_bytes<T: Copy, const W: usize>(v: impl Iterator<Item = T>, f: fn(T) -> [u8; W]) -> Vec<u8> {
-    v.flat_map(f).collect()
-}
-
 /// The features as a safetensors file readable by the `probe_features` example: `scores`
 /// `[P, K, N]` f32 (when kept), `option_index` `[P, N]` u8, `activations` `[P, N]` f32,
 /// `probs` `[P, K]` f32, `labels` `[P]` i64, `split` `[P]` u8; metadata names the task,
 /// context, model, answers and the layer layout (neuron i = layer i / ff_width).
 pub fn features_safetensors(f: &SkillFeatures) -> Result<Vec<u8>> {
-    let p = f.labels.len();
-    let width = f.n_layers * f.ff_width;
-    let k = f.answers.len();
-    let mut tensors: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = vec![
-        (
-            "option_index".into(),
-            Dtype::U8,
-            vec![p, width],
-            f.option_index.iter().copied().collect(),
-        ),
-        (
-            "activations".into(),
-            Dtype::F32,
-            vec![p, width],
-            le_bytes(f.activations.iter().copied(), f32::to_le_bytes),
-        ),
-        (
-            "probs".into(),
-            Dtype::F32,
-            vec![p, k],
-            le_bytes(f.probs.iter().copied(), f32::to_le_bytes),
-        ),
-        (
-            "labels".into(),
-            Dtype::I64,
-            vec![p],
-            le_bytes(f.labels.iter().map(|&y| y as i64), i64::to_le_bytes),
-        ),
-        (
-            "split".into(),
-            Dtype::U8,
-            vec![p],
-            f.splits
-                .iter()
-                .map(|s| match s {
-                    Split::Train => 0u8,
-                    Split::Valid => 1,
-                    Split::Test => 2,
-                })
-                .collect(),
-        ),
-    ];
+    let mut t = TensorFile::default();
+    t.add("option_index", &f.option_index);
+    t.add("activations", &f.activations);
+    t.add("probs", &f.probs);
+    t.add(
+        "labels",
+        &Array1::from_iter(f.labels.iter().map(|&y| y as i64)),
+    );
+    t.add(
+        "split",
+        &Array1::from_iter(f.splits.iter().map(|s| match s {
+            Split::Train => 0u8,
+            Split::Valid => 1,
+            Split::Test => 2,
+        })),
+    );
     if let Some(s) = &f.scores {
-        tensors.push((
-            "scores".into(),
-            Dtype::F32,
-            vec![p, k, width],
-            le_bytes(s.iter().copied(), f32::to_le_bytes),
-        ));
+        t.add("scores", s);
     }
-    let views = tensors
-        .iter()
-        .map(|(name, dtype, shape, bytes)| {
-            TensorView::new(*dtype, shape.clone(), bytes)
-                .map(|v| (name.clone(), v))
-                .map_err(|e| anyhow::anyhow!("tensor {name}: {e}"))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let meta: HashMap<String, String> = [
-        ("task", f.task.clone()),
-        ("context", f.context.clone()),
-        ("model", f.model.clone()),
-        ("answers", serde_json::to_string(&f.answers)?),
-        ("answer_ids", serde_json::to_string(&f.answer_ids)?),
-        ("n_layers", f.n_layers.to_string()),
-        ("ff_width", f.ff_width.to_string()),
-        ("method", "neurgrad".into()),
-    ]
-    .into_iter()
-    .map(|(a, b)| (a.to_string(), b))
-    .collect();
-    safetensors::serialize(views, Some(meta)).map_err(|e| anyhow::anyhow!("safetensors: {e}"))
+    t.meta("task", f.task.clone());
+    t.meta("context", f.context.clone());
+    t.meta("model", f.model.clone());
+    t.meta("answers", serde_json::to_string(&f.answers)?);
+    t.meta("answer_ids", serde_json::to_string(&f.answer_ids)?);
+    t.meta("n_layers", f.n_layers.to_string());
+    t.meta("ff_width", f.ff_width.to_string());
+    t.meta("method", "neurgrad");
+    t.to_bytes()
 }
 
 /// Settings of the `skill_probe` job.
