@@ -208,7 +208,12 @@ impl Dataset {
                     DataSource::Dir(root) => root.join(task.rel_dir()).display().to_string(),
                     DataSource::Hub(hub) => format!("hub {}:{}", hub.repo, task.rel_dir()),
                 },
-                fix: "no train/valid/test.json found; check the data root".into(),
+                fix: match source {
+                    DataSource::Hub(hub) if hub.offline => {
+                        "no train/valid/test.json in the hub cache (offline; set HF_HOME or cache_dir to a populated cache, or allow the network)".into()
+                    }
+                    _ => "no train/valid/test.json found; check the data root".into(),
+                },
             });
         }
         let data = Dataset {

@@ -47,7 +47,7 @@ fn loads_offline_from_an_hf_home_cache() {
         .unwrap_err()
         .to_string();
     assert!(
-        err.contains("iszhaoxin/MCEval8K") && err.contains("nli/swag"),
+        err.contains("iszhaoxin/MCEval8K") && err.contains("nli/swag") && err.contains("HF_HOME"),
         "{err}"
     );
     // An explicit cache directory works without HF_HOME too.
