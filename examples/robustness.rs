@@ -22,10 +22,10 @@ use anyhow::{bail, Result};
 use clap::Parser;
 use mceval::{Shots, TemplateSet};
 use neg_probe::studies::{robustness, RobustnessMatrix};
-use neg_rs::plot::{bar_svg, write_svg};
+use neg_rs::plot::bar_svg;
 use neg_rs::skill::{
-    make_probe, shots_for, study_features, with_answer_letters, PromptContext, ShotMode, SplitMode,
-    StudyArgs,
+    make_probe, print_study, shots_for, study_features, with_answer_letters, write_study,
+    PromptContext, ShotMode, SplitMode, StudyArgs, StudySource,
 };
 use serde::Serialize;
 
@@ -66,14 +66,9 @@ pub struct Args {
 /// What `robustness.json` holds.
 #[derive(Debug, Serialize)]
 pub struct Report {
-    /// Model id.
-    pub model: String,
-    /// Data location.
-    pub data: String,
-    /// Task.
-    pub task: String,
-    /// Settings.
-    pub args: StudyArgs,
+    /// Model, data, task and settings.
+    #[serde(flatten)]
+    pub source: StudySource,
     /// Probe.
     pub probe: String,
     /// Answers of each context.
@@ -159,16 +154,12 @@ pub fn run(args: &Args) -> Result<Report> {
         &bars,
     )?;
     let report = Report {
-        model: f.model.clone(),
-        data: f.data.clone(),
-        task: f.task.clone(),
-        args: study.clone(),
+        source: f.source(&study),
         probe: args.probe.clone(),
         answers: f.features.iter().map(|x| x.answers.clone()).collect(),
         matrix,
     };
-    write_svg(&study.out_dir().join("robustness.svg"), &svg)?;
-    neg_rs::output::write_json(&study.out_dir().join("robustness.json"), &report)?;
+    write_study(&study, "robustness", &svg, &report)?;
     Ok(report)
 }
 
@@ -208,12 +199,12 @@ fn main() -> ExitCode {
     let args = Args::parse();
     neg_rs::cli::run_main(|| {
         let r = run(&args)?;
-        println!(
-            "{} on {}: {} probe, chance {:.3}; accuracy (ratio)\n",
-            r.model, r.task, r.probe, r.matrix.chance
+        let s = &r.source;
+        let heading = format!(
+            "{} on {}: {} probe, chance {:.3}; accuracy (ratio)",
+            s.model, s.task, r.probe, r.matrix.chance
         );
-        print!("{}", table(&r));
-        println!("-> {}", r.args.out_dir().display());
+        print_study(&heading, &table(&r), &s.args);
         Ok(())
     })
 }

@@ -17,8 +17,10 @@ use anyhow::{bail, Result};
 use clap::Parser;
 use neg_probe::studies::{substitutability, Substitutability};
 use neg_probe::{MagnProbe, PolarProbe};
-use neg_rs::plot::{line_svg, write_svg, LineSpec, Panel, Series};
-use neg_rs::skill::{default_context, display_name, study_features, StudyArgs};
+use neg_rs::plot::{line_svg, LineSpec, Panel, Series};
+use neg_rs::skill::{
+    default_context, display_name, print_study, study_features, write_study, StudyArgs, StudySource,
+};
 use serde::Serialize;
 
 /// Command-line arguments.
@@ -38,14 +40,9 @@ pub struct Args {
 /// What `substitutability.json` holds.
 #[derive(Debug, Serialize)]
 pub struct Report {
-    /// Model id.
-    pub model: String,
-    /// Data location.
-    pub data: String,
-    /// Task.
-    pub task: String,
-    /// Settings.
-    pub args: StudyArgs,
+    /// Model, data, task and settings.
+    #[serde(flatten)]
+    pub source: StudySource,
     /// Chance accuracy (1 / options).
     pub chance: f64,
     /// Polar- and Magn-Probe results.
@@ -113,15 +110,11 @@ pub fn run(args: &Args) -> Result<Report> {
         }],
     )?;
     let report = Report {
-        model: f.model.clone(),
-        data: f.data.clone(),
-        task: f.task.clone(),
-        args: study.clone(),
+        source: f.source(&study),
         chance,
         probes,
     };
-    write_svg(&study.out_dir().join("substitutability.svg"), &svg)?;
-    neg_rs::output::write_json(&study.out_dir().join("substitutability.json"), &report)?;
+    write_study(&study, "substitutability", &svg, &report)?;
     Ok(report)
 }
 
@@ -155,12 +148,12 @@ fn main() -> ExitCode {
     let args = Args::parse();
     neg_rs::cli::run_main(|| {
         let r = run(&args)?;
-        println!(
-            "{} on {}: test accuracy of {}-neuron windows (chance {:.3})\n",
-            r.model, r.task, args.window, r.chance
+        let s = &r.source;
+        let heading = format!(
+            "{} on {}: test accuracy of {}-neuron windows (chance {:.3})",
+            s.model, s.task, args.window, r.chance
         );
-        print!("{}", table(&r));
-        println!("-> {}", r.args.out_dir().display());
+        print_study(&heading, &table(&r), &s.args);
         Ok(())
     })
 }

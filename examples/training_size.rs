@@ -16,8 +16,11 @@ use std::process::ExitCode;
 use anyhow::{bail, Result};
 use clap::Parser;
 use neg_probe::studies::{accuracy_vs_train_size, TrainSizePoint};
-use neg_rs::plot::{line_svg, write_svg, LineSpec, Panel, Series};
-use neg_rs::skill::{default_context, display_name, make_probe, study_features, StudyArgs};
+use neg_rs::plot::{line_svg, LineSpec, Panel, Series};
+use neg_rs::skill::{
+    default_context, display_name, make_probe, print_study, study_features, write_study, StudyArgs,
+    StudySource,
+};
 use serde::Serialize;
 
 /// Command-line arguments.
@@ -49,14 +52,9 @@ pub struct ProbeCurve {
 /// What `training_size.json` holds.
 #[derive(Debug, Serialize)]
 pub struct Report {
-    /// Model id.
-    pub model: String,
-    /// Data location.
-    pub data: String,
-    /// Task.
-    pub task: String,
-    /// Settings.
-    pub args: StudyArgs,
+    /// Model, data, task and settings.
+    #[serde(flatten)]
+    pub source: StudySource,
     /// Sizes in order.
     pub sizes: Vec<usize>,
     /// One curve per probe.
@@ -121,16 +119,12 @@ pub fn run(args: &Args) -> Result<Report> {
     };
     let svg = line_svg(&spec, &[panel])?;
     let report = Report {
-        model: f.model.clone(),
-        data: f.data.clone(),
-        task: f.task.clone(),
-        args: study.clone(),
+        source: f.source(&study),
         sizes: args.sizes.clone(),
         curves,
         feature_seconds: feats.seconds,
     };
-    write_svg(&study.out_dir().join("training_size.svg"), &svg)?;
-    neg_rs::output::write_json(&study.out_dir().join("training_size.json"), &report)?;
+    write_study(&study, "training_size", &svg, &report)?;
     Ok(report)
 }
 
@@ -155,9 +149,9 @@ fn main() -> ExitCode {
     let args = Args::parse();
     neg_rs::cli::run_main(|| {
         let r = run(&args)?;
-        println!("{} on {} (test accuracy)\n", r.model, r.task);
-        print!("{}", table(&r));
-        println!("-> {}", r.args.out_dir().display());
+        let s = &r.source;
+        let heading = format!("{} on {} (test accuracy)", s.model, s.task);
+        print_study(&heading, &table(&r), &s.args);
         Ok(())
     })
 }

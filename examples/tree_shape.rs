@@ -15,8 +15,10 @@ use anyhow::{bail, Result};
 use clap::Parser;
 use neg_probe::studies::{tree_shape_sweep, ShapePoint};
 use neg_probe::{ForestConfig, NeuronSubset};
-use neg_rs::plot::{line_svg, write_svg, LineSpec, Panel, Series};
-use neg_rs::skill::{default_context, study_features, StudyArgs};
+use neg_rs::plot::{line_svg, LineSpec, Panel, Series};
+use neg_rs::skill::{
+    default_context, print_study, study_features, write_study, StudyArgs, StudySource,
+};
 use serde::Serialize;
 
 /// Command-line arguments.
@@ -33,14 +35,9 @@ pub struct Args {
 /// What `tree_shape.json` holds.
 #[derive(Debug, Serialize)]
 pub struct Report {
-    /// Model id.
-    pub model: String,
-    /// Data location.
-    pub data: String,
-    /// Task.
-    pub task: String,
-    /// Settings.
-    pub args: StudyArgs,
+    /// Model, data, task and settings.
+    #[serde(flatten)]
+    pub source: StudySource,
     /// `max_sum` used.
     pub max_sum: u32,
     /// One point per shape.
@@ -90,15 +87,11 @@ pub fn run(args: &Args) -> Result<Report> {
         }],
     )?;
     let report = Report {
-        model: f.model.clone(),
-        data: f.data.clone(),
-        task: f.task.clone(),
-        args: study.clone(),
+        source: f.source(&study),
         max_sum: args.max_sum,
         points,
     };
-    write_svg(&study.out_dir().join("tree_shape.svg"), &svg)?;
-    neg_rs::output::write_json(&study.out_dir().join("tree_shape.json"), &report)?;
+    write_study(&study, "tree_shape", &svg, &report)?;
     Ok(report)
 }
 
@@ -132,12 +125,12 @@ fn main() -> ExitCode {
     let args = Args::parse();
     neg_rs::cli::run_main(|| {
         let r = run(&args)?;
-        println!(
-            "{} on {}: Tree-Probe test accuracy, 2^N trees (rows) of depth <= 2^M (columns)\n",
-            r.model, r.task
+        let s = &r.source;
+        let heading = format!(
+            "{} on {}: Tree-Probe test accuracy, 2^N trees (rows) of depth <= 2^M (columns)",
+            s.model, s.task
         );
-        print!("{}", table(&r));
-        println!("-> {}", r.args.out_dir().display());
+        print_study(&heading, &table(&r), &s.args);
         Ok(())
     })
 }

@@ -1092,6 +1092,52 @@ pub struct StudyFeatures {
     pub selection: SelectionStats,
 }
 
+/// The first fields of every study's JSON report: where its features came from and the
+/// settings.
+#[derive(Debug, Clone, Serialize)]
+pub struct StudySource {
+    /// Model id.
+    pub model: String,
+    /// Data location.
+    pub data: String,
+    /// Task.
+    pub task: String,
+    /// Settings.
+    pub args: StudyArgs,
+}
+
+impl StudyFeatures {
+    /// The report header of these features, computed with `args`.
+    pub fn source(&self, args: &StudyArgs) -> StudySource {
+        StudySource {
+            model: self.model.clone(),
+            data: self.data.clone(),
+            task: self.task.clone(),
+            args: args.clone(),
+        }
+    }
+}
+
+/// Writes a study's figure `<name>.svg` and report `<name>.json` under `args.out_dir()`, each
+/// atomically, once everything is computed.
+pub fn write_study<T: Serialize>(
+    args: &StudyArgs,
+    name: &str,
+    svg: &str,
+    report: &T,
+) -> Result<()> {
+    let dir = args.out_dir();
+    crate::plot::write_svg(&dir.join(format!("{name}.svg")), svg)?;
+    crate::output::write_json(&dir.join(format!("{name}.json")), report)
+}
+
+/// Prints a study's result: `heading`, a blank line, `table` and `-> <output directory>`.
+pub fn print_study(heading: &str, table: &str, args: &StudyArgs) {
+    println!("{heading}\n");
+    print!("{table}");
+    println!("-> {}", args.out_dir().display());
+}
+
 /// How a study names and renders its contexts: given the task, the template set of the data
 /// and whether it came from a template file.
 pub type ContextMaker<'a> =
