@@ -11,9 +11,7 @@
 //! Writes `results.json`, `fig3_attribution.csv` and `fig3_attribution.svg`.
 use clap::Parser;
 use neg_core::analysis::TopKConfig;
-use neg_core::methods::Method;
-use neg_core::neg::ShiftMode;
-use neg_rs::negexp::{self, AttributionRun, CommonArgs};
+use neg_rs::negexp::{self, AttributionRun, CommonArgs, MethodArgs};
 
 #[derive(Parser, Debug)]
 #[command(about = "Fig. 3: output shifts when enhancing each method's top-K neurons")]
@@ -28,11 +26,8 @@ struct Args {
     max_shift: f32,
     #[arg(long, default_value_t = 0.1)]
     step: f32,
-    /// magnitude (a -> a + d pol sign(a), the paper's) or additive (a -> a + d pol).
-    #[arg(long, default_value = "magnitude")]
-    mode: ShiftMode,
-    #[arg(long, value_delimiter = ',', default_value = "neurgrad,cg,ig,lpi")]
-    methods: Vec<Method>,
+    #[command(flatten)]
+    estimators: MethodArgs,
 }
 
 fn main() -> std::process::ExitCode {
@@ -49,11 +44,11 @@ fn main() -> std::process::ExitCode {
         eprintln!("{}", set.describe());
         let n = (args.max_shift / args.step + 1e-4).floor() as usize;
         let config = AttributionRun {
-            methods: args.methods.clone(),
+            methods: args.estimators.methods.clone(),
             topk: TopKConfig {
                 ks: args.ks.clone(),
                 shifts: (1..=n).map(|i| i as f32 * args.step).collect(),
-                mode: args.mode,
+                mode: args.estimators.mode,
                 ..TopKConfig::default()
             },
         };

@@ -9,9 +9,8 @@
 //!
 //! Writes `results.json`, `table2.csv` and `estimates.safetensors`.
 use clap::Parser;
-use neg_core::methods::Method;
-use neg_core::neg::{ShiftMode, SweepConfig};
-use neg_rs::negexp::{self, CommonArgs, EstimationRun};
+use neg_core::neg::SweepConfig;
+use neg_rs::negexp::{self, CommonArgs, EstimationRun, MethodArgs};
 
 #[derive(Parser, Debug)]
 #[command(about = "Table 2: NeurGrad, CG, IG and LPI against ground-truth NEG")]
@@ -27,12 +26,8 @@ struct Args {
     /// Grid step s.
     #[arg(long, default_value_t = 0.2)]
     step: f32,
-    /// magnitude (a -> a + d sign(a), the paper's) or additive (a -> a + d).
-    #[arg(long, default_value = "magnitude")]
-    mode: ShiftMode,
-    /// Estimators to compare.
-    #[arg(long, value_delimiter = ',', default_value = "neurgrad,cg,ig,lpi")]
-    methods: Vec<Method>,
+    #[command(flatten)]
+    estimators: MethodArgs,
 }
 
 fn main() -> std::process::ExitCode {
@@ -45,10 +40,10 @@ fn main() -> std::process::ExitCode {
             sweep: SweepConfig {
                 range: args.range,
                 step: args.step,
-                mode: args.mode,
+                mode: args.estimators.mode,
                 ..SweepConfig::default()
             },
-            methods: args.methods.clone(),
+            methods: args.estimators.methods.clone(),
             seed: args.common.seed,
         };
         let result = negexp::run_estimation(&model, &set, &config, &out, !args.common.no_progress)?;

@@ -1456,6 +1456,19 @@ pub struct CommonArgs {
     pub no_progress: bool,
 }
 
+/// The estimators an experiment compares and how it shifts activations (`neg_estimation`,
+/// `knowledge_attribution`).
+#[derive(clap::Args, Debug, Clone)]
+pub struct MethodArgs {
+    /// magnitude (a -> a + d sign(a), the paper's) or additive (a -> a + d); top-K
+    /// enhancement (Fig. 3) also multiplies d by each neuron's NeurGrad polarity.
+    #[arg(long, default_value = "magnitude")]
+    pub mode: ShiftMode,
+    /// Estimators to compare (neurgrad, cg, ig, lpi).
+    #[arg(long, value_delimiter = ',', default_value = "neurgrad,cg,ig,lpi")]
+    pub methods: Vec<Method>,
+}
+
 /// Everything an example needs before computing: the model, the prompts and a writable output
 /// directory. Inputs are checked first (prompt file, model, answers), the output directory
 /// last, so a bad input creates nothing.
