@@ -19,15 +19,14 @@ use clap::{Parser, ValueEnum};
 use mceval::Split;
 use neg_core::aux_metrics::{
     ablation_validation_many, all_neurons, correlate, flatten, generation_activations, one_vs_rest,
-    top_units, AblationConfig, AblationResult, AuxError, Confidence, CorrelationConfig, Statistic,
-    UnitCorrelation,
+    top_units, AblationConfig, AblationResult, AuxError, Confidence, CorrelationConfig, Spread,
+    Statistic, UnitCorrelation,
 };
 use neg_core::{ModelAdapter, NeuronId};
-use plotters::prelude::*;
 use serde::Serialize;
 
-#[allow(dead_code)]
 use crate::lens as neuronlens;
+use crate::plot::{bars_beside_lines_svg, BarGroups, BarSeries, LineSpec, Panel, Series};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum StatArg {
@@ -377,100 +376,46 @@ pub fn run(args: &Args) -> Result<Report> {
     Ok(report)
 }
 
-const COLORS: [RGBColor; 8] = [
-    RGBColor(31, 119, 180),
-    RGBColor(255, 127, 14),
-    RGBColor(44, 160, 44),
-    RGBColor(214, 39, 40),
-    RGBColor(148, 103, 189),
-    RGBColor(140, 86, 75),
-    RGBColor(227, 119, 194),
-    RGBColor(127, 127, 127),
-];
-
 /// Left: top-k vs random ablation (mean per-prompt |change|, +- std over seeds) per metric.
 /// Right: sorted |r| of all neurons per metric (how fast correlation decays with rank).
 fn plot_svg(report: &Report) -> Result<String> {
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, (1100, 460)).into_drawing_area();
-        root.fill(&WHITE)?;
-        let (left, right) = root.split_horizontally(560);
-        let rows: Vec<(&str, &AblationResult)> = report
-            .multiple_choice
-            .iter()
-            .filter_map(|m| m.ablation.as_ref().map(|a| (m.metric.as_str(), a)))
-            .collect();
-        let hi = rows
-            .iter()
-            .map(|(_, a)| {
-                (a.top_abs_delta.mean + a.top_abs_delta.std)
-                    .max(a.random_abs_delta.mean + a.random_abs_delta.std)
-            })
-            .fold(1e-6f64, f64::max)
-            * 1.15;
-        let n = rows.len().max(1);
-        let mut chart = ChartBuilder::on(&left)
-            .caption(
-                format!(
-                    "{}: ablate top-{} vs random",
-                    report.task,
-                    report.multiple_choice.first().map_or(0, |m| m.top.len())
-                ),
-                ("sans-serif", 16),
-            )
-            .margin(10)
-            .x_label_area_size(40)
-            .y_label_area_size(60)
-            .build_cartesian_2d(0f64..n as f64, 0f64..hi)?;
-        let names: Vec<String> = rows.iter().map(|(m, _)| m.to_string()).collect();
-        chart
-            .configure_mesh()
-            .disable_x_mesh()
-            .x_labels(2 * n + 1)
-            .x_label_formatter(&|x| {
-                let i = x.floor() as usize;
-                if (x - i as f64 - 0.5).abs() < 0.26 && i < names.len() {
-                    names[i].clone()
-                } else {
-                    String::new()
-                }
-            })
-            .y_desc("mean |metric change|")
-            .draw()?;
-        for (s, (label, color)) in [("top correlated", COLORS[3]), ("random", COLORS[7])]
-            .into_iter()
-            .enumerate()
-        {
-            let pick = |a: &AblationResult| {
-                if s == 0 {
-                    (a.top_abs_delta.mean, a.top_abs_delta.std)
-                } else {
-                    (a.random_abs_delta.mean, a.random_abs_delta.std)
-                }
-            };
-            chart
-                .draw_series(rows.iter().enumerate().map(|(i, (_, a))| {
-                    let x0 = i as f64 + 0.15 + s as f64 * 0.35;
-                    Rectangle::new([(x0, 0.0), (x0 + 0.3, pick(a).0)], color.filled())
-                }))?
-                .label(label)
-                .legend(move |(x, y)| {
-                    Rectangle::new([(x, y - 5), (x + 10, y + 5)], color.filled())
-                });
-            chart.draw_series(rows.iter().enumerate().map(|(i, (_, a))| {
-                let x = i as f64 + 0.3 + s as f64 * 0.35;
-                let (m, sd) = pick(a);
-                PathElement::new(vec![(x, (m - sd).max(0.0)), (x, m + sd)], BLACK)
-            }))?;
-        }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .draw()?;
-
-        let curves: Vec<(&str, Vec<f64>)> = report
+    let rows: Vec<(&str, &AblationResult)> = report
+        .multiple_choice
+        .iter()
+        .filter_map(|m| m.ablation.as_ref().map(|a| (m.metric.as_str(), a)))
+        .collect();
+    // From 0 to above the highest whisker: every value here is a mean absolute change.
+    let hi = rows
+        .iter()
+        .map(|(_, a)| {
+            (a.top_abs_delta.mean + a.top_abs_delta.std)
+                .max(a.random_abs_delta.mean + a.random_abs_delta.std)
+        })
+        .fold(1e-6f64, f64::max)
+        * 1.15;
+    let bar = |label: &str, color, pick: fn(&AblationResult) -> &Spread| BarSeries {
+        label: label.into(),
+        values: rows.iter().map(|(_, a)| pick(a).mean).collect(),
+        errors: Some(rows.iter().map(|(_, a)| pick(a).std).collect()),
+        color: Some(color),
+    };
+    let bars = BarGroups {
+        title: format!(
+            "{}: ablate top-{} vs random",
+            report.task,
+            report.multiple_choice.first().map_or(0, |m| m.top.len())
+        ),
+        y_label: "mean |metric change|".into(),
+        groups: rows.iter().map(|(m, _)| m.to_string()).collect(),
+        series: vec![
+            bar("top correlated", (214, 39, 40), |a| &a.top_abs_delta),
+            bar("random", (127, 127, 127), |a| &a.random_abs_delta),
+        ],
+        y_range: Some((0.0, hi)),
+    };
+    let curves = Panel {
+        title: format!("sorted |{}| per metric", report.statistic),
+        series: report
             .multiple_choice
             .iter()
             .chain(&report.generation)
@@ -478,42 +423,21 @@ fn plot_svg(report: &Report) -> Result<String> {
             .map(|m| {
                 let mut v = m.abs_r.clone();
                 v.sort_by(|a, b| b.total_cmp(a));
-                (m.metric.as_str(), v)
+                let points = v
+                    .iter()
+                    .enumerate()
+                    .map(|(k, &r)| ((k + 1) as f64, r))
+                    .collect();
+                Series::new(m.metric.as_str(), points)
             })
-            .collect();
-        let len = curves.iter().map(|c| c.1.len()).max().unwrap_or(1).max(2);
-        let mut chart = ChartBuilder::on(&right)
-            .caption(
-                format!("sorted |{}| per metric", report.statistic),
-                ("sans-serif", 16),
-            )
-            .margin(10)
-            .x_label_area_size(40)
-            .y_label_area_size(50)
-            .build_cartesian_2d(1f64..len as f64, 0f64..1f64)?;
-        chart
-            .configure_mesh()
-            .x_desc("neuron rank")
-            .y_desc("|r|")
-            .draw()?;
-        for (i, (name, v)) in curves.iter().enumerate() {
-            let color = COLORS[i % COLORS.len()];
-            chart
-                .draw_series(LineSeries::new(
-                    v.iter().enumerate().map(|(k, &r)| ((k + 1) as f64, r)),
-                    color,
-                ))?
-                .label(*name)
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 14, y)], color));
-        }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .draw()?;
-        root.present()?;
-    }
-    Ok(svg)
+            .collect(),
+    };
+    let spec = LineSpec {
+        y_range: Some((0.0, 1.0)),
+        markers: false,
+        ..LineSpec::new("", "neuron rank", "|r|")
+    };
+    bars_beside_lines_svg(&bars, &spec, &curves, (1100, 460), 560)
 }
 
 pub fn print_table(r: &Report) {

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, ValueEnum};
-use mceval::{DataSource, Dataset, RenderedItem, Shots, Split, TaskRegistry, TemplateSet};
+use mceval::{DataSource, Dataset, RenderedItem, Shots, Split, TemplateSet};
 use ndarray::Axis;
 use neg_core::neuronlens::{
     capture, class_mean_scores, correct_indices, neutral_values, run_classes, top_fraction,
@@ -24,10 +24,11 @@ use neg_core::neuronlens::{
 };
 use neg_core::{ModelAdapter, Site, TargetedPrompt};
 use neg_hooks::{HfModel, LoadOptions};
-use plotters::prelude::*;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use serde::Serialize;
+
+use crate::plot::{grouped_bar_svg, BarGroups, BarSeries};
 
 /// The shared data and model, found from the workspace root.
 pub const SHARED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared");
@@ -266,13 +267,16 @@ pub fn load_model(model: &str, device: &str) -> Result<HfModel> {
     crate::cli::load_model(model, device, LoadOptions::default().max_batch)
 }
 
+/// Loads `task` from the MCEval8K directory `data`, as published (through
+/// [`crate::skill::load_task`]).
 pub fn load_dataset(data: &str, task: &str) -> Result<Dataset> {
-    let spec = TaskRegistry::builtin().get(task)?;
     if !Path::new(data).is_dir() {
         bail!("MCEval8K directory {data} does not exist (expected ../shared/data/mceval8k)");
     }
-    Dataset::load(&DataSource::Dir(data.into()), spec)
-        .with_context(|| format!("cannot load task {task} from {data}"))
+    let source = DataSource::Dir(data.into());
+    let loaded = crate::skill::load_task(&source, task, crate::skill::SplitMode::Published, 0)
+        .with_context(|| format!("cannot load task {task} from {data}"))?;
+    Ok(loaded.data)
 }
 
 pub fn run(args: &Args) -> Result<Report> {
@@ -453,98 +457,59 @@ pub fn run(args: &Args) -> Result<Report> {
 /// and neuron masking.
 fn plot_svg(report: &Report) -> Result<String> {
     type Getter = fn(&ClassRow) -> f64;
-    let series: [(&str, RGBColor, Getter); 4] = [
-        ("target drop, range", RED, |r| r.range_target_drop),
-        ("target drop, neuron", RGBColor(255, 160, 160), |r| {
+    let series: [(&str, (u8, u8, u8), Getter); 4] = [
+        ("target drop, range", (255, 0, 0), |r| r.range_target_drop),
+        ("target drop, neuron", (255, 160, 160), |r| {
             r.neuron_target_drop
         }),
-        ("complement retained, range", BLUE, |r| {
+        ("complement retained, range", (0, 0, 255), |r| {
             r.range_complement_retained
         }),
-        (
-            "complement retained, neuron",
-            RGBColor(150, 170, 255),
-            |r| r.neuron_complement_retained,
-        ),
+        ("complement retained, neuron", (150, 170, 255), |r| {
+            r.neuron_complement_retained
+        }),
     ];
-    let values: Vec<Vec<f64>> = report
-        .classes
+    let series: Vec<BarSeries> = series
         .iter()
-        .map(|c| {
-            series
-                .iter()
-                .map(|(_, _, f)| {
-                    let v = f(c);
-                    if v.is_finite() {
-                        v
-                    } else {
-                        0.0
-                    }
-                })
-                .collect()
+        .map(|&(label, color, get)| BarSeries {
+            label: label.into(),
+            values: report.classes.iter().map(get).collect(),
+            errors: None,
+            color: Some(color),
         })
         .collect();
-    let lo = values.iter().flatten().fold(0.0f64, |m, &v| m.min(v)) - 0.05;
-    let hi = values.iter().flatten().fold(1.0f64, |m, &v| m.max(v)) + 0.05;
-    let n = report.classes.len();
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, (760, 460)).into_drawing_area();
-        root.fill(&WHITE)?;
-        let title = format!(
-            "NeuronLens {} ({} L{:?}, tau {}, top {:.0}%)",
-            report.task,
-            match report.site {
-                SiteArg::Residual => "residual",
-                SiteArg::Ff => "FF",
-            },
-            report.layers,
-            report.tau,
-            report.fraction * 100.0
-        );
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 18))
-            .margin(12)
-            .x_label_area_size(36)
-            .y_label_area_size(50)
-            .build_cartesian_2d(0f64..n as f64, lo..hi)?;
-        let labels: Vec<String> = report.classes.iter().map(|c| c.option.clone()).collect();
-        chart
-            .configure_mesh()
-            .disable_x_mesh()
-            .x_labels(n.max(1) * 2 + 1)
-            .x_label_formatter(&|x| {
-                let i = x.floor() as usize;
-                if (x - i as f64 - 0.5).abs() < 0.26 && i < labels.len() {
-                    format!("class {}", labels[i])
-                } else {
-                    String::new()
-                }
-            })
-            .y_desc("accuracy change / ratio")
-            .draw()?;
-        let width = 0.8 / series.len() as f64;
-        for (s, (name, color, _)) in series.iter().enumerate() {
-            let color = *color;
-            chart
-                .draw_series(values.iter().enumerate().map(|(c, v)| {
-                    let x0 = c as f64 + 0.1 + s as f64 * width;
-                    Rectangle::new([(x0, 0.0), (x0 + width * 0.9, v[s])], color.filled())
-                }))?
-                .label(*name)
-                .legend(move |(x, y)| {
-                    Rectangle::new([(x, y - 5), (x + 10, y + 5)], color.filled())
-                });
-        }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .position(SeriesLabelPosition::UpperRight)
-            .draw()?;
-        root.present()?;
-    }
-    Ok(svg)
+    // Always show the 0..1 band of ratios, plus whatever finite values leave it.
+    let finite = || {
+        series
+            .iter()
+            .flat_map(|s| s.values.iter().copied())
+            .filter(|v| v.is_finite())
+    };
+    let lo = finite().fold(0.0f64, f64::min) - 0.05;
+    let hi = finite().fold(1.0f64, f64::max) + 0.05;
+    let title = format!(
+        "NeuronLens {} ({} L{:?}, tau {}, top {:.0}%)",
+        report.task,
+        match report.site {
+            SiteArg::Residual => "residual",
+            SiteArg::Ff => "FF",
+        },
+        report.layers,
+        report.tau,
+        report.fraction * 100.0
+    );
+    let bars = BarGroups {
+        title,
+        y_label: "accuracy change / ratio".into(),
+        groups: report
+            .classes
+            .iter()
+            .map(|c| format!("class {}", c.option))
+            .collect(),
+        series,
+        y_range: Some((lo, hi)),
+    };
+    grouped_bar_svg(&bars, (760, 460))
 }
 
 pub fn print_table(r: &Report) {

@@ -9,7 +9,7 @@
 //! - [`lens`]: NeuronLens range masking on an MCEval8K task (the `neuronlens` example).
 //! - [`output`]: result files written atomically (temporary file, then rename), and
 //!   safetensors files built from ndarray arrays ([`output::TensorFile`]).
-//! - [`plot`]: small SVG line, bar and histogram helpers (plotters).
+//! - [`plot`]: small SVG line, bar, grouped-bar and histogram helpers (plotters).
 //! - [`skill`]: MCEval8K skill-neuron probing: NeurGrad features per option and every probe
 //!   (the `skill_probe`, `training_size`, `robustness`, `substitutability`, `tree_shape`
 //!   examples).

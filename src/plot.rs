@@ -1,5 +1,6 @@
-//! Small SVG plotters shared by the examples: line charts (one or more panels), bar charts and
-//! histograms. Each returns the SVG text; [`write_svg`] writes it atomically.
+//! Small SVG plotters shared by the examples: line charts (one or more panels), bar charts,
+//! grouped bar charts (with optional error bars), a grouped bar chart beside a line chart,
+//! and histograms. Each returns the SVG text; [`write_svg`] writes it atomically.
 //!
 //! ```
 //! use neg_rs::plot::{line_svg, LineSpec, Panel, Series};
@@ -13,7 +14,11 @@
 use std::path::Path;
 
 use anyhow::{bail, Result};
+use plotters::coord::Shift;
 use plotters::prelude::*;
+
+/// A drawing area of an SVG figure.
+type Area<'a> = DrawingArea<SVGBackend<'a>, Shift>;
 
 /// One labelled line.
 #[derive(Debug, Clone, PartialEq)]
@@ -56,10 +61,12 @@ pub struct LineSpec {
     pub y_range: Option<(f64, f64)>,
     /// Width and height of one panel in pixels.
     pub panel_size: (u32, u32),
+    /// Draw a dot at every point (off for long curves such as sorted scores).
+    pub markers: bool,
 }
 
 impl LineSpec {
-    /// A spec with a fitted y range and 480 x 360 panels.
+    /// A spec with a fitted y range, 480 x 360 panels and a dot at every point.
     pub fn new(title: &str, x_label: &str, y_label: &str) -> Self {
         Self {
             title: title.into(),
@@ -67,6 +74,7 @@ impl LineSpec {
             y_label: y_label.into(),
             y_range: None,
             panel_size: (480, 360),
+            markers: true,
         }
     }
 }
@@ -109,48 +117,212 @@ pub fn line_svg(spec: &LineSpec, panels: &[Panel]) -> Result<String> {
             .titled(&spec.title, ("sans-serif", 20))
             .map_err(plot_err)?;
         for (area, panel) in root.split_evenly((rows, cols)).iter().zip(panels) {
-            let points = || panel.series.iter().flat_map(|s| s.points.iter());
-            let (x0, x1) = range_of(points().map(|p| p.0));
-            let (y0, y1) = spec
-                .y_range
-                .unwrap_or_else(|| range_of(points().map(|p| p.1)));
-            let mut chart = ChartBuilder::on(area)
-                .caption(&panel.title, ("sans-serif", 16))
-                .margin(8)
-                .x_label_area_size(32)
-                .y_label_area_size(44)
-                .build_cartesian_2d(x0..x1, y0..y1)
-                .map_err(plot_err)?;
+            draw_line_panel(area, spec, panel)?;
+        }
+        root.present().map_err(plot_err)?;
+    }
+    Ok(svg)
+}
+
+/// Draws `panel` (its title as caption) into `area` with the axis labels, y range and markers
+/// of `spec`.
+fn draw_line_panel(area: &Area, spec: &LineSpec, panel: &Panel) -> Result<()> {
+    let points = || panel.series.iter().flat_map(|s| s.points.iter());
+    let (x0, x1) = range_of(points().map(|p| p.0));
+    let (y0, y1) = spec
+        .y_range
+        .unwrap_or_else(|| range_of(points().map(|p| p.1)));
+    let mut chart = ChartBuilder::on(area)
+        .caption(&panel.title, ("sans-serif", 16))
+        .margin(8)
+        .x_label_area_size(32)
+        .y_label_area_size(44)
+        .build_cartesian_2d(x0..x1, y0..y1)
+        .map_err(plot_err)?;
+    chart
+        .configure_mesh()
+        .x_desc(&spec.x_label)
+        .y_desc(&spec.y_label)
+        .draw()
+        .map_err(plot_err)?;
+    for (i, s) in panel.series.iter().enumerate() {
+        let color = Palette99::pick(i).to_rgba();
+        chart
+            .draw_series(LineSeries::new(
+                s.points.iter().copied(),
+                color.stroke_width(2),
+            ))
+            .map_err(plot_err)?
+            .label(&s.label)
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2))
+            });
+        if spec.markers {
             chart
-                .configure_mesh()
-                .x_desc(&spec.x_label)
-                .y_desc(&spec.y_label)
-                .draw()
-                .map_err(plot_err)?;
-            for (i, s) in panel.series.iter().enumerate() {
-                let color = Palette99::pick(i).to_rgba();
-                chart
-                    .draw_series(LineSeries::new(
-                        s.points.iter().copied(),
-                        color.stroke_width(2),
-                    ))
-                    .map_err(plot_err)?
-                    .label(&s.label)
-                    .legend(move |(x, y)| {
-                        PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2))
-                    });
-                chart
-                    .draw_series(s.points.iter().map(|&p| Circle::new(p, 3, color.filled())))
-                    .map_err(plot_err)?;
-            }
-            chart
-                .configure_series_labels()
-                .background_style(WHITE.mix(0.8))
-                .border_style(BLACK)
-                .position(SeriesLabelPosition::LowerRight)
-                .draw()
+                .draw_series(s.points.iter().map(|&p| Circle::new(p, 3, color.filled())))
                 .map_err(plot_err)?;
         }
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::LowerRight)
+        .draw()
+        .map_err(plot_err)?;
+    Ok(())
+}
+
+/// One bar series of a grouped bar chart: a value per group and, optionally, an error
+/// (drawn as a +- whisker) per group.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BarSeries {
+    /// Legend label.
+    pub label: String,
+    /// One value per group; a non-finite value draws no bar.
+    pub values: Vec<f64>,
+    /// One error per group (e.g. a standard deviation), or `None`.
+    pub errors: Option<Vec<f64>>,
+    /// Fill colour (RGB); `None` picks one from the palette.
+    pub color: Option<(u8, u8, u8)>,
+}
+
+/// A grouped bar chart: one group of bars per label, one bar per series in each group (no
+/// groups draws empty axes).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BarGroups {
+    /// Caption.
+    pub title: String,
+    /// y-axis label.
+    pub y_label: String,
+    /// Group labels, left to right.
+    pub groups: Vec<String>,
+    /// The series, drawn in this order within each group.
+    pub series: Vec<BarSeries>,
+    /// Fixed y range; `None` fits 0, the bars and their error whiskers.
+    pub y_range: Option<(f64, f64)>,
+}
+
+/// Draws `bars` into `area`.
+fn draw_bar_groups(area: &Area, bars: &BarGroups) -> Result<()> {
+    let n = bars.groups.len();
+    if let Some(s) = bars
+        .series
+        .iter()
+        .find(|s| s.values.len() != n || s.errors.as_ref().is_some_and(|e| e.len() != n))
+    {
+        bail!(
+            "bar series `{}` does not have one value (and error) per group ({n})",
+            s.label
+        );
+    }
+    // (value, error) of series `s` in group `g`; a non-finite value is no bar.
+    let at = |s: &BarSeries, g: usize| {
+        let v = s.values[g];
+        let e = s.errors.as_ref().map_or(0.0, |e| e[g]);
+        v.is_finite()
+            .then_some((v, if e.is_finite() { e } else { 0.0 }))
+    };
+    let (y0, y1) = bars.y_range.unwrap_or_else(|| {
+        let ends = bars
+            .series
+            .iter()
+            .flat_map(|s| (0..n).filter_map(move |g| at(s, g)))
+            .flat_map(|(v, e)| [v - e, v + e]);
+        range_of(ends.chain([0.0]))
+    });
+    let mut chart = ChartBuilder::on(area)
+        .caption(&bars.title, ("sans-serif", 16))
+        .margin(10)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0f64..n.max(1) as f64, y0..y1)
+        .map_err(plot_err)?;
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(2 * n + 1)
+        .x_label_formatter(&|x| {
+            // Labels only at the group centres (x = i + 0.5).
+            let i = x.floor() as usize;
+            if (x - i as f64 - 0.5).abs() < 0.26 && i < n {
+                bars.groups[i].clone()
+            } else {
+                String::new()
+            }
+        })
+        .y_desc(&bars.y_label)
+        .draw()
+        .map_err(plot_err)?;
+    let width = 0.8 / bars.series.len() as f64;
+    for (k, s) in bars.series.iter().enumerate() {
+        let color = match s.color {
+            Some((r, g, b)) => RGBColor(r, g, b).to_rgba(),
+            None => Palette99::pick(k).to_rgba(),
+        };
+        let x0 = |g: usize| g as f64 + 0.1 + k as f64 * width;
+        chart
+            .draw_series((0..n).filter_map(|g| {
+                let (v, _) = at(s, g)?;
+                Some(Rectangle::new(
+                    [(x0(g), 0.0), (x0(g) + width * 0.9, v)],
+                    color.filled(),
+                ))
+            }))
+            .map_err(plot_err)?
+            .label(&s.label)
+            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], color.filled()));
+        if s.errors.is_some() {
+            chart
+                .draw_series((0..n).filter_map(|g| {
+                    let (v, e) = at(s, g)?;
+                    let x = x0(g) + width * 0.45;
+                    // Whiskers are cut at the axis ends.
+                    let (lo, hi) = ((v - e).max(y0), (v + e).min(y1));
+                    Some(PathElement::new(vec![(x, lo), (x, hi)], BLACK))
+                }))
+                .map_err(plot_err)?;
+        }
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::UpperRight)
+        .draw()
+        .map_err(plot_err)?;
+    Ok(())
+}
+
+/// A grouped bar chart of `size` pixels.
+pub fn grouped_bar_svg(bars: &BarGroups, size: (u32, u32)) -> Result<String> {
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, size).into_drawing_area();
+        root.fill(&WHITE).map_err(plot_err)?;
+        draw_bar_groups(&root, bars)?;
+        root.present().map_err(plot_err)?;
+    }
+    Ok(svg)
+}
+
+/// A grouped bar chart (left, `bars_width` pixels wide) beside a line chart of `panel` (right;
+/// `spec` gives its axis labels, y range and markers; `spec.title` is unused, the panel's
+/// title is the caption), in a figure of `size` pixels.
+pub fn bars_beside_lines_svg(
+    bars: &BarGroups,
+    spec: &LineSpec,
+    panel: &Panel,
+    size: (u32, u32),
+    bars_width: u32,
+) -> Result<String> {
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, size).into_drawing_area();
+        root.fill(&WHITE).map_err(plot_err)?;
+        let (left, right) = root.split_horizontally(bars_width);
+        draw_bar_groups(&left, bars)?;
+        draw_line_panel(&right, spec, panel)?;
         root.present().map_err(plot_err)?;
     }
     Ok(svg)
@@ -279,6 +451,69 @@ mod tests {
         assert!(line_svg(&LineSpec::new("t", "x", "y"), &[]).is_err());
         assert!(bar_svg("t", "y", &[]).is_err());
         assert!(histogram_svg("t", "x", &[f64::NAN], 4).is_err());
+    }
+
+    fn two_groups() -> BarGroups {
+        BarGroups {
+            title: "grouped".into(),
+            y_label: "y".into(),
+            groups: vec!["first".into(), "second".into()],
+            series: vec![
+                BarSeries {
+                    label: "top".into(),
+                    values: vec![0.5, f64::NAN],
+                    errors: Some(vec![0.1, 0.2]),
+                    color: Some((214, 39, 40)),
+                },
+                BarSeries {
+                    label: "random".into(),
+                    values: vec![0.2, 0.3],
+                    errors: None,
+                    color: None,
+                },
+            ],
+            y_range: None,
+        }
+    }
+
+    #[test]
+    fn grouped_bars_label_groups_and_series_and_skip_non_finite_values() {
+        let svg = grouped_bar_svg(&two_groups(), (600, 400)).unwrap();
+        for text in ["grouped", "first", "second", "top", "random"] {
+            assert!(svg.contains(text), "missing {text}");
+        }
+        // Fill colour of the first series: one legend swatch and one bar (its NaN draws none).
+        assert_eq!(svg.matches("#D62728").count(), 2, "{svg}");
+        let beside = bars_beside_lines_svg(
+            &two_groups(),
+            &LineSpec {
+                markers: false,
+                ..LineSpec::new("", "rank", "|r|")
+            },
+            &Panel {
+                title: "curves".into(),
+                series: vec![Series::new("gold_prob", vec![(1.0, 0.9), (2.0, 0.4)])],
+            },
+            (1000, 400),
+            500,
+        )
+        .unwrap();
+        assert!(beside.contains("curves") && beside.contains("gold_prob"));
+        assert!(beside.contains("first") && !beside.contains("<circle"));
+    }
+
+    #[test]
+    fn grouped_bars_need_one_value_per_group() {
+        let mut bars = two_groups();
+        bars.series[1].values.pop();
+        let err = grouped_bar_svg(&bars, (600, 400)).unwrap_err();
+        assert!(err.to_string().contains("random"), "{err}");
+        let empty = BarGroups {
+            groups: Vec::new(),
+            series: Vec::new(),
+            ..two_groups()
+        };
+        assert!(grouped_bar_svg(&empty, (600, 400)).is_ok());
     }
 
     #[test]
