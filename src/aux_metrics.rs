@@ -40,21 +40,11 @@ pub enum StatArg {
     args_override_self = true
 )]
 pub struct Args {
-    /// Model directory or hub id.
-    #[arg(long, default_value_t = format!("{}/models/stories260k", neuronlens::SHARED))]
-    pub model: String,
-    /// MCEval8K root (<genre>/<task>/<split>.json).
-    #[arg(long, default_value_t = format!("{}/data/mceval8k", neuronlens::SHARED))]
-    pub data: String,
-    /// MCEval8K task.
-    #[arg(long, default_value = "agnews")]
-    pub task: String,
+    #[command(flatten)]
+    pub common: neuronlens::TaskArgs,
     /// Test prompts (balanced over labels).
     #[arg(long, default_value_t = 100)]
     pub n: usize,
-    /// Prompts longer than this many tokens are skipped.
-    #[arg(long, default_value_t = 320)]
-    pub max_tokens: usize,
     /// Permutations per p-value.
     #[arg(long, default_value_t = 1000)]
     pub permutations: usize,
@@ -67,8 +57,6 @@ pub struct Args {
     /// Random neuron sets / prompt resamples per check.
     #[arg(long, default_value_t = 5)]
     pub seeds: usize,
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
     /// FDR level for counting significant neurons.
     #[arg(long, default_value_t = 0.05)]
     pub alpha: f64,
@@ -78,9 +66,6 @@ pub struct Args {
     /// Tokens per generation.
     #[arg(long, default_value_t = 24)]
     pub max_new_tokens: usize,
-    /// cpu, cuda or cuda:N
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
     /// Output directory.
     #[arg(long, default_value = "results/aux_metrics")]
     pub out: PathBuf,
@@ -178,7 +163,7 @@ fn study(
 ) -> Result<(MetricResult, Vec<usize>)> {
     let cfg = CorrelationConfig {
         permutations: args.permutations,
-        seed: args.seed,
+        seed: args.common.seed,
     };
     let corrs = match correlate(acts, metric, &cfg) {
         Ok(c) => c,
@@ -239,8 +224,7 @@ pub fn run(args: &Args) -> Result<Report> {
         StatArg::Pearson => Statistic::Pearson,
         StatArg::Spearman => Statistic::Spearman,
     };
-    let data = neuronlens::load_dataset(&args.data, &args.task)?;
-    let model = neuronlens::load_model(&args.model, &args.device)?;
+    let (data, model) = args.common.load()?;
     let neurons = all_neurons(model.num_layers(), model.ff_width());
     if neurons.len() < 2 * args.top_k {
         bail!(
@@ -259,8 +243,8 @@ pub fn run(args: &Args) -> Result<Report> {
         &data,
         Split::Test,
         args.n,
-        args.max_tokens,
-        args.seed,
+        args.common.max_tokens,
+        args.common.seed,
     )?;
     let fwd = model.forward(&prompts)?;
     let acts = flatten(&fwd.activations);
@@ -308,7 +292,7 @@ pub fn run(args: &Args) -> Result<Report> {
             &checks,
             &AblationConfig {
                 seeds: args.seeds,
-                seed: args.seed,
+                seed: args.common.seed,
                 ..AblationConfig::default()
             },
         )?;
@@ -353,7 +337,7 @@ pub fn run(args: &Args) -> Result<Report> {
     let svg = args.out.join("aux_metrics.svg");
     let report = Report {
         model: model.model_id().to_string(),
-        task: args.task.clone(),
+        task: args.common.task.clone(),
         n_prompts: prompts.len(),
         options,
         accuracy: preds.len() as f64 / prompts.len() as f64,

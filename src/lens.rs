@@ -64,12 +64,9 @@ pub enum Salience {
     Neurgrad,
 }
 
-#[derive(Parser, Debug, Clone)]
-#[command(
-    about = "NeuronLens: range masking vs neuron masking of class-salient units",
-    args_override_self = true
-)]
-pub struct Args {
+/// The model, MCEval8K task and prompt selection shared by `neuronlens` and `aux_metrics`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct TaskArgs {
     /// Model directory or hub id.
     #[arg(long, default_value_t = format!("{SHARED}/models/stories260k"))]
     pub model: String,
@@ -79,6 +76,35 @@ pub struct Args {
     /// MCEval8K task (classes = answer options).
     #[arg(long, default_value = "agnews")]
     pub task: String,
+    /// Prompts longer than this many tokens are skipped.
+    #[arg(long, default_value_t = 320)]
+    pub max_tokens: usize,
+    /// Seed of the balanced prompt order (and of aux_metrics' permutations and random neurons).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// cpu, cuda or cuda:N
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+}
+
+impl TaskArgs {
+    /// Loads `--task` from `--data`, then `--model` on `--device` (so a bad task or data
+    /// directory fails before the model loads).
+    pub fn load(&self) -> Result<(Dataset, HfModel)> {
+        let data = load_dataset(&self.data, &self.task)?;
+        let model = load_model(&self.model, &self.device)?;
+        Ok((data, model))
+    }
+}
+
+#[derive(Parser, Debug, Clone)]
+#[command(
+    about = "NeuronLens: range masking vs neuron masking of class-salient units",
+    args_override_self = true
+)]
+pub struct Args {
+    #[command(flatten)]
+    pub common: TaskArgs,
     /// Units to read and mask.
     #[arg(long, value_enum, default_value = "residual")]
     pub site: SiteArg,
@@ -103,15 +129,6 @@ pub struct Args {
     /// Test prompts to evaluate on.
     #[arg(long, default_value_t = 100)]
     pub n_eval: usize,
-    /// Prompts longer than this many tokens are skipped.
-    #[arg(long, default_value_t = 320)]
-    pub max_tokens: usize,
-    /// Seed of the balanced prompt order.
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-    /// cpu, cuda or cuda:N
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
     /// Output directory.
     #[arg(long, default_value = "results/neuronlens")]
     pub out: PathBuf,
@@ -291,8 +308,7 @@ pub fn run(args: &Args) -> Result<Report> {
     if args.salience == Salience::Neurgrad && args.site != SiteArg::Ff {
         bail!("--salience neurgrad needs --site ff (gradients are defined for FF neurons)");
     }
-    let data = load_dataset(&args.data, &args.task)?;
-    let model = load_model(&args.model, &args.device)?;
+    let (data, model) = args.common.load()?;
     let layers = if args.layers.is_empty() {
         vec![model.num_layers() / 2]
     } else {
@@ -315,8 +331,8 @@ pub fn run(args: &Args) -> Result<Report> {
         &data,
         Split::Train,
         args.n_fit,
-        args.max_tokens,
-        args.seed,
+        args.common.max_tokens,
+        args.common.seed,
     )?;
     let Items {
         prompts: eval_prompts,
@@ -328,8 +344,8 @@ pub fn run(args: &Args) -> Result<Report> {
         &data,
         Split::Test,
         args.n_eval,
-        args.max_tokens,
-        args.seed + 1,
+        args.common.max_tokens,
+        args.common.seed + 1,
     )?;
     let n_classes = options.len();
 
@@ -361,7 +377,7 @@ pub fn run(args: &Args) -> Result<Report> {
             };
             format!(
                 "fitting class ranges of task {} on {} of {} train prompts ({}){hint}",
-                args.task,
+                args.common.task,
                 fit_rows.len(),
                 fit_prompts.len(),
                 match fit_used {
@@ -426,7 +442,7 @@ pub fn run(args: &Args) -> Result<Report> {
     let svg = args.out.join("neuronlens.svg");
     let report = Report {
         model: model.model_id().to_string(),
-        task: args.task.clone(),
+        task: args.common.task.clone(),
         site: args.site,
         layers,
         units: fit.units.iter().map(|u| u.name()).collect(),
