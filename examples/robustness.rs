@@ -131,8 +131,8 @@ pub fn run(args: &Args) -> Result<Report> {
             args.probe
         );
     }
-    let f = study_features(&study, &contexts_for(&args.contexts, study.splits))?;
-    let (seed, trees) = (args.study.seed, args.trees);
+    let f = study_features(&study, &contexts_for(&args.contexts, study.run.splits))?;
+    let (seed, trees) = (args.study.run.seed, args.trees);
     let probe = args.probe.clone();
     let make = move || make_probe(&probe, seed, trees).expect("probe name was checked");
     let pairs: Vec<(&str, &neg_probe::ProbeData)> = f

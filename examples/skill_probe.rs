@@ -24,82 +24,47 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Parser;
-use neg_rs::skill::{
-    format_table, run_skill_probe, ShotMode, Sizes, SkillProbeConfig, SkillProbeReport, SplitMode,
-};
+use neg_rs::skill::{format_table, run_skill_probe, SkillArgs, SkillProbeConfig, SkillProbeReport};
 
 /// Command-line arguments.
 #[derive(Debug, Parser)]
 #[command(about = "Skill-neuron probes (Rand, LM-Prob, Polar, Magn, Tree, Act) on MCEval8K")]
 pub struct Args {
-    /// Model directory or hub id [default: ../shared/models/stories260k, else a hub model].
-    #[arg(long)]
-    pub model: Option<String>,
-    /// MCEval8K root, `hub` or `hub:<repo>` [default: ../shared/data/mceval8k, else the hub].
-    #[arg(long)]
-    pub data: Option<String>,
+    /// Model, data, prompts and run settings.
+    #[command(flatten)]
+    pub run: SkillArgs,
     /// Comma-separated tasks (directory or paper names).
     #[arg(long, value_delimiter = ',', default_value = "myriadlama,mnli,clang8")]
     pub tasks: Vec<String>,
-    /// Zero- or few-shot prompts.
-    #[arg(long, value_enum, default_value_t = ShotMode::Zero)]
-    pub shots: ShotMode,
-    /// Published splits or a leak-free re-split.
-    #[arg(long, value_enum, default_value_t = SplitMode::Published)]
-    pub splits: SplitMode,
-    /// Training prompts per task.
-    #[arg(long, default_value_t = 128)]
-    pub train_size: usize,
-    /// Validation prompts per task (neuron-count selection).
-    #[arg(long, default_value_t = 32)]
-    pub valid_size: usize,
-    /// Test prompts per task.
-    #[arg(long, default_value_t = 64)]
-    pub test_size: usize,
-    /// Seed of the prompt selection, re-split, forest and Rand baseline.
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
     /// Trees of the Tree-Probe.
     #[arg(long, default_value_t = 100)]
     pub trees: usize,
-    /// Prompts per NeurGrad batch.
-    #[arg(long, default_value_t = 16)]
-    pub batch: usize,
-    /// cpu, cuda or cuda:N.
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
     /// Write only compact features (option index, activations, probabilities), no f32 scores.
     #[arg(long)]
     pub compact: bool,
     /// Output directory.
     #[arg(long, default_value = "out/skill_probe")]
     pub out: PathBuf,
-    /// No progress bars.
-    #[arg(long)]
-    pub quiet: bool,
 }
 
 impl Args {
     /// The library configuration of these arguments.
     pub fn config(&self) -> SkillProbeConfig {
+        let run = &self.run;
         SkillProbeConfig {
-            model: self.model.clone(),
-            data: self.data.clone(),
+            model: run.model.clone(),
+            data: run.data.clone(),
             tasks: self.tasks.clone(),
-            shots: self.shots,
-            splits: self.splits,
-            sizes: Sizes {
-                train: self.train_size,
-                valid: self.valid_size,
-                test: self.test_size,
-            },
-            seed: self.seed,
+            shots: run.shots,
+            splits: run.splits,
+            sizes: run.sizes(),
+            seed: run.seed,
             trees: self.trees,
-            batch: self.batch,
-            device: self.device.clone(),
+            batch: run.batch,
+            device: run.device.clone(),
             compact: self.compact,
             out: self.out.clone(),
-            progress: !self.quiet,
+            progress: !run.quiet,
         }
     }
 }
@@ -115,7 +80,12 @@ fn main() -> ExitCode {
         let r = run(&args)?;
         println!(
             "{} | {:?} | {:?} splits | {} train / {} valid / {} test prompts per task\n",
-            r.model, args.shots, args.splits, args.train_size, args.valid_size, args.test_size
+            r.model,
+            args.run.shots,
+            args.run.splits,
+            args.run.train_size,
+            args.run.valid_size,
+            args.run.test_size
         );
         print!("{}", format_table(&r.tasks));
         println!(

@@ -72,11 +72,11 @@ pub fn run(args: &Args) -> Result<Report> {
     if let Some(&s) = args
         .sizes
         .iter()
-        .find(|&&s| s == 0 || s > args.study.train_size)
+        .find(|&&s| s == 0 || s > args.study.run.train_size)
     {
         bail!(
             "--sizes: {s} is outside 1..={} (--train-size)",
-            args.study.train_size
+            args.study.run.train_size
         );
     }
     for p in &args.probes {
@@ -86,7 +86,7 @@ pub fn run(args: &Args) -> Result<Report> {
     let feats = &f.features[0];
     let mut curves = Vec::new();
     for p in &args.probes {
-        let (seed, trees) = (args.study.seed, args.trees);
+        let (seed, trees) = (args.study.run.seed, args.trees);
         let make = || make_probe(p, seed, trees).expect("probe names were checked");
         let points = accuracy_vs_train_size(&make, &feats.data, &args.sizes, seed)?;
         curves.push(ProbeCurve {

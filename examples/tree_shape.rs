@@ -52,7 +52,7 @@ pub fn run(args: &Args) -> Result<Report> {
     }
     let f = study_features(&study, &default_context(&study))?;
     let base = ForestConfig {
-        seed: args.study.seed,
+        seed: args.study.run.seed,
         ..ForestConfig::default()
     };
     let points = tree_shape_sweep(&f.features[0].data, NeuronSubset::All, &base, args.max_sum)?;

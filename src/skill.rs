@@ -990,34 +990,32 @@ mod tests {
     }
 }
 
-/// Arguments shared by the study examples (one task, one model).
+/// The model, data, prompt selection and run settings shared by `skill_probe` and the study
+/// examples.
 #[derive(Debug, Clone, Serialize, clap::Args)]
-pub struct StudyArgs {
+pub struct SkillArgs {
     /// Model directory or hub id [default: ../shared/models/stories260k, else a hub model].
     #[arg(long)]
     pub model: Option<String>,
     /// MCEval8K root, `hub` or `hub:<repo>` [default: ../shared/data/mceval8k, else the hub].
     #[arg(long)]
     pub data: Option<String>,
-    /// Task (directory or paper name).
-    #[arg(long, default_value = "myriadlama")]
-    pub task: String,
     /// Zero- or few-shot prompts.
     #[arg(long, value_enum, default_value_t = ShotMode::Zero)]
     pub shots: ShotMode,
     /// Published splits or a leak-free re-split.
     #[arg(long, value_enum, default_value_t = SplitMode::Published)]
     pub splits: SplitMode,
-    /// Training prompts.
+    /// Training prompts per task.
     #[arg(long, default_value_t = 128)]
     pub train_size: usize,
-    /// Validation prompts.
+    /// Validation prompts per task (neuron-count selection).
     #[arg(long, default_value_t = 32)]
     pub valid_size: usize,
-    /// Test prompts.
+    /// Test prompts per task.
     #[arg(long, default_value_t = 64)]
     pub test_size: usize,
-    /// Seed of the selection, re-split, forests and baselines.
+    /// Seed of the prompt selection, re-split, forests and baselines.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Prompts per NeurGrad batch.
@@ -1026,31 +1024,56 @@ pub struct StudyArgs {
     /// cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu")]
     pub device: String,
-    /// Output directory [default: out/<example>].
-    #[arg(long)]
-    pub out: Option<PathBuf>,
     /// No progress bars.
     #[arg(long)]
     pub quiet: bool,
+}
+
+impl SkillArgs {
+    /// Prompts per split.
+    pub fn sizes(&self) -> Sizes {
+        Sizes {
+            train: self.train_size,
+            valid: self.valid_size,
+            test: self.test_size,
+        }
+    }
+}
+
+/// Arguments shared by the study examples (one task, one model).
+#[derive(Debug, Clone, Serialize, clap::Args)]
+pub struct StudyArgs {
+    /// Model, data, prompts and run settings.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub run: SkillArgs,
+    /// Task (directory or paper name).
+    #[arg(long, default_value = "myriadlama")]
+    pub task: String,
+    /// Output directory [default: out/<example>].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }
 
 impl StudyArgs {
     /// A tiny configuration on `../shared` for tests: `task`, the given sizes, no progress.
     pub fn tiny(task: &str, sizes: Sizes, out: &Path) -> Self {
         Self {
-            model: None,
-            data: None,
+            run: SkillArgs {
+                model: None,
+                data: None,
+                shots: ShotMode::Zero,
+                splits: SplitMode::Published,
+                train_size: sizes.train,
+                valid_size: sizes.valid,
+                test_size: sizes.test,
+                seed: 0,
+                batch: 16,
+                device: "cpu".into(),
+                quiet: true,
+            },
             task: task.into(),
-            shots: ShotMode::Zero,
-            splits: SplitMode::Published,
-            train_size: sizes.train,
-            valid_size: sizes.valid,
-            test_size: sizes.test,
-            seed: 0,
-            batch: 16,
-            device: "cpu".into(),
             out: Some(out.to_path_buf()),
-            quiet: true,
         }
     }
 
@@ -1065,15 +1088,6 @@ impl StudyArgs {
     /// The output directory (`out` when none was set).
     pub fn out_dir(&self) -> &Path {
         self.out.as_deref().unwrap_or(Path::new("out"))
-    }
-
-    /// Prompts per split.
-    pub fn sizes(&self) -> Sizes {
-        Sizes {
-            train: self.train_size,
-            valid: self.valid_size,
-            test: self.test_size,
-        }
     }
 }
 
@@ -1147,7 +1161,7 @@ pub type ContextMaker<'a> =
 pub fn default_context(
     args: &StudyArgs,
 ) -> impl Fn(&TaskSpec, &TemplateSet, bool) -> Result<Vec<PromptContext>> {
-    let (shots, splits) = (args.shots, args.splits);
+    let (shots, splits) = (args.run.shots, args.run.splits);
     move |spec, templates, from_file| {
         Ok(vec![PromptContext {
             name: format!("{shots:?}-shot").to_lowercase(),
@@ -1162,24 +1176,25 @@ pub fn default_context(
 pub fn study_features(args: &StudyArgs, contexts: &ContextMaker) -> Result<StudyFeatures> {
     let spec = TaskRegistry::builtin().get(&args.task)?;
     check_out_dir(args.out_dir())?;
-    let sources = resolve_sources(args.model.as_deref(), args.data.as_deref())?;
+    let run = &args.run;
+    let sources = resolve_sources(run.model.as_deref(), run.data.as_deref())?;
     if let Some(note) = &sources.note {
         eprintln!("note: {note}");
     }
     let templates = template_set(&sources)?;
-    let task = load_task(&sources.data, spec.name, args.splits, args.seed)?;
+    let task = load_task(&sources.data, spec.name, run.splits, run.seed)?;
     let ctx = contexts(spec, &templates, sources.templates.is_some())?;
-    let model = load_model(&sources.model, &args.device, args.batch * 8)?;
+    let model = load_model(&sources.model, &run.device, run.batch * 8)?;
     let fits = |prompt: &str| model.encode(prompt).is_ok();
-    let (sets, selection) = select_prompts(&task, &ctx, args.sizes(), args.seed, &fits)?;
+    let (sets, selection) = select_prompts(&task, &ctx, run.sizes(), run.seed, &fits)?;
     let mut features = Vec::with_capacity(sets.len());
     for set in &sets {
         let bar = progress_bar(
             set.items.len(),
             &format!("{} {}", set.task, set.context),
-            !args.quiet,
+            !run.quiet,
         );
-        features.push(compute_features(&model, set, args.batch, false, &bar)?);
+        features.push(compute_features(&model, set, run.batch, false, &bar)?);
         bar.finish_and_clear();
     }
     Ok(StudyFeatures {

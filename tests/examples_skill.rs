@@ -280,7 +280,7 @@ fn skill_probe_bad_inputs_fail_before_writing() {
     // Missing data directory.
     let out = dir.path().join("o-missing");
     let mut args = skill_args(&["--tasks", "myriadlama"], &out);
-    args.data = Some(dir.path().join("no-such-dir").display().to_string());
+    args.run.data = Some(dir.path().join("no-such-dir").display().to_string());
     let msg = format!("{:#}", skill_probe::run(&args).unwrap_err());
     assert!(msg.contains("no-such-dir"), "{msg}");
     // Unwritable --out: its parent is a file.
