@@ -354,9 +354,7 @@ pub fn run(args: &Args) -> Result<Report> {
         json: json.clone(),
         svg: svg.clone(),
     };
-    let plot = plot_svg(&report)?;
-    crate::output::write_json(&json, &report)?;
-    crate::output::write_atomic(&svg, plot.as_bytes())?;
+    crate::output::write_report(&json, &report, &svg, &plot_svg(&report)?)?;
     Ok(report)
 }
 

@@ -1347,39 +1347,26 @@ pub fn run_multi_neuron<A: ModelAdapter + ?Sized>(
         ),
     );
     let log2 = |n: usize| (n as f64).log2();
+    // One line per shift range of `value` against log2 #neurons.
+    let panel = |title: &str, value: fn(&analysis::AccumulationPoint) -> f64| Panel {
+        title: title.into(),
+        series: result
+            .reports
+            .iter()
+            .map(|rep| {
+                Series::new(
+                    format!("[0, {}]", rep.config.max_shift),
+                    rep.points
+                        .iter()
+                        .map(|p| (log2(p.neurons), value(p)))
+                        .collect(),
+                )
+            })
+            .collect(),
+    };
     let panels = vec![
-        Panel {
-            title: "r(predicted, actual output shift)".into(),
-            series: result
-                .reports
-                .iter()
-                .map(|rep| {
-                    Series::new(
-                        format!("[0, {}]", rep.config.max_shift),
-                        rep.points
-                            .iter()
-                            .map(|p| (log2(p.neurons), p.r_mean))
-                            .collect(),
-                    )
-                })
-                .collect(),
-        },
-        Panel {
-            title: "mean actual output shift at max".into(),
-            series: result
-                .reports
-                .iter()
-                .map(|rep| {
-                    Series::new(
-                        format!("[0, {}]", rep.config.max_shift),
-                        rep.points
-                            .iter()
-                            .map(|p| (log2(p.neurons), p.mean_actual_at_max))
-                            .collect(),
-                    )
-                })
-                .collect(),
-        },
+        panel("r(predicted, actual output shift)", |p| p.r_mean),
+        panel("mean actual output shift at max", |p| p.mean_actual_at_max),
     ];
     let svg = plot::line_svg(
         &LineSpec::new(

@@ -47,6 +47,18 @@ pub fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<()> {
     write_atomic(path, text.as_bytes())
 }
 
+/// Writes a result's report as JSON to `json` and its figure to `svg`, each atomically (the
+/// figure first, so a report on disk always has its figure).
+pub fn write_report<T: serde::Serialize>(
+    json: &Path,
+    report: &T,
+    svg: &Path,
+    figure: &str,
+) -> Result<()> {
+    write_atomic(svg, figure.as_bytes())?;
+    write_json(json, report)
+}
+
 /// An element type a [`TensorFile`] can store: its safetensors dtype and little-endian bytes.
 pub trait Element: Copy {
     /// The safetensors dtype.

@@ -1141,8 +1141,11 @@ pub fn write_study<T: Serialize>(
     report: &T,
 ) -> Result<()> {
     let dir = args.out_dir();
-    crate::plot::write_svg(&dir.join(format!("{name}.svg")), svg)?;
-    crate::output::write_json(&dir.join(format!("{name}.json")), report)
+    let (json_path, svg_path) = (
+        dir.join(format!("{name}.json")),
+        dir.join(format!("{name}.svg")),
+    );
+    crate::output::write_report(&json_path, report, &svg_path, svg)
 }
 
 /// Prints a study's result: `heading`, a blank line, `table` and `-> <output directory>`.
