@@ -465,7 +465,6 @@ impl Bert {
         alphas: &[f32],
         max_batch: usize,
     ) -> Tensor {
-        let (t, a) = (targets.len() as i64, alphas.len() as i64);
         let n = self.cfg.intermediate_size as i64;
         let (batch, inputs) = self.layer_inputs(seq, mask_pos);
         let acts = tch::no_grad(|| {
@@ -476,18 +475,16 @@ impl Bert {
             let _ = self.encode(inputs[0].shallow_clone(), 0, &batch, &mut hooks, false);
             hooks.ff
         });
-        let rows: Vec<(f32, i64)> = alphas
-            .iter()
-            .flat_map(|&al| targets.iter().map(move |&tg| (al, tg as i64)))
-            .collect();
-        let mut per_layer = Vec::with_capacity(layers.len());
-        for &l in layers {
-            let mut parts = Vec::new();
-            for chunk in rows.chunks(max_batch.max(1)) {
-                let rc = chunk.len() as i64;
-                let al: Vec<f32> = chunk.iter().map(|r| r.0).collect();
-                let tg: Vec<i64> = chunk.iter().map(|r| r.1).collect();
-                let al = Tensor::from_slice(&al)
+        crate::hooks::ig_path_gradients(
+            layers,
+            alphas,
+            targets,
+            max_batch,
+            n,
+            self.device,
+            |l, al, tg| {
+                let rc = al.len() as i64;
+                let al = Tensor::from_slice(al)
                     .to_device(self.device)
                     .to_kind(self.kind)
                     .reshape([rc, 1, 1]);
@@ -499,7 +496,7 @@ impl Bert {
                 let rows_b = batch.repeat_rows(rc);
                 let h0 = inputs[l].expand([rc, -1, -1], false);
                 let (h, _) = self.encode(h0, l, &rows_b, &mut hooks, false);
-                let tgt = Tensor::from_slice(&tg)
+                let tgt = Tensor::from_slice(tg)
                     .to_device(self.device)
                     .reshape([rc, 1]);
                 let probs = self
@@ -507,18 +504,8 @@ impl Bert {
                     .softmax(-1, Kind::Float)
                     .gather(1, &tgt, false);
                 let g = Tensor::run_backward(&[probs.sum(Kind::Float)], &[&leaf], false, false);
-                parts.push(g[0].squeeze_dim(1).to_kind(Kind::Float));
-            }
-            let g = if parts.is_empty() {
-                Tensor::zeros([0, n], (Kind::Float, self.device))
-            } else {
-                Tensor::cat(&parts, 0)
-            };
-            per_layer.push(g.reshape([a, t, n]));
-        }
-        if per_layer.is_empty() {
-            return Tensor::zeros([0, a, t, n], (Kind::Float, self.device));
-        }
-        Tensor::stack(&per_layer, 0)
+                g[0].squeeze_dim(1).to_kind(Kind::Float)
+            },
+        )
     }
 }

@@ -203,3 +203,43 @@ pub(crate) fn patch_hooks(
         ..Hooks::default()
     }
 }
+/// The loop shared by the IG paths: for each layer and each chunk of at most `max_batch`
+/// (alpha, target) rows (alpha-major), `path(layer, alphas, targets)` returns the gradients
+/// `[rows, N]` (f32) of those rows' target probabilities with respect to the layer's scaled
+/// activation. Stacked to `[layers, A, T, N]`.
+pub(crate) fn ig_path_gradients(
+    layers: &[usize],
+    alphas: &[f32],
+    targets: &[u32],
+    max_batch: usize,
+    n: i64,
+    device: Device,
+    mut path: impl FnMut(usize, &[f32], &[i64]) -> Tensor,
+) -> Tensor {
+    let (a, t) = (alphas.len() as i64, targets.len() as i64);
+    let rows: Vec<(f32, i64)> = alphas
+        .iter()
+        .flat_map(|&al| targets.iter().map(move |&tg| (al, tg as i64)))
+        .collect();
+    let mut per_layer = Vec::with_capacity(layers.len());
+    for &l in layers {
+        let parts: Vec<Tensor> = rows
+            .chunks(max_batch.max(1))
+            .map(|chunk| {
+                let al: Vec<f32> = chunk.iter().map(|r| r.0).collect();
+                let tg: Vec<i64> = chunk.iter().map(|r| r.1).collect();
+                path(l, &al, &tg)
+            })
+            .collect();
+        let g = if parts.is_empty() {
+            Tensor::zeros([0, n], (Kind::Float, device))
+        } else {
+            Tensor::cat(&parts, 0)
+        };
+        per_layer.push(g.reshape([a, t, n]));
+    }
+    if per_layer.is_empty() {
+        return Tensor::zeros([0, a, t, n], (Kind::Float, device));
+    }
+    Tensor::stack(&per_layer, 0)
+}

@@ -821,20 +821,17 @@ impl Llama {
         alphas: &[f32],
         max_batch: usize,
     ) -> Tensor {
-        let (t, a) = (targets.len(), alphas.len());
         let n = self.cfg.intermediate_size as i64;
-        let mut per_layer = Vec::with_capacity(layers.len());
-        let rows: Vec<(f32, i64)> = alphas
-            .iter()
-            .flat_map(|&al| targets.iter().map(move |&tg| (al, tg as i64)))
-            .collect();
-        for &l in layers {
-            let mut parts = Vec::new();
-            for chunk in rows.chunks(max_batch.max(1)) {
-                let rc = chunk.len() as i64;
-                let al: Vec<f32> = chunk.iter().map(|r| r.0).collect();
-                let tg: Vec<i64> = chunk.iter().map(|r| r.1).collect();
-                let al = Tensor::from_slice(&al)
+        crate::hooks::ig_path_gradients(
+            layers,
+            alphas,
+            targets,
+            max_batch,
+            n,
+            self.device,
+            |l, al, tg| {
+                let rc = al.len() as i64;
+                let al = Tensor::from_slice(al)
                     .to_device(self.device)
                     .to_kind(self.kind)
                     .reshape([1, rc, 1]);
@@ -845,24 +842,14 @@ impl Llama {
                 };
                 let h0 = cache.inputs[l].expand([1, rc, -1], false);
                 let h = self.step(h0, l, &cache.pos, &cache.kv, None, &mut hooks);
-                let tgt = Tensor::from_slice(&tg)
+                let tgt = Tensor::from_slice(tg)
                     .to_device(self.device)
                     .reshape([1, rc, 1]);
                 let probs = Self::target_probs(&self.logits(&h), &tgt);
                 let g = Tensor::run_backward(&[probs.sum(Kind::Float)], &[&leaf], false, false);
-                parts.push(g[0].squeeze_dim(0).to_kind(Kind::Float));
-            }
-            let g = if parts.is_empty() {
-                Tensor::zeros([0, n], (Kind::Float, self.device))
-            } else {
-                Tensor::cat(&parts, 0)
-            };
-            per_layer.push(g.reshape([a as i64, t as i64, n]));
-        }
-        if per_layer.is_empty() {
-            return Tensor::zeros([0, a as i64, t as i64, n], (Kind::Float, self.device));
-        }
-        Tensor::stack(&per_layer, 0)
+                g[0].squeeze_dim(0).to_kind(Kind::Float)
+            },
+        )
     }
 
     /// Log-probability increase `[T, L, N]` (see the crate docs for the definition).
