@@ -19,6 +19,11 @@ use crate::loader::Weights;
 /// padding rows give a uniform softmax instead of NaN; exp(-1e9) underflows to exactly 0.
 const MASKED: f64 = -1e9;
 
+/// Tensors a full pass records per layer for the hand-written backward (`Hooks::tape`), in
+/// this order: layer input, query, keys, values, last-row attention weights (`full`), then
+/// residual before the FF block, gate output, up output (`ff_block`).
+const TAPE_PER_LAYER: usize = 8;
+
 pub(crate) struct Linear {
     pub w: Tensor,
     pub b: Option<Tensor>,
@@ -642,7 +647,7 @@ impl Llama {
             let d_normed = d_logits.matmul(self.lm_head());
             let mut g = rms_back(&h_last, &self.norm, &d_normed); // [P, T, H]
 
-            // Per layer, top down; the tape holds 8 tensors per layer in pass order.
+            // Per layer, top down; the tape holds TAPE_PER_LAYER tensors per layer in pass order.
             let pos = (batch.len - 1) - Tensor::from_slice(&batch.pads).to_device(self.device);
             let (cos, sin) = self.cos_sin(&pos.unsqueeze(1)); // [P, 1, hd]
             let (cos, sin) = (cos.unsqueeze(1), sin.unsqueeze(1)); // [P, 1, 1, hd]
@@ -650,7 +655,7 @@ impl Llama {
             let rep = nh / kvh;
             let mut grads = Vec::with_capacity(nl);
             for (l, blk) in self.blocks.iter().enumerate().rev() {
-                let tape = &hooks.tape[8 * l..8 * (l + 1)];
+                let tape = &hooks.tape[TAPE_PER_LAYER * l..TAPE_PER_LAYER * (l + 1)];
                 let (h_in, q, k_all, v_all, att_p) =
                     (&tape[0], &tape[1], &tape[2], &tape[3], &tape[4]);
                 let (h_mid, gate, up) = (&tape[5], &tape[6], &tape[7]);
