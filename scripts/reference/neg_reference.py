@@ -6,7 +6,7 @@ FF neuron = the input of layer l's `mlp.down_proj` at the prompt's last token. I
 and patched with a forward pre-hook on `down_proj`; dP/da comes from torch.autograd.
 
 Usage:
-    neg_reference.py --model DIR --spec spec.json --out result.json
+    neg_reference.py --model DIR|FILE.gguf --spec spec.json --out result.json
 
 spec.json:
     {"prompts": [{"prompt": "...", "targets": [token ids]}, ...],
@@ -107,8 +107,13 @@ def main():
     # 19 s with one thread vs 130 s with the default on a loaded 2-core machine).
     torch.set_num_threads(int(os.environ.get("NEG_REFERENCE_THREADS", "1")))
     torch.manual_seed(0)
-    tok = AutoTokenizer.from_pretrained(args.model)
-    model = AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32)
+    # A `.gguf` file goes through transformers' own GGUF loader (gguf package dequantizers).
+    where, extra = args.model, {}
+    if where.endswith(".gguf"):
+        where, name = os.path.split(os.path.abspath(where))
+        extra = {"gguf_file": name}
+    tok = AutoTokenizer.from_pretrained(where, **extra)
+    model = AutoModelForCausalLM.from_pretrained(where, dtype=torch.float32, **extra)
     model = model.to(dtype).eval()
     hooks = DownProjHooks(model)
     d = torch.tensor(shifts, dtype=dtype)

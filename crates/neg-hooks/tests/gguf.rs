@@ -26,6 +26,24 @@ fn smollm2_by_name_completes_the_capital_of_france() {
         "greedy completion {:?}",
         g.text
     );
+    // Dequantized to bf16 instead: same greedy answer, probabilities close to f32's.
+    let opts = LoadOptions {
+        dtype: neg_hooks::DType::BF16,
+        ..LoadOptions::default()
+    };
+    let bf16 = HfModel::load(&ModelSource::parse("smollm2-135m-instruct"), &opts).unwrap();
+    let g16 = bf16.generate("The capital of France is", 1).unwrap();
+    assert_eq!(g16.text, " Paris", "bf16 greedy completion");
+    let paris = model
+        .target_token("The capital of France is", " Paris")
+        .unwrap();
+    let p = |m: &HfModel| {
+        let tp = neg_core::TargetedPrompt::new("The capital of France is", vec![paris]);
+        m.forward(&[tp]).unwrap().probs[[0, 0]]
+    };
+    let (p32, p16) = (p(&model), p(&bf16));
+    println!("P(Paris): f32 {p32:.4}, bf16 {p16:.4}");
+    assert!((p32 - p16).abs() < 0.1 * p32, "f32 {p32} vs bf16 {p16}");
 }
 
 fn run_script(script: &str, args: &[&str]) -> String {
