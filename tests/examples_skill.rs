@@ -170,8 +170,82 @@ fn skill_probe_tiny_run_writes_table_features_and_plot() {
             }
         }
 
+        // Selected neurons and bootstrap intervals.
+        for m in t["methods"].as_array().unwrap() {
+            let acc = m["test_accuracy"].as_f64().unwrap();
+            let ci = m["test_ci95"].as_array().unwrap();
+            let (lo, hi) = (ci[0].as_f64().unwrap(), ci[1].as_f64().unwrap());
+            assert!(lo <= acc && acc <= hi, "{lo} <= {acc} <= {hi}");
+            let neurons = m["neurons"].as_array().unwrap();
+            let name = m["method"].as_str().unwrap();
+            if ["polar", "magn", "act"].contains(&name) {
+                assert_eq!(
+                    neurons.len() as u64,
+                    m["selected_neurons"].as_u64().unwrap().min(256)
+                );
+            }
+            for n in neurons {
+                assert!(n["layer"].as_u64().unwrap() < 5 && n["neuron"].as_u64().unwrap() < 172);
+                let pol = n["polarity"].as_i64();
+                assert_eq!(pol.is_some(), ["polar", "magn"].contains(&name), "{n}");
+            }
+            if ["rand", "lmprob"].contains(&name) {
+                assert!(neurons.is_empty());
+            }
+        }
+
+        // Every row joins back to its record in the published files.
+        let rows =
+            std::fs::read_to_string(out.join(format!("features/{name}.rows.jsonl"))).unwrap();
+        let rows: Vec<serde_json::Value> = rows
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(rows.len(), 48);
+        let genre = if name == "clang8" {
+            "linguistic"
+        } else {
+            "fact"
+        };
+        for (i, r) in rows.iter().enumerate() {
+            assert_eq!(r["row"].as_u64(), Some(i as u64));
+            let file = shared(&format!(
+                "data/mceval8k/{genre}/{name}/{}.json",
+                r["record_split"].as_str().unwrap()
+            ));
+            let records = read_json(&file);
+            let rec = &records[r["record_index"].as_u64().unwrap() as usize];
+            let field = if name == "clang8" {
+                "sentence1"
+            } else {
+                "text"
+            };
+            // myriadlama's text holds a `[Y]` slot the template fills in.
+            let text = rec[field]
+                .as_str()
+                .unwrap()
+                .split("[Y]")
+                .next()
+                .unwrap()
+                .trim();
+            assert!(
+                r["prompt"].as_str().unwrap().contains(text),
+                "row {i}: {text:?}"
+            );
+            let gold = r["label"].as_u64().unwrap() as usize;
+            if name == "myriadlama" {
+                assert_eq!(rec["label"].as_u64(), Some(gold as u64), "row {i}");
+            }
+            assert_eq!(r["target_ids"].as_array().unwrap().len(), k);
+        }
+
         // The features file: shapes, and LM-Prob's accuracy recomputed from its probs.
         let bytes = std::fs::read(out.join(t["features_file"].as_str().unwrap())).unwrap();
+        let (_, meta) = SafeTensors::read_metadata(&bytes).unwrap();
+        let meta = meta.metadata().clone().unwrap();
+        assert_eq!(meta["dtype"], "f32");
+        assert_eq!(meta["seed"], "0");
+        assert_eq!(meta["splits"], "leakfree");
         let st = SafeTensors::deserialize(&bytes).unwrap();
         let (shape, scores) = f32s(&st, "scores");
         assert_eq!(shape, vec![48, k, 860]);

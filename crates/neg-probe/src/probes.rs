@@ -23,6 +23,12 @@ pub trait Probe: Send + Sync {
     fn predict(&self, view: &FeatureView) -> Result<Vec<usize>>;
     /// Neurons ranked by importance as skill indicators, best first (`None` for baselines).
     fn ranked_neurons(&self) -> Option<&[usize]>;
+    /// Per neuron (indexed by neuron, not rank), the sign of its fitted skill score: +1 when
+    /// its NEG favours the gold option, -1 when it disfavours it, 0 when neutral (Polar and
+    /// Magn); `None` for probes without one.
+    fn polarities(&self) -> Option<&[i8]> {
+        None
+    }
     /// The number of top-ranked neurons `predict` votes with, for majority-vote probes.
     fn neuron_count(&self) -> Option<usize> {
         None
@@ -230,6 +236,10 @@ impl Probe for PolarProbe {
         Some(&self.state.ranked)
     }
 
+    fn polarities(&self) -> Option<&[i8]> {
+        Some(&self.state.polarity)
+    }
+
     fn neuron_count(&self) -> Option<usize> {
         Some(self.state.top().len())
     }
@@ -317,6 +327,10 @@ impl Probe for MagnProbe {
 
     fn ranked_neurons(&self) -> Option<&[usize]> {
         Some(&self.state.ranked)
+    }
+
+    fn polarities(&self) -> Option<&[i8]> {
+        Some(&self.state.polarity)
     }
 
     fn neuron_count(&self) -> Option<usize> {
