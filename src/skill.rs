@@ -53,9 +53,9 @@ pub const DEFAULT_MODEL: &str = "smollm2-135m-instruct";
 pub const HUB_FALLBACK_MODEL: &str = "HuggingFaceTB/SmolLM2-135M-Instruct";
 
 /// Default tasks of the no-argument run, chosen by measurement on SmolLM2-135M-Instruct
-/// (docs/RESULTS.md): the two where its skill neurons stand out while its own answers are near
+/// (docs/RESULTS.md): two where its skill neurons stand out while its own answers are near
 /// chance (agnews: LM-Prob 0.27, Act-Probe 0.66; toxicity: LM-Prob 0.56, Magn-Probe 0.86 at
-/// 128/32/64 prompts), and cheap enough that the run finishes in under 5 minutes on 2 cores.
+/// 128/32/64 prompts), cheap enough that the run finishes in under 5 minutes on 2 cores.
 pub const DEFAULT_TASKS: [&str; 2] = ["agnews", "toxicity"];
 
 /// Default prompts per split of the no-argument run (train, valid, test).

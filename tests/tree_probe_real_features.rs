@@ -42,6 +42,8 @@ fn tree_probe_matches_sklearn_on_real_neurgrad_features() {
     let out = std::env::temp_dir().join(format!("neg-rs-tree-real-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
     let config = SkillProbeConfig {
+        model: Some(shared.join("models/stories260k").display().to_string()),
+        splits: neg_rs::skill::SplitMode::Published,
         tasks: vec!["myriadlama".into()],
         sizes: Sizes {
             train: 384,

@@ -95,6 +95,15 @@ pub enum HooksError {
         answer: String,
         tokens: Vec<String>,
     },
+    #[error(
+        "prompt {prompt:?} tokenizes to id {token}, outside the model's vocabulary of {vocab}: \
+         the tokenizer does not belong to this model"
+    )]
+    TokenOutOfVocab {
+        prompt: String,
+        token: u32,
+        vocab: usize,
+    },
     #[error(transparent)]
     Gguf(#[from] crate::gguf::GgufError),
     #[error("model {name:?} is not installed: {hint}")]

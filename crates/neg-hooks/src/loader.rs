@@ -577,11 +577,16 @@ mod tests {
             ModelSource::Gguf("/no/such/model.Q4_K_M.gguf".into())
         );
         assert_eq!(
-            ModelSource::parse("SmolLM2-135M-Instruct"),
+            ModelSource::parse("HuggingFaceTB/SmolLM2-135M-Instruct"),
             ModelSource::Hub {
-                id: "SmolLM2-135M-Instruct".into(),
+                id: "HuggingFaceTB/SmolLM2-135M-Instruct".into(),
                 revision: None
             }
+        );
+        // Packaged names match whatever their case.
+        assert_eq!(
+            ModelSource::parse("SmolLM2-135M-Instruct"),
+            ModelSource::Packaged(&PACKAGED_MODELS[0])
         );
         let packaged = ModelSource::parse("smollm2-135m-instruct");
         assert_eq!(packaged, ModelSource::Packaged(&PACKAGED_MODELS[0]));

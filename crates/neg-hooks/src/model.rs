@@ -175,6 +175,14 @@ impl HfModel {
                 prompt: prompt.into(),
             });
         }
+        // An id past the embedding table would make libtorch abort inside `embedding`.
+        if let Some(&token) = ids.iter().find(|&&t| t as usize >= self.vocab_size()) {
+            return Err(HooksError::TokenOutOfVocab {
+                prompt: prompt.into(),
+                token,
+                vocab: self.vocab_size(),
+            });
+        }
         if ids.len() > self.max_context() {
             return Err(HooksError::PromptTooLong {
                 prompt: prompt.into(),

@@ -429,3 +429,40 @@ fn bad_masked_inputs_are_errors_naming_the_thing() {
         Err(AdapterError::Unsupported { .. })
     ));
 }
+
+#[test]
+fn a_token_id_outside_the_vocabulary_is_a_typed_error_not_an_abort() {
+    // A tokenizer.json that does not belong to the model: an added token past the 512 rows of
+    // the embedding (`tokenizers` numbers it 512). libtorch's `embedding` would abort on it.
+    let dir = stories_copy();
+    let path = dir.path().join("tokenizer.json");
+    let mut tok: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    tok["added_tokens"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({
+            "id": 600, "content": "<zz>", "single_word": false, "lstrip": false,
+            "rstrip": false, "normalized": false, "special": true
+        }));
+    std::fs::write(&path, tok.to_string()).unwrap();
+    let model = common::load(dir.path());
+    assert!(model.encode("Once upon a time").is_ok());
+    let e = model.encode("Once upon a <zz> time").unwrap_err();
+    assert!(
+        matches!(
+            e,
+            HooksError::TokenOutOfVocab {
+                token: 512,
+                vocab: 512,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    let e = model.logits(&["Once upon a <zz> time"]).unwrap_err();
+    assert!(
+        e.to_string().contains("outside the model's vocabulary"),
+        "{e}"
+    );
+}

@@ -386,7 +386,10 @@ mod tests {
         assert_eq!(t[b' ' as usize], 'Ġ');
         assert_eq!(t[b'\n' as usize], 'Ċ');
         assert_eq!(t[b'a' as usize], 'a');
-        assert_eq!(byte_level_spelling("é"), "Ã©");
+        // Latin-1 letters are in the alphabet and stay; other characters are spelled byte by
+        // byte (U+2603 is E2 98 83: 'â' and two shifted control bytes).
+        assert_eq!(byte_level_spelling("é"), "é");
+        assert_eq!(byte_level_spelling("☃"), "âĺĥ");
         assert_eq!(byte_level_spelling("Ġhello"), "Ġhello");
     }
 
