@@ -220,6 +220,13 @@ pub fn run(args: &Args) -> Result<Report> {
             args.n
         );
     }
+    // Checked before any work (it used to fail only after the whole label study).
+    if (1..3).contains(&story_prompts(args.n_generations).len()) {
+        bail!(
+            "--n-generations must be 0 or at least 3, got {}",
+            args.n_generations
+        );
+    }
     let stat = match args.statistic {
         StatArg::Pearson => Statistic::Pearson,
         StatArg::Spearman => Statistic::Spearman,
