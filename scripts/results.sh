@@ -5,7 +5,8 @@
 #   scripts/results.sh [--quick] [--out DIR] [--only STEP[,STEP...]]
 #   (or: cargo xtask results [--quick] ...)
 #
-# Each step writes OUT/<step>/ and, last, OUT/<step>/.done; a rerun skips finished steps, so an
+# Each step writes OUT/<step>/ (its log to OUT/logs/<step>.txt) and, last, OUT/<step>/.done; a
+# rerun skips finished steps, so an
 # interrupted run resumes where it stopped (delete OUT/<step> to redo one). --quick runs every
 # step at CI scale (minutes, not hours): same code paths, tiny sizes, 2 seeds instead of 5.
 # NEG_RESULTS_NO_BUILD=1 uses the example binaries already in target/release/examples.
@@ -54,8 +55,10 @@ step() {
   if [ -f "$OUT/$name/.done" ]; then echo "results: $name done, skipped"; return; fi
   echo "results: $name"
   local t0=$SECONDS
-  rm -rf "$OUT/$name"; mkdir -p "$OUT/$name"
-  "$@" > "$OUT/$name/log.txt" 2>&1 || { echo "results: $name failed, see $OUT/$name/log.txt" >&2; tail -3 "$OUT/$name/log.txt" >&2; exit 1; }
+  rm -rf "$OUT/$name"; mkdir -p "$OUT/$name" "$OUT/logs"
+  # Logs live outside the step's directory: skill_probe replaces its --out as a unit.
+  local log="$OUT/logs/$name.txt"
+  "$@" > "$log" 2>&1 || { echo "results: $name failed, see $log" >&2; tail -3 "$log" >&2; exit 1; }
   echo $((SECONDS - t0)) > "$OUT/$name/.done"
 }
 

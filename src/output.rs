@@ -3,7 +3,7 @@
 //! metadata of one safetensors result file.
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use ndarray::{ArrayBase, Data, Dimension};
@@ -39,6 +39,127 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+/// A run's output directory, written as a unit and by one run at a time.
+///
+/// [`RunOutput::begin`] takes an exclusive lock on `<out>.lock` beside the directory (a second
+/// run on the same `--out` fails at once, naming the holder's pid), removes staging directories
+/// left by dead processes, and opens a fresh staging directory `<out>.staging-<pid>`. Files go
+/// there ([`RunOutput::path`]); [`RunOutput::commit`] then replaces `out` by the staging
+/// directory with renames, so `out` holds either the earlier run's files or this run's, never a
+/// mix (a rerun on fewer tasks leaves no stale file behind). Dropped without a commit (an error,
+/// a panic), the staging directory is removed and `out` is untouched.
+pub struct RunOutput {
+    out: PathBuf,
+    staging: PathBuf,
+    committed: bool,
+    // Held (and so locked) until the run ends; the OS releases it if the process dies.
+    _lock: std::fs::File,
+}
+
+fn sibling(out: &Path, suffix: &str) -> Result<PathBuf> {
+    let name = out
+        .file_name()
+        .with_context(|| format!("--out {} has no directory name", out.display()))?;
+    Ok(out.with_file_name(format!("{}{suffix}", name.to_string_lossy())))
+}
+
+fn process_alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+impl RunOutput {
+    /// Locks `out` for this run and opens its staging directory.
+    pub fn begin(out: &Path) -> Result<Self> {
+        let parent = out
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
+        let lock_path = sibling(out, ".lock")?;
+        let mut lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&lock_path)
+            .with_context(|| format!("cannot open lock file {}", lock_path.display()))?;
+        if lock.try_lock().is_err() {
+            let holder = std::fs::read_to_string(&lock_path).unwrap_or_default();
+            anyhow::bail!(
+                "--out {} is in use by another run (pid {}); wait for it or choose another --out",
+                out.display(),
+                holder.trim()
+            );
+        }
+        lock.set_len(0).ok();
+        write!(lock, "{}", std::process::id()).ok();
+        // Staging directories of processes that died (kill -9) are removed.
+        let prefix = format!(
+            "{}.staging-",
+            out.file_name().unwrap_or_default().to_string_lossy()
+        );
+        if let Ok(entries) = std::fs::read_dir(parent) {
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if let Some(pid) = name
+                    .strip_prefix(&prefix)
+                    .and_then(|p| p.parse::<u32>().ok())
+                {
+                    if pid == std::process::id() || !process_alive(pid) {
+                        let _ = std::fs::remove_dir_all(e.path());
+                    }
+                }
+            }
+        }
+        let staging = sibling(out, &format!(".staging-{}", std::process::id()))?;
+        std::fs::create_dir_all(&staging)
+            .with_context(|| format!("cannot create {}", staging.display()))?;
+        Ok(RunOutput {
+            out: out.to_path_buf(),
+            staging,
+            committed: false,
+            _lock: lock,
+        })
+    }
+
+    /// Where the file `rel` (relative to `--out`) is written during the run.
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.staging.join(rel)
+    }
+
+    /// Moves this run's files into place: the earlier `out` (if any) is renamed aside, the
+    /// staging directory renamed to `out`, and the earlier files removed.
+    pub fn commit(mut self) -> Result<()> {
+        let old = sibling(&self.out, &format!(".old-{}", std::process::id()))?;
+        let had_old = self.out.exists();
+        if had_old {
+            std::fs::rename(&self.out, &old)
+                .with_context(|| format!("cannot move the earlier {} aside", self.out.display()))?;
+        }
+        if let Err(e) = std::fs::rename(&self.staging, &self.out) {
+            if had_old {
+                let _ = std::fs::rename(&old, &self.out);
+            }
+            return Err(e)
+                .with_context(|| format!("cannot move results into {}", self.out.display()));
+        }
+        self.committed = true;
+        if had_old {
+            let _ = std::fs::remove_dir_all(&old);
+        }
+        Ok(())
+    }
+}
+
+impl Drop for RunOutput {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = std::fs::remove_dir_all(&self.staging);
+        }
+    }
 }
 
 /// Serialises `value` as pretty JSON and writes it atomically.

@@ -1103,9 +1103,10 @@ pub struct SkillProbeReport {
 /// Everything `skill_probe` writes, relative to `--out`.
 pub const SKILL_PROBE_FILES: [&str; 2] = ["results.json", "accuracy_vs_neurons.svg"];
 
-/// The `skill_probe` job: checks every input first (tasks, model, data, `--out`), computes
-/// features and evaluates every method per task, then writes `results.json`,
-/// `features/<task>.safetensors` and `accuracy_vs_neurons.svg` under `out`, atomically.
+/// The `skill_probe` job: checks every input first (tasks, model, data, `--out`), locks `--out`
+/// ([`crate::output::RunOutput`]), computes features and evaluates every method per task, then
+/// writes `results.json`, `features/<task>.{safetensors,rows.jsonl}` and
+/// `accuracy_vs_neurons.svg` and moves them into `out` as a unit.
 pub fn run_skill_probe(cfg: &SkillProbeConfig) -> Result<SkillProbeReport> {
     let start = Instant::now();
     if cfg.tasks.is_empty() {
@@ -1133,6 +1134,8 @@ pub fn run_skill_probe(cfg: &SkillProbeConfig) -> Result<SkillProbeReport> {
         }
         loaded.push(task);
     }
+    // One run per `--out` at a time; locked before the long part, released when the run ends.
+    let output = crate::output::RunOutput::begin(&cfg.out)?;
     let model = load_model_as(&sources.model, &cfg.device, &cfg.dtype, cfg.batch * 8)?;
     let fits = |prompt: &str| model.encode(prompt).is_ok();
     let provenance = |context: &str| -> Vec<(&'static str, String)> {
@@ -1157,7 +1160,7 @@ pub fn run_skill_probe(cfg: &SkillProbeConfig) -> Result<SkillProbeReport> {
         ]
     };
     let mut rows = Vec::new();
-    let mut files: Vec<(PathBuf, Vec<u8>)> = Vec::new();
+    let mut files: Vec<(String, Vec<u8>)> = Vec::new();
     let mut panels = Vec::new();
     for task in &loaded {
         let context = PromptContext {
@@ -1189,12 +1192,11 @@ pub fn run_skill_probe(cfg: &SkillProbeConfig) -> Result<SkillProbeReport> {
         panels.push(curve_panel(task.spec.name, &only_evals));
         let features_file = format!("features/{}.safetensors", task.spec.name);
         files.push((
-            cfg.out.join(&features_file),
+            features_file.clone(),
             features_safetensors_with(&features, &provenance(&set.context))?,
         ));
         files.push((
-            cfg.out
-                .join(format!("features/{}.rows.jsonl", task.spec.name)),
+            format!("features/{}.rows.jsonl", task.spec.name),
             feature_rows_jsonl(&features)?,
         ));
         let count = |s: Split| features.splits.iter().filter(|&&x| x == s).count();
@@ -1244,12 +1246,14 @@ pub fn run_skill_probe(cfg: &SkillProbeConfig) -> Result<SkillProbeReport> {
         warnings,
         seconds: start.elapsed().as_secs_f64(),
     };
-    // Everything is computed: now write, each file atomically.
-    for (path, bytes) in &files {
-        crate::output::write_atomic(path, bytes)?;
+    // Everything is computed: write the run's files into a staging directory, then move them
+    // into `--out` as a unit (the earlier run's files stay intact if anything fails).
+    for (rel, bytes) in &files {
+        crate::output::write_atomic(&output.path(rel), bytes)?;
     }
-    crate::plot::write_svg(&cfg.out.join(SKILL_PROBE_FILES[1]), &svg)?;
-    crate::output::write_json(&cfg.out.join(SKILL_PROBE_FILES[0]), &report)?;
+    crate::plot::write_svg(&output.path(SKILL_PROBE_FILES[1]), &svg)?;
+    crate::output::write_json(&output.path(SKILL_PROBE_FILES[0]), &report)?;
+    output.commit()?;
     Ok(report)
 }
 

@@ -607,3 +607,59 @@ fn compiled_examples_run_and_fail_cleanly() {
         }
     }
 }
+
+/// `--out` is written as a unit by one run at a time: a run while another holds it fails at
+/// once naming the holder; a failing run leaves the earlier results intact; a rerun on fewer
+/// tasks leaves none of the earlier run's files behind; no staging directory remains.
+#[test]
+fn skill_probe_out_is_exclusive_and_replaced_as_a_unit() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("sp");
+    let sizes = [
+        "--train-size",
+        "12",
+        "--valid-size",
+        "6",
+        "--test-size",
+        "6",
+    ];
+    let with = |tasks: &str| {
+        let mut a = vec!["--tasks", tasks];
+        a.extend_from_slice(&sizes);
+        skill_args(&a, &out)
+    };
+    skill_probe::run(&with("myriadlama,clang8")).unwrap();
+    let first = std::fs::read(out.join("results.json")).unwrap();
+    assert!(out.join("features/clang8.safetensors").is_file());
+
+    // Another run holds --out: this one fails at once and names it.
+    {
+        let _held = neg_rs::output::RunOutput::begin(&out).unwrap();
+        let e = skill_probe::run(&with("myriadlama"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("in use by another run (pid"), "{e}");
+    }
+    // A run failing after the lock (fever's answers are not single tokens for stories260k)
+    // leaves the earlier results as they were.
+    assert!(skill_probe::run(&with("fever")).is_err());
+    assert_eq!(std::fs::read(out.join("results.json")).unwrap(), first);
+    assert!(out.join("features/clang8.safetensors").is_file());
+
+    // A rerun on fewer tasks: only its own files.
+    skill_probe::run(&with("myriadlama")).unwrap();
+    let features: Vec<String> = std::fs::read_dir(out.join("features"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        features.iter().all(|f| f.starts_with("myriadlama")),
+        "{features:?}"
+    );
+    let leftovers: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("staging") || n.contains(".old-"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
