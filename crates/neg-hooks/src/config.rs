@@ -228,7 +228,7 @@ impl LlamaConfig {
             }
         }
         let num_kv_heads = raw.num_key_value_heads.unwrap_or(raw.num_attention_heads);
-        if num_kv_heads == 0 || raw.num_attention_heads % num_kv_heads != 0 {
+        if num_kv_heads == 0 || !raw.num_attention_heads.is_multiple_of(num_kv_heads) {
             return Err(field_err(
                 path,
                 "num_key_value_heads",
@@ -242,7 +242,7 @@ impl LlamaConfig {
             Some(d) if d > 0 => d,
             Some(_) => return Err(field_err(path, "head_dim", "must be positive")),
             None => {
-                if raw.hidden_size % raw.num_attention_heads != 0 {
+                if !raw.hidden_size.is_multiple_of(raw.num_attention_heads) {
                     return Err(field_err(
                         path,
                         "hidden_size",
@@ -393,7 +393,7 @@ impl BertConfig {
                 ("vocab_size", raw.vocab_size),
             ],
         )?;
-        if raw.hidden_size % raw.num_attention_heads != 0 {
+        if !raw.hidden_size.is_multiple_of(raw.num_attention_heads) {
             return Err(field_err(
                 path,
                 "hidden_size",

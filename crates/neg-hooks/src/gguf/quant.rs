@@ -153,7 +153,7 @@ fn h(b: &[u8], at: usize) -> f32 {
 /// Dequantizes whole blocks of `ty` (`bytes.len()` a multiple of the block size) to f32.
 pub fn dequantize(ty: GgmlType, bytes: &[u8]) -> Result<Vec<f32>, String> {
     let bb = ty.block_bytes() as usize;
-    if bytes.len() % bb != 0 {
+    if !bytes.len().is_multiple_of(bb) {
         return Err(format!(
             "{} bytes is not a whole number of {}-byte {} blocks",
             bytes.len(),
