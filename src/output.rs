@@ -209,6 +209,39 @@ impl Element for u8 {
     }
 }
 
+/// `bytes` (a safetensors file) with its JSON header's keys in sorted order, so identical
+/// contents give identical bytes. Why: `safetensors::serialize` takes the metadata as a
+/// `HashMap` and writes it in that map's (random) iteration order. The rewritten header has the
+/// same length (same keys and values, compact JSON), so the tensor offsets are unchanged.
+fn canonical_header(mut bytes: Vec<u8>) -> Result<Vec<u8>> {
+    use std::collections::BTreeMap;
+    let n =
+        u64::from_le_bytes(bytes[..8].try_into().context("safetensors header length")?) as usize;
+    let header = &bytes[8..8 + n];
+    let text = std::str::from_utf8(header).context("safetensors header is not UTF-8")?;
+    let trimmed = text.trim_end();
+    let parsed: BTreeMap<String, serde_json::Value> =
+        serde_json::from_str(trimmed).context("safetensors header is not a JSON object")?;
+    let sorted: BTreeMap<String, serde_json::Value> = parsed
+        .into_iter()
+        .map(|(k, v)| match v {
+            serde_json::Value::Object(m) if k == "__metadata__" => {
+                let inner: BTreeMap<String, serde_json::Value> = m.into_iter().collect();
+                (k, serde_json::to_value(inner).unwrap_or_default())
+            }
+            other => (k, other),
+        })
+        .collect();
+    let mut canonical = serde_json::to_string(&sorted)?.into_bytes();
+    if canonical.len() > n {
+        anyhow::bail!("canonical safetensors header is longer than the original");
+    }
+    // Keep the original (8-byte aligned) length: pad with spaces as safetensors does.
+    canonical.resize(n, b' ');
+    bytes[8..8 + n].copy_from_slice(&canonical);
+    Ok(bytes)
+}
+
 /// Tensors (row-major, little-endian) and string metadata collected for one safetensors file.
 #[derive(Debug, Default)]
 pub struct TensorFile {
@@ -255,8 +288,9 @@ impl TensorFile {
                     .with_context(|| format!("tensor {name}"))
             })
             .collect::<Result<Vec<_>>>()?;
-        safetensors::serialize(views, Some(self.metadata.clone()))
-            .context("cannot serialise tensors as safetensors")
+        let bytes = safetensors::serialize(views, Some(self.metadata.clone()))
+            .context("cannot serialise tensors as safetensors")?;
+        canonical_header(bytes)
     }
 
     /// Serialises the file and writes it to `path` atomically.
@@ -268,6 +302,33 @@ impl TensorFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn identical_contents_give_identical_bytes() {
+        let make = || {
+            let mut t = TensorFile::default();
+            t.add("b", &ndarray::arr1(&[1.0f32, 2.0]));
+            t.add("a", &ndarray::arr2(&[[1u8, 2], [3, 4]]));
+            for k in [
+                "model", "dtype", "task", "seed", "shapes", "zeta", "alpha", "answers",
+            ] {
+                t.meta(k, format!("value of {k}"));
+            }
+            t.to_bytes().unwrap()
+        };
+        let first = make();
+        for _ in 0..20 {
+            assert_eq!(make(), first, "HashMap order must not reach the bytes");
+        }
+        // Still a valid file with the same contents.
+        let st = safetensors::SafeTensors::deserialize(&first).unwrap();
+        assert_eq!(st.tensor("a").unwrap().shape(), &[2, 2]);
+        let (_, meta) = safetensors::SafeTensors::read_metadata(&first).unwrap();
+        assert_eq!(meta.metadata().as_ref().unwrap()["zeta"], "value of zeta");
+        let n = u64::from_le_bytes(first[..8].try_into().unwrap()) as usize;
+        let header = std::str::from_utf8(&first[8..8 + n]).unwrap();
+        assert!(header.find("\"alpha\"").unwrap() < header.find("\"zeta\"").unwrap());
+    }
 
     #[test]
     fn atomic_write_replaces_and_leaves_no_temp_file() {
