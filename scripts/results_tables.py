@@ -276,6 +276,47 @@ def studies(out):
         )
 
 
+def lens_and_aux(out):
+    nl = load(os.path.join(out, "neuronlens", "neuronlens.json"))
+    print("### NeuronLens\n")
+    if nl is None:
+        print("_not run (`neuronlens`)_\n")
+    else:
+        print(
+            f"Task `{nl['task']}`, {nl['site']} units of layers {nl['layers']}, tau {nl['tau']}, "
+            f"top {nl['fraction']:.0%} salient units per class; fitted on {nl['n_fit_rendered']} "
+            f"prompts ({nl['n_fit_correct']} answered correctly, fit on {nl['fit_used']}), "
+            f"evaluated on {nl['n_eval']}. Masking the class's ranges (or whole units) and its "
+            f"effect on the class's accuracy and on the other classes':\n"
+        )
+        print("| class | target drop, range | target drop, unit | others kept, range | others kept, unit |")
+        print("|---|---|---|---|---|")
+        f3 = lambda v: "n/a" if v is None else f"{v:.3f}"
+        for c in nl["classes"]:
+            print(
+                f"| {c['option']} | {f3(c.get('range_target_drop'))} | {f3(c.get('neuron_target_drop'))} | "
+                f"{f3(c.get('range_complement_retained'))} | {f3(c.get('neuron_complement_retained'))} |"
+            )
+        o = nl["overlap"]
+        print(f"\nRange overlap between classes per unit: mean {f3(o.get('mean'))}, median {f3(o.get('median'))}.\n")
+    ax = load(os.path.join(out, "aux-metrics", "aux_metrics.json"))
+    print("### Auxiliary metrics\n")
+    if ax is None:
+        print("_not run (`aux-metrics`)_\n")
+        return
+    print(
+        f"Task `{ax['task']}`, {ax['n_prompts']} prompts (model accuracy {ax['accuracy']:.3f}); "
+        f"{ax['permutations']} permutations per p-value, Benjamini-Hochberg at {ax['alpha']}.\n"
+    )
+    print("| metric | neurons significant (Pearson / Spearman) | strongest |r| |")
+    print("|---|---|---|")
+    for m in ax["multiple_choice"] + ax["generation"]:
+        top = m.get("top") or []
+        best = f"{abs(top[0]['pearson']):.3f} (L{top[0]['layer']} N{top[0]['neuron']})" if top else m.get("skipped", "")
+        print(f"| {m['metric']} | {m['significant_pearson']} / {m['significant_spearman']} | {best} |")
+    print()
+
+
 def scalars(x, prefix="", depth=0, out=None):
     """Flattened numeric leaves of a JSON value (lists of numbers summarised by length)."""
     out = [] if out is None else out
@@ -322,8 +363,7 @@ def main(out):
     multi_neuron(out)
     print("## Skill-neuron studies, NeuronLens, auxiliary metrics\n")
     studies(out)
-    generic(out, "neuronlens", "NeuronLens", ["results.json", "neuronlens.json"])
-    generic(out, "aux-metrics", "Auxiliary metrics", ["results.json", "aux_metrics.json"])
+    lens_and_aux(out)
 
 
 if __name__ == "__main__":
