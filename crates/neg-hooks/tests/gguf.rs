@@ -47,19 +47,7 @@ fn smollm2_by_name_completes_the_capital_of_france() {
 }
 
 fn run_script(script: &str, args: &[&str]) -> String {
-    let out = std::process::Command::new(common::python())
-        .arg(common::parity_script(script))
-        .args(args)
-        .env("HF_HUB_OFFLINE", "1")
-        .env("TRANSFORMERS_VERBOSITY", "error")
-        .output()
-        .expect("cannot start the venv's python");
-    assert!(
-        out.status.success(),
-        "{script} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    common::run_python(script, args)
 }
 
 fn read_expected(path: &Path) -> Vec<(String, Vec<f32>, Vec<i64>)> {

@@ -41,8 +41,9 @@ pub fn parity_script(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// Runs a parity script with arguments; fails the test with its stderr on error.
-pub fn run_python(script: &str, args: &[&Path]) {
+/// Runs a parity script with arguments; fails the test with its stderr on error; returns its
+/// standard output.
+pub fn run_python<S: AsRef<std::ffi::OsStr>>(script: &str, args: &[S]) -> String {
     let out = Command::new(python())
         .arg(parity_script(script))
         .args(args)
@@ -55,6 +56,7 @@ pub fn run_python(script: &str, args: &[&Path]) {
         "{script} failed:\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 pub fn load(dir: &Path) -> HfModel {
