@@ -45,44 +45,39 @@ impl HfModel {
     pub fn load(source: &ModelSource, opts: &LoadOptions) -> Result<Self> {
         let device = opts.device.device()?;
         let kind = opts.dtype.kind();
-        let (config, tokenizer, mut ws, tokenizer_path, gguf_eos, gguf) =
-            match loader::resolve(source)? {
-                Resolved::Safetensors(files) => (
-                    ModelConfig::from_file(&files.config)?,
-                    tokenize::load(&files.tokenizer)?,
-                    Weights::load(&files.weights, kind, device)?,
-                    files.tokenizer,
-                    Vec::new(),
-                    false,
-                ),
-                Resolved::Gguf(path) => {
-                    let ck = crate::gguf::load(&path, kind, device)?;
-                    let location = path.display().to_string();
-                    (
-                        ck.config,
-                        ck.tokenizer,
-                        Weights::from_map(ck.tensors, location, kind, device),
-                        path,
-                        ck.eos,
-                        true,
-                    )
-                }
-            };
+        // `gguf_file`: errors about the weights are restated in the GGUF file's terms.
+        let (config, tokenizer, mut ws, tokenizer_path, gguf_file) = match loader::resolve(source)?
+        {
+            Resolved::Safetensors(files) => (
+                ModelConfig::from_file(&files.config)?,
+                tokenize::load(&files.tokenizer)?,
+                Weights::load(&files.weights, kind, device)?,
+                files.tokenizer,
+                None,
+            ),
+            Resolved::Gguf(path) => {
+                let ck = crate::gguf::load(&path)?;
+                let location = path.display().to_string();
+                (
+                    ck.config,
+                    ck.tokenizer,
+                    Weights::from_map(ck.tensors, location, kind, device),
+                    path.clone(),
+                    Some(path),
+                )
+            }
+        };
         let (arch, mask_id, eos) = match &config {
             ModelConfig::Llama(c) => {
                 let mut eos = c.eos_token_ids.clone();
-                if eos.is_empty() {
-                    eos.extend(gguf_eos.iter().copied());
-                }
                 if eos.is_empty() {
                     eos.extend(tokenizer.token_to_id("</s>"));
                 }
                 (
                     Arch::Llama(Llama::load(c.clone(), &mut ws, kind, device).map_err(|e| {
-                        if gguf {
-                            crate::gguf::in_file_terms(&tokenizer_path, e)
-                        } else {
-                            e
+                        match &gguf_file {
+                            Some(file) => crate::gguf::in_file_terms(file, e),
+                            None => e,
                         }
                     })?),
                     None,

@@ -398,12 +398,11 @@ impl GgufFile {
         Ok((values, info.torch_shape()))
     }
 
-    /// A metadata value that must be present.
-    pub fn require(&self, key: &str) -> Result<&MetaValue, GgufError> {
-        self.metadata.get(key).ok_or_else(|| GgufError::MissingKey {
+    fn missing(&self, key: &str) -> GgufError {
+        GgufError::MissingKey {
             path: self.path.clone(),
             key: key.to_string(),
-        })
+        }
     }
 
     fn wrong_type(&self, key: &str, v: &MetaValue, want: &str) -> GgufError {
@@ -414,58 +413,45 @@ impl GgufFile {
         }
     }
 
+    /// The value of `key` converted by `conv` (`want` names the type in errors): `None` when
+    /// absent, an error when present with another type.
+    fn typed<'a, T>(
+        &'a self,
+        key: &str,
+        want: &str,
+        conv: impl Fn(&'a MetaValue) -> Option<T>,
+    ) -> Result<Option<T>, GgufError> {
+        self.metadata
+            .get(key)
+            .map(|v| conv(v).ok_or_else(|| self.wrong_type(key, v, want)))
+            .transpose()
+    }
+
     /// A required unsigned integer.
     pub fn u64(&self, key: &str) -> Result<u64, GgufError> {
-        let v = self.require(key)?;
-        v.as_u64()
-            .ok_or_else(|| self.wrong_type(key, v, "a non-negative integer"))
+        self.u64_opt(key)?.ok_or_else(|| self.missing(key))
     }
 
     /// An optional unsigned integer (present with the wrong type is an error).
     pub fn u64_opt(&self, key: &str) -> Result<Option<u64>, GgufError> {
-        match self.metadata.get(key) {
-            None => Ok(None),
-            Some(v) => v
-                .as_u64()
-                .map(Some)
-                .ok_or_else(|| self.wrong_type(key, v, "a non-negative integer")),
-        }
+        self.typed(key, "a non-negative integer", MetaValue::as_u64)
     }
 
     pub fn f64_opt(&self, key: &str) -> Result<Option<f64>, GgufError> {
-        match self.metadata.get(key) {
-            None => Ok(None),
-            Some(v) => v
-                .as_f64()
-                .map(Some)
-                .ok_or_else(|| self.wrong_type(key, v, "a number")),
-        }
+        self.typed(key, "a number", MetaValue::as_f64)
     }
 
     pub fn bool_opt(&self, key: &str) -> Result<Option<bool>, GgufError> {
-        match self.metadata.get(key) {
-            None => Ok(None),
-            Some(v) => v
-                .as_bool()
-                .map(Some)
-                .ok_or_else(|| self.wrong_type(key, v, "a bool")),
-        }
+        self.typed(key, "a bool", MetaValue::as_bool)
     }
 
+    /// A required string.
     pub fn str(&self, key: &str) -> Result<&str, GgufError> {
-        let v = self.require(key)?;
-        v.as_str()
-            .ok_or_else(|| self.wrong_type(key, v, "a string"))
+        self.str_opt(key)?.ok_or_else(|| self.missing(key))
     }
 
     pub fn str_opt(&self, key: &str) -> Result<Option<&str>, GgufError> {
-        match self.metadata.get(key) {
-            None => Ok(None),
-            Some(v) => v
-                .as_str()
-                .map(Some)
-                .ok_or_else(|| self.wrong_type(key, v, "a string")),
-        }
+        self.typed(key, "a string", MetaValue::as_str)
     }
 
     /// An optional array whose items all convert with `item`.
@@ -475,21 +461,13 @@ impl GgufFile {
         want: &str,
         item: impl Fn(&MetaValue) -> Option<T>,
     ) -> Result<Option<Vec<T>>, GgufError> {
-        let Some(v) = self.metadata.get(key) else {
+        let Some(arr) = self.typed(key, &format!("an array of {want}"), MetaValue::as_array)?
+        else {
             return Ok(None);
         };
-        let arr = v
-            .as_array()
-            .ok_or_else(|| self.wrong_type(key, v, &format!("an array of {want}")))?;
         arr.iter()
             .enumerate()
-            .map(|(i, x)| {
-                item(x).ok_or_else(|| GgufError::Format {
-                    path: self.path.clone(),
-                    field: format!("{key}[{i}]"),
-                    reason: format!("expected {want}, found a {} value", x.type_name()),
-                })
-            })
+            .map(|(i, x)| item(x).ok_or_else(|| self.wrong_type(&format!("{key}[{i}]"), x, want)))
             .collect::<Result<Vec<T>, _>>()
             .map(Some)
     }

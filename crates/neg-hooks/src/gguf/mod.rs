@@ -24,7 +24,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use serde_json::json;
-use tch::{Device, Kind, Tensor};
+use tch::Tensor;
 
 pub use file::{GgufFile, MetaValue, TensorInfo};
 pub use quant::{dequantize, GgmlType};
@@ -66,22 +66,22 @@ pub enum GgufError {
     },
 }
 
-/// What a GGUF file holds, ready for [`crate::HfModel`].
+/// What a GGUF file holds, ready for [`crate::HfModel`]. The EOS id is in the config
+/// (`eos_token_id`), `add_bos_token`/`add_eos_token` in the tokenizer.
 pub(crate) struct Checkpoint {
     pub config: ModelConfig,
     pub tokenizer: tokenizers::Tokenizer,
+    /// f32 tensors under Hugging Face names; `loader::Weights` converts them to the model's
+    /// dtype and device as it does for safetensors checkpoints.
     pub tensors: HashMap<String, Tensor>,
-    /// `tokenizer.ggml.add_bos_token` etc. are folded into the tokenizer; generation stops at
-    /// these.
-    pub eos: Vec<u32>,
 }
 
 /// Architectures whose tensors map onto [`crate::llama`]; `permutes_qk` says whether
 /// llama.cpp's converter permuted the q/k rows (it does for `llama` only).
 const ARCHITECTURES: &[(&str, &str, bool)] = &[("llama", "llama", true), ("qwen2", "qwen2", false)];
 
-/// Reads `path` into a config, tokenizer and Hugging Face-named tensors of `kind` on `device`.
-pub(crate) fn load(path: &Path, kind: Kind, device: Device) -> Result<Checkpoint, GgufError> {
+/// Reads `path` into a config, tokenizer and Hugging Face-named f32 tensors.
+pub(crate) fn load(path: &Path) -> Result<Checkpoint, GgufError> {
     let file = GgufFile::open(path)?;
     let arch = file.str("general.architecture")?;
     let &(_, model_type, permutes_qk) = ARCHITECTURES
@@ -129,16 +129,12 @@ pub(crate) fn load(path: &Path, kind: Kind, device: Device) -> Result<Checkpoint
                 })?;
             }
         }
-        tensors.insert(hf, t.to_kind(kind).to_device(device));
+        tensors.insert(hf, t);
     }
     Ok(Checkpoint {
         config,
         tokenizer,
         tensors,
-        eos: file
-            .u64_opt("tokenizer.ggml.eos_token_id")?
-            .map(|e| vec![e as u32])
-            .unwrap_or_default(),
     })
 }
 
@@ -338,7 +334,8 @@ mod tests {
     fn unpermute_inverts_llama_cpp_permute() {
         // llama.cpp: w.reshape(h, 2, d/2, in).swapaxes(1, 2).reshape(w.shape)
         let (heads, rows, cols) = (3i64, 12i64, 2i64);
-        let w = Tensor::arange(rows * cols, (Kind::Float, Device::Cpu)).reshape([rows, cols]);
+        let w =
+            Tensor::arange(rows * cols, (tch::Kind::Float, tch::Device::Cpu)).reshape([rows, cols]);
         let permuted = w
             .reshape([heads, 2, rows / heads / 2, cols])
             .transpose(1, 2)

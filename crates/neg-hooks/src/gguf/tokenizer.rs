@@ -121,7 +121,11 @@ pub fn tokenizer_json(file: &GgufFile) -> Result<Value, GgufError> {
                         .collect::<Vec<_>>()
                         .join(", "),
                 })?;
-            let spelled: Vec<String> = tokens.iter().map(|t| byte_level_spelling(t)).collect();
+            let table = byte_to_char();
+            let spelled: Vec<String> = tokens
+                .iter()
+                .map(|t| byte_level_spelling(t, &table))
+                .collect();
             let merges = merges.ok_or_else(|| GgufError::MissingKey {
                 path: path.to_path_buf(),
                 key: "tokenizer.ggml.merges".into(),
@@ -346,15 +350,20 @@ fn merges_from_scores(tokens: &[String], scores: &[f64]) -> Vec<(String, String)
         .collect()
 }
 
-/// GPT-2's byte-to-character table: printable Latin-1 bytes stand for themselves, the rest are
-/// shifted to U+0100 upwards.
+/// Bytes GPT-2's alphabet spells as themselves (printable Latin-1).
+fn printable(b: u32) -> bool {
+    matches!(b, 33..=126 | 161..=172 | 174..=255)
+}
+
+/// The other 68 bytes are shifted to U+0100 upwards, in byte order.
+const SHIFTED: u32 = 68;
+
+/// GPT-2's byte-to-character table.
 fn byte_to_char() -> [char; 256] {
     let mut table = ['\0'; 256];
     let mut next = 256u32;
     for b in 0..256u32 {
-        let printable =
-            (33..=126).contains(&b) || (161..=172).contains(&b) || (174..=255).contains(&b);
-        table[b as usize] = if printable {
+        table[b as usize] = if printable(b) {
             char::from_u32(b).unwrap()
         } else {
             next += 1;
@@ -366,9 +375,8 @@ fn byte_to_char() -> [char; 256] {
 
 /// A byte-level token as the vocabulary spells it: unchanged when every character is in the
 /// byte alphabet, otherwise its UTF-8 bytes spelled in that alphabet (as transformers does).
-fn byte_level_spelling(token: &str) -> String {
-    let table = byte_to_char();
-    let in_alphabet = |c: char| table.contains(&c);
+fn byte_level_spelling(token: &str, table: &[char; 256]) -> String {
+    let in_alphabet = |c: char| printable(c as u32) || (256..256 + SHIFTED).contains(&(c as u32));
     if token.chars().all(in_alphabet) {
         token.to_string()
     } else {
@@ -388,9 +396,12 @@ mod tests {
         assert_eq!(t[b'a' as usize], 'a');
         // Latin-1 letters are in the alphabet and stay; other characters are spelled byte by
         // byte (U+2603 is E2 98 83: 'â' and two shifted control bytes).
-        assert_eq!(byte_level_spelling("é"), "é");
-        assert_eq!(byte_level_spelling("☃"), "âĺĥ");
-        assert_eq!(byte_level_spelling("Ġhello"), "Ġhello");
+        assert_eq!(byte_level_spelling("é", &t), "é");
+        assert_eq!(byte_level_spelling("☃", &t), "âĺĥ");
+        assert_eq!(byte_level_spelling("Ġhello", &t), "Ġhello");
+        // The alphabet is exactly the table's characters.
+        let last = t.iter().map(|&c| c as u32).max().unwrap();
+        assert_eq!(last, 256 + SHIFTED - 1);
     }
 
     #[test]
