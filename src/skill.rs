@@ -136,8 +136,7 @@ pub fn resolve_sources(model: Option<&str>, data: Option<&str>) -> Result<Source
             }
         },
     };
-    let is_file = Path::new(&model).is_file();
-    if looks_like_path(&model) && !Path::new(&model).is_dir() && !is_file {
+    if looks_like_path(&model) && !Path::new(&model).exists() {
         bail!("model directory {model} does not exist");
     }
     let hub = |repo: &str| {
@@ -296,23 +295,23 @@ pub fn load_task(
 ) -> Result<LoadedTask> {
     let spec = TaskRegistry::builtin().get(task)?;
     let published = Dataset::load(data, spec)?;
-    let dataset = match splits {
-        SplitMode::LeakFree => mceval::resplit(&published, seed)
-            .with_context(|| format!("cannot re-split task {}", spec.name))?,
-        SplitMode::Published => published.clone(),
-    };
-    let origins = match splits {
+    let (dataset, origins) = match splits {
         SplitMode::Published => {
             let mut o: [Vec<(McSplit, usize)>; 3] = Default::default();
             for (slot, split) in o.iter_mut().zip(McSplit::ALL) {
-                let n = dataset.split(split).map_or(0, <[_]>::len);
+                let n = published.split(split).map_or(0, <[_]>::len);
                 *slot = (0..n).map(|i| (split, i)).collect();
             }
-            o
+            (published, o)
         }
-        SplitMode::LeakFree => origins_in(&published, &dataset).with_context(|| {
-            format!("task {}: tracing records to the published files", spec.name)
-        })?,
+        SplitMode::LeakFree => {
+            let dataset = mceval::resplit(&published, seed)
+                .with_context(|| format!("cannot re-split task {}", spec.name))?;
+            let origins = origins_in(&published, &dataset).with_context(|| {
+                format!("task {}: tracing records to the published files", spec.name)
+            })?;
+            (dataset, origins)
+        }
     };
     Ok(LoadedTask {
         spec,
@@ -351,6 +350,16 @@ pub fn leak_warning(task: &LoadedTask) -> Option<String> {
             parts.join(", ")
         )
     })
+}
+
+/// On published splits, prints `task`'s [`leak_warning`] and returns it (for the report).
+pub fn warn_if_leaking(task: &LoadedTask, splits: SplitMode) -> Option<String> {
+    if splits != SplitMode::Published {
+        return None;
+    }
+    let w = leak_warning(task)?;
+    eprintln!("warning: {w}");
+    Some(w)
 }
 
 /// How to render one context of a task.
@@ -741,12 +750,23 @@ pub fn evaluate_methods(
     seed: u64,
     trees: usize,
 ) -> Result<Vec<Evaluation>> {
-    Ok(
-        evaluate_methods_with_neurons(data, methods, seed, trees, 0)?
-            .into_iter()
-            .map(|o| o.evaluation)
-            .collect(),
-    )
+    methods
+        .iter()
+        .map(|m| evaluate_method(data, m, seed, trees).map(|(_, e)| e))
+        .collect()
+}
+
+/// A fresh probe of `method`, fitted and evaluated on `data`; the probe is left at the
+/// neuron count chosen on valid.
+fn evaluate_method(
+    data: &ProbeData,
+    method: &str,
+    seed: u64,
+    trees: usize,
+) -> Result<(Box<dyn Probe>, Evaluation)> {
+    let mut probe = make_probe(method, seed, trees)?;
+    let e = evaluate(probe.as_mut(), data, None).with_context(|| format!("probe {method}"))?;
+    Ok((probe, e))
 }
 
 /// A skill neuron a probe selected: FF neuron `neuron` of layer `layer` (the input of that
@@ -798,7 +818,7 @@ pub struct MethodOutcome {
 /// [`evaluate_methods`], also returning each probe's selected neurons, best first: the first
 /// `selected_neurons` of its ranking (vote probes), or of its importance ranking (Tree), at
 /// most [`MAX_LISTED_NEURONS`]; none for the baselines. `ff_width` maps flat neuron indices to
-/// (layer, neuron); 0 lists none.
+/// (layer, neuron).
 pub fn evaluate_methods_with_neurons(
     data: &ProbeData,
     methods: &[&str],
@@ -809,8 +829,7 @@ pub fn evaluate_methods_with_neurons(
     methods
         .iter()
         .map(|m| {
-            let mut probe = make_probe(m, seed, trees)?;
-            let e = evaluate(probe.as_mut(), data, None).with_context(|| format!("probe {m}"))?;
+            let (probe, e) = evaluate_method(data, m, seed, trees)?;
             // The probe is left at the chosen count: its test predictions give the interval.
             let test = data.split_view(Split::Test);
             let gold = test.labels();
@@ -818,7 +837,7 @@ pub fn evaluate_methods_with_neurons(
             let correct: Vec<bool> = predicted.iter().zip(&gold).map(|(a, b)| a == b).collect();
             let test_ci95 = bootstrap_ci95(&correct, seed);
             let mut neurons = Vec::new();
-            if let (Some(ranked), true) = (probe.ranked_neurons(), ff_width > 0) {
+            if let Some(ranked) = probe.ranked_neurons() {
                 let k = e
                     .selected_neurons
                     .unwrap_or(MAX_LISTED_NEURONS)
@@ -1126,12 +1145,7 @@ pub fn run_skill_probe(cfg: &SkillProbeConfig) -> Result<SkillProbeReport> {
     let mut warnings = Vec::new();
     for t in &cfg.tasks {
         let task = load_task(&sources.data, t, cfg.splits, cfg.seed)?;
-        if cfg.splits == SplitMode::Published {
-            if let Some(w) = leak_warning(&task) {
-                eprintln!("warning: {w}");
-                warnings.push(w);
-            }
-        }
+        warnings.extend(warn_if_leaking(&task, cfg.splits));
         loaded.push(task);
     }
     // One run per `--out` at a time; locked before the long part, released when the run ends.
@@ -1188,7 +1202,7 @@ pub fn run_skill_probe(cfg: &SkillProbeConfig) -> Result<SkillProbeReport> {
         )
         .with_context(|| format!("task {}", task.spec.name))?;
         let probe_seconds = probe_start.elapsed().as_secs_f64();
-        let only_evals: Vec<Evaluation> = evals.iter().map(|o| o.evaluation.clone()).collect();
+        let only_evals: Vec<&Evaluation> = evals.iter().map(|o| &o.evaluation).collect();
         panels.push(curve_panel(task.spec.name, &only_evals));
         let features_file = format!("features/{}.safetensors", task.spec.name);
         files.push((
@@ -1259,7 +1273,7 @@ pub fn run_skill_probe(cfg: &SkillProbeConfig) -> Result<SkillProbeReport> {
 
 /// A panel of test accuracy vs log2(neuron count) for the vote probes, with the single-value
 /// methods (Tree, LM-Prob, Rand) as flat lines over the same range.
-pub fn curve_panel(title: &str, evals: &[Evaluation]) -> crate::plot::Panel {
+pub fn curve_panel(title: &str, evals: &[&Evaluation]) -> crate::plot::Panel {
     let max_k = evals
         .iter()
         .flat_map(|e| e.curve.iter().map(|c| c.k))
@@ -1530,11 +1544,7 @@ pub fn study_features(args: &StudyArgs, contexts: &ContextMaker) -> Result<Study
     let templates = template_set(&sources)?;
     let task = load_task(&sources.data, spec.name, run.splits, run.seed)?;
     let ctx = contexts(spec, &templates, sources.templates.is_some())?;
-    if run.splits == SplitMode::Published {
-        if let Some(w) = leak_warning(&task) {
-            eprintln!("warning: {w}");
-        }
-    }
+    warn_if_leaking(&task, run.splits);
     let model = load_model_as(&sources.model, &run.device, &run.dtype, run.batch * 8)?;
     let fits = |prompt: &str| model.encode(prompt).is_ok();
     let (sets, selection) = select_prompts(&task, &ctx, run.sizes(), run.seed, &fits)?;
