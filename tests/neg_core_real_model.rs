@@ -15,11 +15,10 @@ use neg_core::stats::pearson;
 use neg_core::{sampling, ModelAdapter, NeuronId, TargetedPrompt};
 use neg_hooks::{HfModel, LoadOptions, ModelSource};
 
-const SEED: u64 = 2025;
+mod common;
+use common::workspace;
 
-fn workspace() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+const SEED: u64 = 2025;
 
 fn model() -> HfModel {
     let dir = workspace().join("../shared/models/stories260k");
@@ -251,25 +250,15 @@ fn check_against_python(
         ("NeurGrad", &ours_ng, theirs("neurgrad")),
         ("ground-truth NEG", &ours_neg, theirs("neg")),
     ] {
-        assert_eq!(ours.len(), theirs.len());
         // The relative error of the whole vector (L2), and per value against the value or, for
         // values below 1% of the largest magnitude, against that 1%: our probabilities are f32,
         // so a NEG near zero carries f32 rounding of P (~1e-8) divided by the shifts.
-        let scale = theirs.iter().fold(0.0f64, |w, v| w.max(v.abs()));
-        let (mut worst, mut at) = (0.0f64, 0);
-        for (i, (a, b)) in ours.iter().zip(&theirs).enumerate() {
-            let rel = (a - b).abs() / b.abs().max(1e-2 * scale);
-            if rel > worst {
-                (worst, at) = (rel, i);
-            }
-        }
-        let norm_rel = ours
-            .iter()
-            .zip(&theirs)
-            .map(|(a, b)| (a - b).powi(2))
-            .sum::<f64>()
-            .sqrt()
-            / theirs.iter().map(|b| b * b).sum::<f64>().sqrt();
+        let common::RelErrors {
+            worst,
+            at,
+            l2: norm_rel,
+            scale,
+        } = common::rel_errors(ours, &theirs);
         println!(
             "{name}: relative L2 error {norm_rel:.2e}; max per-value relative error {worst:.2e} (at {at}: ours {:.6e}, reference {:.6e}; largest |value| {scale:.3e})",
             ours[at], theirs[at]

@@ -37,32 +37,6 @@ fn python(script: &Path, args: &[&std::ffi::OsStr]) {
     );
 }
 
-/// Max relative error per value (against the value, or 1% of the largest |value| when smaller)
-/// and the relative L2 error of the whole vector.
-fn rel_errors(ours: &[f64], theirs: &[f64]) -> (f64, f64) {
-    assert_eq!(ours.len(), theirs.len());
-    let scale = theirs.iter().fold(0.0f64, |w, v| w.max(v.abs()));
-    let (mut worst, mut at) = (0.0f64, 0);
-    for (i, (a, b)) in ours.iter().zip(theirs).enumerate() {
-        let rel = (a - b).abs() / b.abs().max(1e-2 * scale);
-        if rel > worst {
-            (worst, at) = (rel, i);
-        }
-    }
-    println!(
-        "  worst at {at}: ours {:.6e}, reference {:.6e}, largest |reference| {scale:.3e}",
-        ours[at], theirs[at]
-    );
-    let l2 = ours
-        .iter()
-        .zip(theirs)
-        .map(|(a, b)| (a - b).powi(2))
-        .sum::<f64>()
-        .sqrt()
-        / theirs.iter().map(|b| b * b).sum::<f64>().sqrt();
-    (worst, l2)
-}
-
 fn flat(v: &serde_json::Value) -> Vec<f64> {
     match v {
         serde_json::Value::Array(a) => a.iter().flat_map(flat).collect(),
@@ -197,16 +171,23 @@ fn neurgrad_and_intervene_on_the_gguf_file_match_transformers() {
         ),
     ];
     for (name, ours, theirs) in checks {
-        let (worst, l2) = rel_errors(&ours, &theirs);
-        let scale = theirs.iter().fold(0.0f64, |w, v| w.max(v.abs()));
+        let common::RelErrors {
+            worst,
+            at,
+            l2,
+            scale,
+        } = common::rel_errors(&ours, &theirs);
         let max_abs = ours
             .iter()
             .zip(&theirs)
             .fold(0.0f64, |w, (a, b)| w.max((a - b).abs()));
         println!(
-            "{name}: relative L2 {l2:.2e}, max |diff| / max |value| {:.2e}, max per-value relative error {worst:.2e} over {} values",
+            "{name}: relative L2 {l2:.2e}, max |diff| / max |value| {:.2e}, max per-value relative error {worst:.2e} over {} values \
+             (worst at {at}: ours {:.6e}, reference {:.6e})",
             max_abs / scale,
-            ours.len()
+            ours.len(),
+            ours[at],
+            theirs[at]
         );
         assert!(l2 <= 1e-3, "{name}: relative L2 error {l2}");
         assert!(

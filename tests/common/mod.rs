@@ -61,3 +61,44 @@ pub fn example_binary(name: &str) -> PathBuf {
     );
     path
 }
+
+/// How far `ours` is from a reference vector `theirs`.
+#[derive(Debug, Clone, Copy)]
+pub struct RelErrors {
+    /// Largest per-value relative error, against the value or, for values below 1% of the
+    /// largest |reference|, against that 1% (a value near zero carries the f32 rounding of
+    /// the probabilities it is computed from).
+    pub worst: f64,
+    /// Index of that value.
+    pub at: usize,
+    /// ||ours - theirs|| / ||theirs|| (L2).
+    pub l2: f64,
+    /// Largest |reference| value.
+    pub scale: f64,
+}
+
+/// [`RelErrors`] of `ours` against `theirs` (same length).
+pub fn rel_errors(ours: &[f64], theirs: &[f64]) -> RelErrors {
+    assert_eq!(ours.len(), theirs.len());
+    let scale = theirs.iter().fold(0.0f64, |w, v| w.max(v.abs()));
+    let (mut worst, mut at) = (0.0f64, 0);
+    for (i, (a, b)) in ours.iter().zip(theirs).enumerate() {
+        let rel = (a - b).abs() / b.abs().max(1e-2 * scale);
+        if rel > worst {
+            (worst, at) = (rel, i);
+        }
+    }
+    let l2 = ours
+        .iter()
+        .zip(theirs)
+        .map(|(a, b)| (a - b).powi(2))
+        .sum::<f64>()
+        .sqrt()
+        / theirs.iter().map(|b| b * b).sum::<f64>().sqrt();
+    RelErrors {
+        worst,
+        at,
+        l2,
+        scale,
+    }
+}
