@@ -1,19 +1,200 @@
-//! Command-line plumbing shared by the examples: the `main` wrapper, model loading, and the
-//! arguments and output file of the single-file exporters (`neurgrad`, `intervene`).
-use std::path::PathBuf;
+//! The `neg` command line: one binary with a subcommand per experiment and tool, and the
+//! flags that mean the same in every subcommand (`--model`, `--device`, `--dtype` in
+//! [`ModelArgs`]; `--out`, `--quiet` in [`RunArgs`]; `--data`, `--seed` with the same help
+//! everywhere). `examples/*.rs` are thin mains that run one subcommand through [`main_as`].
+//!
+//! ```
+//! use clap::Parser;
+//! use neg_rs::cli::{Cli, Command};
+//! let cli = Cli::try_parse_from(["neg", "linearity", "--neurons", "4", "--quiet"]).unwrap();
+//! assert!(matches!(cli.command, Command::Linearity(_)));
+//! assert_eq!(cli.command.name(), "linearity");
+//! ```
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
-use neg_core::io::PromptSpec;
-use neg_core::{ModelAdapter, TargetedPrompt};
-use neg_hooks::{DeviceSpec, HfModel, LoadOptions, ModelSource};
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use neg_hooks::HfModel;
+use serde::Serialize;
 
-use crate::output::TensorFile;
+use crate::commands::*;
+use crate::sources::{self, DefaultModel, ResolvedModel};
 
-/// Runs an example's body: on error prints one line `error: ...` (the whole context chain;
+/// `--model`, `--device` and `--dtype`: which model runs where, in which precision.
+#[derive(clap::Args, Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ModelArgs {
+    /// Model: a directory, a `.gguf` file, a packaged name (smollm2-135m-instruct) or a hub id
+    /// (`id` or `id@revision`) [default: $NEG_MODEL, else the command's default model].
+    #[arg(long)]
+    pub model: Option<String>,
+    /// cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Weights and activations: f32, bf16 or f16.
+    #[arg(long, default_value = "f32")]
+    pub dtype: String,
+}
+
+impl Default for ModelArgs {
+    fn default() -> Self {
+        Self {
+            model: None,
+            device: "cpu".into(),
+            dtype: "f32".into(),
+        }
+    }
+}
+
+impl ModelArgs {
+    /// `--model` resolved ([`sources::resolve_model`]); prints the fallback note, if any.
+    pub fn resolve(&self, default: DefaultModel) -> Result<ResolvedModel> {
+        let m = sources::resolve_model(self.model.as_deref(), default)?;
+        if let Some(note) = &m.note {
+            eprintln!("note: {note}");
+        }
+        Ok(m)
+    }
+
+    /// Loads `spec` (a resolved `--model`) on `--device` in `--dtype`.
+    pub fn load(&self, spec: &str, max_batch: usize) -> Result<HfModel> {
+        sources::load_model(spec, &self.device, &self.dtype, max_batch)
+    }
+
+    /// Resolves and loads the model with the default batch size.
+    pub fn resolve_and_load(&self, default: DefaultModel) -> Result<HfModel> {
+        let m = self.resolve(default)?;
+        self.load(&m.spec, neg_hooks::LoadOptions::default().max_batch)
+    }
+}
+
+/// `--out` and `--quiet`: where results go and whether progress is drawn.
+#[derive(clap::Args, Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct RunArgs {
+    /// Output directory [default: out/<command>].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// No progress bars.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+impl RunArgs {
+    /// `--out`, else `out/<command>`.
+    pub fn out_dir(&self, command: &str) -> PathBuf {
+        self.out
+            .clone()
+            .unwrap_or_else(|| Path::new("out").join(command))
+    }
+
+    /// Whether to draw progress bars.
+    pub fn progress(&self) -> bool {
+        !self.quiet
+    }
+}
+
+/// The `neg` command line.
+#[derive(Parser, Debug)]
+#[command(
+    name = "neg",
+    version,
+    propagate_version = true,
+    about = "Neuron empirical gradients (NEG), NeurGrad and skill neurons of transformer LMs"
+)]
+pub struct Cli {
+    /// What to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Every experiment and tool.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Skill-neuron probes (Rand, LM-Prob, Polar, Magn, Tree, Act) on MCEval8K: the main job.
+    SkillProbe(skill_probe::Args),
+    /// Skill-probe accuracy vs training-set size (Fig. 7).
+    TrainingSize(training_size::Args),
+    /// Robustness of skill neurons across prompt contexts (§6.2).
+    Robustness(robustness::Args),
+    /// Substitutability of skill neurons down the ranking (§6.3, Fig. 8).
+    Substitutability(substitutability::Args),
+    /// Tree-Probe accuracy over forest shapes (§6.4, Fig. 9).
+    TreeShape(tree_shape::Args),
+    /// Linearity of FF neurons under activation shifts (Fig. 2, Tables 1 and 5).
+    Linearity(linearity::Args),
+    /// NeurGrad, CG, IG and LPI against ground-truth NEG (Table 2).
+    Estimate(estimate::Args),
+    /// Output shifts when enhancing each method's top-K neurons (Fig. 3).
+    Attribution(attribution::Args),
+    /// How NEG magnitudes are distributed over neurons and layers (Figs. 4, 11, 12).
+    Distribution(distribution::Args),
+    /// Predicted vs actual output shifts of many neurons at once (Figs. 5, 14).
+    MultiNeuron(multi_neuron::Args),
+    /// NeurGrad / CG / IG / LPI scores of every FF neuron for a prompt file (safetensors).
+    Neurgrad(neurgrad::Args),
+    /// Ground-truth NEG of chosen FF neurons by activation-shift sweeps (safetensors).
+    Intervene(intervene::Args),
+    /// NeuronLens: range masking vs neuron masking of class-salient units.
+    Lens(lens::Args),
+    /// Skill neurons from auxiliary metrics (labels, confidence, generations).
+    AuxMetrics(aux_metrics::Args),
+    /// Train and evaluate one skill-neuron probe on a features file.
+    ProbeFeatures(probe_features::Args),
+    /// MCEval8K: audit, re-split, build and render tasks.
+    Mceval(mceval::Args),
+}
+
+impl Command {
+    /// The subcommand's name on the command line.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::SkillProbe(_) => "skill-probe",
+            Self::TrainingSize(_) => "training-size",
+            Self::Robustness(_) => "robustness",
+            Self::Substitutability(_) => "substitutability",
+            Self::TreeShape(_) => "tree-shape",
+            Self::Linearity(_) => "linearity",
+            Self::Estimate(_) => "estimate",
+            Self::Attribution(_) => "attribution",
+            Self::Distribution(_) => "distribution",
+            Self::MultiNeuron(_) => "multi-neuron",
+            Self::Neurgrad(_) => "neurgrad",
+            Self::Intervene(_) => "intervene",
+            Self::Lens(_) => "lens",
+            Self::AuxMetrics(_) => "aux-metrics",
+            Self::ProbeFeatures(_) => "probe-features",
+            Self::Mceval(_) => "mceval",
+        }
+    }
+
+    /// Runs the subcommand and prints its result on stdout.
+    pub fn execute(&self) -> Result<()> {
+        match self {
+            Self::SkillProbe(a) => skill_probe::main(a),
+            Self::TrainingSize(a) => training_size::main(a),
+            Self::Robustness(a) => robustness::main(a),
+            Self::Substitutability(a) => substitutability::main(a),
+            Self::TreeShape(a) => tree_shape::main(a),
+            Self::Linearity(a) => linearity::main(a),
+            Self::Estimate(a) => estimate::main(a),
+            Self::Attribution(a) => attribution::main(a),
+            Self::Distribution(a) => distribution::main(a),
+            Self::MultiNeuron(a) => multi_neuron::main(a),
+            Self::Neurgrad(a) => neurgrad::main(a),
+            Self::Intervene(a) => intervene::main(a),
+            Self::Lens(a) => lens::main(a),
+            Self::AuxMetrics(a) => aux_metrics::main(a),
+            Self::ProbeFeatures(a) => probe_features::main(a),
+            Self::Mceval(a) => mceval::main(a),
+        }
+    }
+}
+
+/// Runs a command body: on error prints one line `error: ...` (the whole context chain;
 /// newlines inside messages, e.g. from multi-line prompts, are escaped as `\n` so the error
 /// stays on one line) and exits with status 1.
-pub fn run_main(body: impl FnOnce() -> anyhow::Result<()>) -> ExitCode {
+pub fn run_main(body: impl FnOnce() -> Result<()>) -> ExitCode {
     match body() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -23,71 +204,16 @@ pub fn run_main(body: impl FnOnce() -> anyhow::Result<()>) -> ExitCode {
     }
 }
 
-/// Loads `model` (a directory or hub id, `id@revision`) on `device` (`cpu`, `cuda`, `cuda:N`)
-/// in f32, running at most `max_batch` prompts per forward pass (at least 1). The error names
-/// the model.
-pub fn load_model(model: &str, device: &str, max_batch: usize) -> Result<HfModel> {
-    load_model_as(model, device, "f32", max_batch)
+/// The `neg` binary: parses the command line (usage errors exit with status 2) and runs it.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    run_main(|| cli.command.execute())
 }
 
-/// [`load_model`] in `dtype` (`f32`, `bf16`, `f16`).
-pub fn load_model_as(model: &str, device: &str, dtype: &str, max_batch: usize) -> Result<HfModel> {
-    let opts = LoadOptions {
-        device: DeviceSpec::parse(device)?,
-        dtype: neg_hooks::DType::parse(dtype)?,
-        max_batch: max_batch.max(1),
-    };
-    HfModel::load(&ModelSource::parse(model), &opts)
-        .with_context(|| format!("cannot load model {model}"))
-}
-
-/// Arguments of the examples that compute something for every line of a prompt file and save
-/// it as one safetensors file (`neurgrad`, `intervene`).
-#[derive(clap::Args, Debug, Clone)]
-pub struct ExportArgs {
-    /// Model directory or Hugging Face hub id (`id` or `id@revision`).
-    #[arg(long)]
-    pub model: String,
-    /// JSON Lines file: {"prompt": "...", "targets": ["...", ...]} per line.
-    #[arg(long)]
-    pub prompts: PathBuf,
-    /// Output file (.safetensors).
-    #[arg(long)]
-    pub out: PathBuf,
-    /// cpu, cuda or cuda:N
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
-}
-
-impl ExportArgs {
-    /// Reads `--prompts`, then loads `--model` on `--device`, so a bad prompt file fails before
-    /// the model loads. The targets are resolved by the caller
-    /// (`neg_core::io::resolve_targets`), after any checks that need the model.
-    pub fn load(&self) -> Result<(HfModel, Vec<(usize, PromptSpec)>)> {
-        let specs = neg_core::io::read_prompt_file(&self.prompts)?;
-        let model = load_model(&self.model, &self.device, LoadOptions::default().max_batch)?;
-        Ok((model, specs))
-    }
-
-    /// Adds the `model`, `dtype`, `device`, `shapes` (every tensor's shape, JSON), `target_ids`
-    /// and `prompts` (per prompt, JSON) and `prompts_file` metadata entries to `t` and writes
-    /// it to `--out` atomically.
-    pub fn write<A: ModelAdapter + ?Sized>(
-        &self,
-        mut t: TensorFile,
-        model: &A,
-        prompts: &[TargetedPrompt],
-    ) -> Result<()> {
-        let targets: Vec<&[u32]> = prompts.iter().map(|p| p.targets.as_slice()).collect();
-        let texts: Vec<&str> = prompts.iter().map(|p| p.text.as_str()).collect();
-        t.meta("model", model.model_id());
-        t.meta("dtype", "f32");
-        t.meta("device", self.device.clone());
-        t.meta("shapes", t.shapes_json()?);
-        t.meta("target_ids", serde_json::to_string(&targets)?);
-        // Row p of every tensor is prompt p: its text, so rows join back to the input file.
-        t.meta("prompts", serde_json::to_string(&texts)?);
-        t.meta("prompts_file", self.prompts.display().to_string());
-        t.write(&self.out)
-    }
+/// An example's main: `neg <subcommand>` with the example's own arguments after it.
+pub fn main_as(subcommand: &str) -> ExitCode {
+    let mut args: Vec<OsString> = std::env::args_os().collect();
+    args.insert(1.min(args.len()), subcommand.into());
+    let cli = Cli::try_parse_from(args).unwrap_or_else(|e| e.exit());
+    run_main(|| cli.command.execute())
 }

@@ -1,27 +1,25 @@
-//! Shared plumbing and logic of the examples layer (`examples/`), kept in a library so that the
-//! integration tests can call each experiment directly on tiny configurations. The science
-//! lives in the library crates under `crates/`.
+//! The `neg` command line and the experiments behind it. The science lives in the library
+//! crates under `crates/`; this crate turns it into runs that read prompts and data, call the
+//! libraries and write result files. Each experiment is one module of [`commands`] with its
+//! `Args` (clap), a `run(&Args) -> Result<Report>` that tests call in process, and a `main`
+//! that prints; the `neg` binary ([`cli`]) and the thin `examples/` dispatch to them.
 //!
-//! - [`aux_metrics`]: skill neurons from auxiliary metrics (correlation, BH, ablation; the
-//!   `aux_metrics` example).
-//! - [`cli`]: the `main` wrapper of the examples (one-line `error:` message, exit status 1),
-//!   model loading, and the arguments of the single-file exporters (`neurgrad`, `intervene`).
-//! - [`lens`]: NeuronLens range masking on an MCEval8K task (the `neuronlens` example).
-//! - [`output`]: result files written atomically (temporary file, then rename), and
-//!   safetensors files built from ndarray arrays ([`output::TensorFile`]).
+//! Shared plumbing, one module per concern:
+//! - [`cli`]: the `neg` parser, its subcommands and the flags every subcommand shares.
+//! - [`sources`]: where models and data come from (one resolution of defaults), model loading.
+//! - [`output`]: output directories (checked before work, written as a unit under a lock),
+//!   atomic files, JSON reports and safetensors files.
+//! - [`progress`]: the one progress-bar style.
 //! - [`plot`]: small SVG line, bar, grouped-bar and histogram helpers (plotters).
-//! - [`skill`]: MCEval8K skill-neuron probing: NeurGrad features per option and every probe
-//!   (the `skill_probe`, `training_size`, `robustness`, `substitutability`, `tree_shape`
-//!   examples).
-//! - [`factual`]: factual prompt sets (MyriadLAMA-style JSONL, or a built-in TinyStories set)
-//!   turned into targeted prompts for a model.
-//! - [`negexp`]: the NEG experiments of the paper's §3-§4 (`linearity`, `neg_estimation`,
-//!   `knowledge_attribution`, `neg_distribution`, `multi_neuron`).
-pub mod aux_metrics;
+//! - [`factual`]: factual prompt sets (MyriadLAMA-style JSONL or the built-in TinyStories set)
+//!   and what the five factual experiments share.
+//! - [`skill`]: MCEval8K skill-neuron probing: tasks, prompts, NeurGrad features per option,
+//!   the six methods, feature files and the study plumbing.
 pub mod cli;
+pub mod commands;
 pub mod factual;
-pub mod lens;
-pub mod negexp;
 pub mod output;
 pub mod plot;
+pub mod progress;
 pub mod skill;
+pub mod sources;

@@ -1,6 +1,8 @@
-//! Result files that never exist half-written: every writer goes to a temporary file in the
-//! destination directory and renames it into place. [`TensorFile`] collects the tensors and
-//! metadata of one safetensors result file.
+//! Output directories and result files, for every command: [`check_out_dir`] before any work,
+//! [`RunOutput`] (a run's directory written as a unit under a lock), [`Outputs`] (the files of
+//! one run collected, then committed through a [`RunOutput`]), [`write_atomic`] (temporary file,
+//! then rename), JSON reports, CSV text and [`TensorFile`] (the tensors and metadata of one
+//! safetensors file).
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -63,6 +65,16 @@ fn sibling(out: &Path, suffix: &str) -> Result<PathBuf> {
         .file_name()
         .with_context(|| format!("--out {} has no directory name", out.display()))?;
     Ok(out.with_file_name(format!("{}{suffix}", name.to_string_lossy())))
+}
+
+/// The file that marks a directory as a neg run's output: only such a directory (or an empty
+/// one) is ever replaced by a later run, so `--out` pointing at a folder of other files (say
+/// `--out ~`) is an error instead of a loss.
+pub const RUN_MARKER: &str = ".neg-run";
+
+fn replaceable(dir: &Path) -> bool {
+    dir.join(RUN_MARKER).is_file()
+        || std::fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_none())
 }
 
 fn process_alive(pid: u32) -> bool {
@@ -135,6 +147,14 @@ impl RunOutput {
     pub fn commit(mut self) -> Result<()> {
         let old = sibling(&self.out, &format!(".old-{}", std::process::id()))?;
         let had_old = self.out.exists();
+        if had_old && !replaceable(&self.out) {
+            anyhow::bail!(
+                "--out {} holds files that no neg run wrote (no {RUN_MARKER}); choose a new or empty directory",
+                self.out.display()
+            );
+        }
+        std::fs::write(self.staging.join(RUN_MARKER), format!("{}\n", env!("CARGO_PKG_VERSION")))
+            .with_context(|| format!("cannot write {}", self.staging.display()))?;
         if had_old {
             std::fs::rename(&self.out, &old)
                 .with_context(|| format!("cannot move the earlier {} aside", self.out.display()))?;
@@ -160,6 +180,121 @@ impl Drop for RunOutput {
             let _ = std::fs::remove_dir_all(&self.staging);
         }
     }
+}
+
+/// Checks that `dir` can hold results before any work is done, without creating it (the
+/// result writers create it at the end, so a failed run leaves nothing behind): an existing
+/// `dir` must be a writable directory; otherwise its nearest existing ancestor must be. The
+/// error names the directory.
+pub fn check_out_dir(dir: &Path) -> Result<()> {
+    let probe_in = |d: &Path| -> Result<()> {
+        let probe = d.join(format!(".write-probe-{}", std::process::id()));
+        std::fs::write(&probe, b"").with_context(|| {
+            format!(
+                "cannot create output directory {}: {} is not writable",
+                dir.display(),
+                d.display()
+            )
+        })?;
+        let _ = std::fs::remove_file(&probe);
+        Ok(())
+    };
+    if dir.exists() {
+        if !dir.is_dir() {
+            anyhow::bail!(
+                "output directory {} exists and is not a directory",
+                dir.display()
+            );
+        }
+        if !replaceable(dir) {
+            anyhow::bail!(
+                "--out {} holds files that no neg run wrote (no {RUN_MARKER}); choose a new or empty directory",
+                dir.display()
+            );
+        }
+        return probe_in(dir);
+    }
+    let mut ancestor = dir.parent();
+    while let Some(a) = ancestor {
+        let a = if a.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            a
+        };
+        if a.exists() {
+            if !a.is_dir() {
+                anyhow::bail!(
+                    "cannot create output directory {}: {} is not a directory",
+                    dir.display(),
+                    a.display()
+                );
+            }
+            return probe_in(a);
+        }
+        ancestor = a.parent();
+    }
+    anyhow::bail!("cannot create output directory {}", dir.display())
+}
+
+/// The files of one run, collected in memory once everything is computed and then moved into
+/// the output directory as a unit ([`RunOutput`]).
+#[derive(Default)]
+pub struct Outputs {
+    files: Vec<(String, Vec<u8>)>,
+}
+
+impl Outputs {
+    /// Adds `name` (relative to the output directory) holding `value` as pretty JSON.
+    pub fn json<T: serde::Serialize>(&mut self, name: &str, value: &T) -> Result<()> {
+        let text = serde_json::to_string_pretty(value).context("cannot serialise results")?;
+        self.files.push((name.to_string(), text.into_bytes()));
+        Ok(())
+    }
+
+    /// Adds the text file `name`.
+    pub fn text(&mut self, name: &str, text: String) {
+        self.files.push((name.to_string(), text.into_bytes()));
+    }
+
+    /// Adds the safetensors file `name`.
+    pub fn tensors(&mut self, name: &str, t: &TensorFile) -> Result<()> {
+        self.files.push((name.to_string(), t.to_bytes()?));
+        Ok(())
+    }
+
+    /// Writes every file into `out` as a unit (replacing an earlier run's files); returns the
+    /// paths written, in order.
+    pub fn write(self, out: &Path) -> Result<Vec<PathBuf>> {
+        let run = RunOutput::begin(out)?;
+        for (name, bytes) in &self.files {
+            write_atomic(&run.path(name), bytes)?;
+        }
+        run.commit()?;
+        Ok(self.files.iter().map(|(name, _)| out.join(name)).collect())
+    }
+}
+
+/// A CSV document from a header and rows (fields here are numbers and plain names; any comma
+/// or quote is quoted per RFC 4180).
+pub fn csv(header: &[&str], rows: &[Vec<String>]) -> String {
+    let field = |f: &str| {
+        if f.contains([',', '"', '\n']) {
+            format!("\"{}\"", f.replace('"', "\"\""))
+        } else {
+            f.to_string()
+        }
+    };
+    let mut out = header
+        .iter()
+        .map(|h| field(h))
+        .collect::<Vec<_>>()
+        .join(",");
+    out.push('\n');
+    for row in rows {
+        out.push_str(&row.iter().map(|f| field(f)).collect::<Vec<_>>().join(","));
+        out.push('\n');
+    }
+    out
 }
 
 /// Serialises `value` as pretty JSON and writes it atomically.
@@ -302,6 +437,20 @@ impl TensorFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn out_dir_check_rejects_a_file_parent() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f");
+        std::fs::write(&file, b"x").unwrap();
+        assert!(check_out_dir(&file.join("sub")).is_err());
+        assert!(check_out_dir(&dir.path().join("new/deeper")).is_ok());
+        assert!(
+            !dir.path().join("new").exists(),
+            "the check creates nothing"
+        );
+    }
+
 
     #[test]
     fn identical_contents_give_identical_bytes() {

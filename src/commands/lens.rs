@@ -12,26 +12,25 @@
 //! split. Writes `<out>/neuronlens.json` (every class's unmasked, range-masked and
 //! neuron-masked target/complement accuracy and confidence, ranges and their overlap) and
 //! `<out>/neuronlens.svg`, atomically; prints a table. Any error is one line and exit status 1.
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use clap::{Parser, ValueEnum};
-use mceval::{DataSource, Dataset, RenderedItem, Shots, Split, TemplateSet};
+use clap::ValueEnum;
+use mceval::{Dataset, RenderedItem, Shots, Split, TemplateSet};
 use ndarray::Axis;
 use neg_core::neuronlens::{
     capture, class_mean_scores, correct_indices, neutral_values, run_classes, top_fraction,
     ClassReport, ClassStats, EvalSet, Tau, UnitSelection,
 };
 use neg_core::{ModelAdapter, Site, TargetedPrompt};
-use neg_hooks::{HfModel, LoadOptions};
+use neg_hooks::HfModel;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use serde::Serialize;
 
+use crate::cli::{ModelArgs, RunArgs};
 use crate::plot::{grouped_bar_svg, BarGroups, BarSeries};
-
-/// The shared data and model, found from the workspace root.
-pub const SHARED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared");
+use crate::sources::DefaultModel;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -64,44 +63,43 @@ pub enum Salience {
     Neurgrad,
 }
 
-/// The model, MCEval8K task and prompt selection shared by `neuronlens` and `aux_metrics`.
+/// The model, MCEval8K task and prompt selection shared by `lens` and `aux-metrics`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct TaskArgs {
-    /// Model directory or hub id.
-    #[arg(long, default_value_t = format!("{SHARED}/models/stories260k"))]
-    pub model: String,
-    /// MCEval8K root (<genre>/<task>/<split>.json).
-    #[arg(long, default_value_t = format!("{SHARED}/data/mceval8k"))]
-    pub data: String,
+    /// Model, device, dtype [default model: stories260k from the shared folder].
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// MCEval8K root (<genre>/<task>/<split>.json), `hub` or `hub:<repo>` [default:
+    /// <shared>/data/mceval8k].
+    #[arg(long)]
+    pub data: Option<String>,
     /// MCEval8K task (classes = answer options).
     #[arg(long, default_value = "agnews")]
     pub task: String,
     /// Prompts longer than this many tokens are skipped.
     #[arg(long, default_value_t = 320)]
     pub max_tokens: usize,
-    /// Seed of the balanced prompt order (and of aux_metrics' permutations and random neurons).
+    /// Seed of every random choice (balanced prompt order; aux-metrics' permutations and
+    /// random neurons).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// cpu, cuda or cuda:N
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
 }
 
 impl TaskArgs {
-    /// Loads `--task` from `--data`, then `--model` on `--device` (so a bad task or data
+    /// Loads `--task` from `--data` as published, then `--model` (so a bad task or data
     /// directory fails before the model loads).
-    pub fn load(&self) -> Result<(Dataset, HfModel)> {
-        let data = load_dataset(&self.data, &self.task)?;
-        let model = load_model(&self.model, &self.device)?;
+    pub fn load(&self, progress: bool) -> Result<(Dataset, HfModel)> {
+        let data = load_dataset(self.data.as_deref(), &self.task)?;
+        let model = crate::progress::with_spinner("loading model", progress, || {
+            self.model.resolve_and_load(DefaultModel::Stories260k)
+        })?;
         Ok((data, model))
     }
 }
 
-#[derive(Parser, Debug, Clone)]
-#[command(
-    about = "NeuronLens: range masking vs neuron masking of class-salient units",
-    args_override_self = true
-)]
+/// Arguments of `neg lens`.
+#[derive(clap::Args, Debug, Clone)]
+#[command(args_override_self = true)]
 pub struct Args {
     #[command(flatten)]
     pub common: TaskArgs,
@@ -129,9 +127,9 @@ pub struct Args {
     /// Test prompts to evaluate on.
     #[arg(long, default_value_t = 100)]
     pub n_eval: usize,
-    /// Output directory.
-    #[arg(long, default_value = "results/neuronlens")]
-    pub out: PathBuf,
+    /// Output directory and progress.
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
 /// Range summary of the units over class pairs.
@@ -279,23 +277,17 @@ pub fn load_items(
     })
 }
 
-/// Loads a model with the default batch size (see [`crate::cli::load_model`]).
-pub fn load_model(model: &str, device: &str) -> Result<HfModel> {
-    crate::cli::load_model(model, device, LoadOptions::default().max_batch)
-}
-
-/// Loads `task` from the MCEval8K directory `data`, as published (through
-/// [`crate::skill::load_task`]).
-pub fn load_dataset(data: &str, task: &str) -> Result<Dataset> {
-    if !Path::new(data).is_dir() {
-        bail!("MCEval8K directory {data} does not exist (expected ../shared/data/mceval8k)");
-    }
-    let source = DataSource::Dir(data.into());
-    let loaded = crate::skill::load_task(&source, task, crate::skill::SplitMode::Published, 0)
-        .with_context(|| format!("cannot load task {task} from {data}"))?;
+/// Loads `task` as published from `data` (`None`: the shared folder's MCEval8K), through
+/// [`crate::skill::load_task`].
+pub fn load_dataset(data: Option<&str>, task: &str) -> Result<Dataset> {
+    let loc = crate::sources::resolve_data(data)?;
+    let loaded = crate::skill::load_task(&loc.source, task, crate::skill::SplitMode::Published, 0)
+        .with_context(|| format!("cannot load task {task} from {}", loc.label))?;
     Ok(loaded.data)
 }
 
+/// Checks the arguments, fits class ranges on train prompts, masks them on test prompts and
+/// writes `neuronlens.json` and `neuronlens.svg`.
 pub fn run(args: &Args) -> Result<Report> {
     // Cheap checks first, so bad arguments fail before the model loads.
     let tau = Tau::new(args.tau)?;
@@ -308,7 +300,9 @@ pub fn run(args: &Args) -> Result<Report> {
     if args.salience == Salience::Neurgrad && args.site != SiteArg::Ff {
         bail!("--salience neurgrad needs --site ff (gradients are defined for FF neurons)");
     }
-    let (data, model) = args.common.load()?;
+    crate::output::check_out_dir(&args.run.out_dir("lens"))?;
+    let (data, model) = args.common.load(args.run.progress())?;
+    let working = crate::progress::spinner("neuronlens", args.run.progress());
     let layers = if args.layers.is_empty() {
         vec![model.num_layers() / 2]
     } else {
@@ -438,8 +432,9 @@ pub fn run(args: &Args) -> Result<Report> {
             / per_unit.len() as f64,
         per_unit,
     };
-    let json = args.out.join("neuronlens.json");
-    let svg = args.out.join("neuronlens.svg");
+    working.finish_and_clear();
+    let out = args.run.out_dir("lens");
+    let (json, svg) = (out.join("neuronlens.json"), out.join("neuronlens.svg"));
     let report = Report {
         model: model.model_id().to_string(),
         task: args.common.task.clone(),
@@ -463,7 +458,10 @@ pub fn run(args: &Args) -> Result<Report> {
         json: json.clone(),
         svg: svg.clone(),
     };
-    crate::output::write_report(&json, &report, &svg, &plot_svg(&report)?)?;
+    let mut files = crate::output::Outputs::default();
+    files.json("neuronlens.json", &report)?;
+    files.text("neuronlens.svg", plot_svg(&report)?);
+    files.write(&out)?;
     Ok(report)
 }
 
@@ -526,6 +524,13 @@ fn plot_svg(report: &Report) -> Result<String> {
     grouped_bar_svg(&bars, (760, 460))
 }
 
+/// Runs and prints the per-class table.
+pub fn main(args: &Args) -> Result<()> {
+    print_table(&run(args)?);
+    Ok(())
+}
+
+/// Prints the per-class table of `r`.
 pub fn print_table(r: &Report) {
     println!(
         "NeuronLens  model {}  task {}  {:?} layers {:?}  tau {}  salient {:.0}%  fit on {:?} ({} of {} train correct)",

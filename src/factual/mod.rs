@@ -376,3 +376,5 @@ pub fn resolve<A: ModelAdapter + ?Sized>(
         prompts,
     })
 }
+mod run;
+pub use run::*;

@@ -15,7 +15,7 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Result};
-use clap::{Parser, ValueEnum};
+use clap::ValueEnum;
 use mceval::Split;
 use neg_core::aux_metrics::{
     ablation_validation_many, all_neurons, correlate, flatten, generation_activations, one_vs_rest,
@@ -25,7 +25,8 @@ use neg_core::aux_metrics::{
 use neg_core::{ModelAdapter, NeuronId};
 use serde::Serialize;
 
-use crate::lens as neuronlens;
+use super::lens as neuronlens;
+use crate::cli::RunArgs;
 use crate::plot::{bars_beside_lines_svg, BarGroups, BarSeries, LineSpec, Panel, Series};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -34,11 +35,9 @@ pub enum StatArg {
     Spearman,
 }
 
-#[derive(Parser, Debug, Clone)]
-#[command(
-    about = "Skill neurons from auxiliary metrics (labels, confidence, generations)",
-    args_override_self = true
-)]
+/// Arguments of `neg aux-metrics`.
+#[derive(clap::Args, Debug, Clone)]
+#[command(args_override_self = true)]
 pub struct Args {
     #[command(flatten)]
     pub common: neuronlens::TaskArgs,
@@ -66,9 +65,9 @@ pub struct Args {
     /// Tokens per generation.
     #[arg(long, default_value_t = 24)]
     pub max_new_tokens: usize,
-    /// Output directory.
-    #[arg(long, default_value = "results/aux_metrics")]
-    pub out: PathBuf,
+    /// Output directory and progress.
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
 /// One strongly correlated neuron.
@@ -231,7 +230,9 @@ pub fn run(args: &Args) -> Result<Report> {
         StatArg::Pearson => Statistic::Pearson,
         StatArg::Spearman => Statistic::Spearman,
     };
-    let (data, model) = args.common.load()?;
+    crate::output::check_out_dir(&args.run.out_dir("aux-metrics"))?;
+    let (data, model) = args.common.load(args.run.progress())?;
+    let working = crate::progress::spinner("auxiliary metrics", args.run.progress());
     let neurons = all_neurons(model.num_layers(), model.ff_width());
     if neurons.len() < 2 * args.top_k {
         bail!(
@@ -340,8 +341,9 @@ pub fn run(args: &Args) -> Result<Report> {
         }
     }
 
-    let json = args.out.join("aux_metrics.json");
-    let svg = args.out.join("aux_metrics.svg");
+    working.finish_and_clear();
+    let out = args.run.out_dir("aux-metrics");
+    let (json, svg) = (out.join("aux_metrics.json"), out.join("aux_metrics.svg"));
     let report = Report {
         model: model.model_id().to_string(),
         task: args.common.task.clone(),
@@ -361,7 +363,10 @@ pub fn run(args: &Args) -> Result<Report> {
         json: json.clone(),
         svg: svg.clone(),
     };
-    crate::output::write_report(&json, &report, &svg, &plot_svg(&report)?)?;
+    let mut files = crate::output::Outputs::default();
+    files.json("aux_metrics.json", &report)?;
+    files.text("aux_metrics.svg", plot_svg(&report)?);
+    files.write(&out)?;
     Ok(report)
 }
 
@@ -429,6 +434,13 @@ fn plot_svg(report: &Report) -> Result<String> {
     bars_beside_lines_svg(&bars, &spec, &curves, (1100, 460), 560)
 }
 
+/// Runs and prints the table.
+pub fn main(args: &Args) -> Result<()> {
+    print_table(&run(args)?);
+    Ok(())
+}
+
+/// Prints the table of `r`.
 pub fn print_table(r: &Report) {
     println!(
         "aux metrics  model {}  task {}  {} prompts (accuracy {:.3})  {} permutations, BH q < {}",

@@ -1,0 +1,227 @@
+//! What the five factual experiments (`linearity`, `estimate`, `attribution`, `distribution`,
+//! `multi-neuron`) share: their command-line arguments ([`FactualArgs`], [`MethodArgs`]), the
+//! set-up that checks inputs before any work ([`setup`]), the record of what a result was
+//! computed on ([`RunInfo`]) and chunked computations that move a progress bar.
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use indicatif::ProgressBar;
+use ndarray::{concatenate, Axis};
+use neg_core::methods::{self, Method};
+use neg_core::neg::{ground_truth_neg, GroundTruth, ShiftMode, SweepConfig};
+use neg_core::{ModelAdapter, NeuronId, TargetedPrompt};
+use serde::{Deserialize, Serialize};
+
+use crate::cli::{ModelArgs, RunArgs};
+use crate::factual::{FactualSet, FactualSummary};
+use crate::sources::DefaultModel;
+
+/// The model and prompt set a result was computed on.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunInfo {
+    pub model: String,
+    pub num_layers: usize,
+    pub ff_width: usize,
+    pub prompts: FactualSummary,
+    /// Wall-clock seconds of the computation (not counting model loading).
+    pub runtime_s: f64,
+}
+
+impl RunInfo {
+    pub fn new<A: ModelAdapter + ?Sized>(model: &A, set: &FactualSet, started: Instant) -> Self {
+        Self {
+            model: model.model_id().to_string(),
+            num_layers: model.num_layers(),
+            ff_width: model.ff_width(),
+            prompts: set.summary(),
+            runtime_s: started.elapsed().as_secs_f64(),
+        }
+    }
+}
+
+/// One array field of every part, concatenated along axis 0 (parts are chunks of prompts).
+fn cat_parts<T, D: ndarray::RemoveAxis>(
+    parts: &[T],
+    field: impl Fn(&T) -> ndarray::ArrayView<f32, D>,
+) -> Result<ndarray::Array<f32, D>> {
+    Ok(concatenate(
+        Axis(0),
+        &parts.iter().map(field).collect::<Vec<_>>(),
+    )?)
+}
+
+fn concat_truths(parts: Vec<GroundTruth>) -> Result<GroundTruth> {
+    let first = parts.first().context("no prompts were swept")?;
+    Ok(GroundTruth {
+        config: first.config.clone(),
+        shifts: first.shifts.clone(),
+        neurons: first.neurons.clone(),
+        base_probs: cat_parts(&parts, |g| g.base_probs.view())?,
+        activations: cat_parts(&parts, |g| g.activations.view())?,
+        delta_probs: cat_parts(&parts, |g| g.delta_probs.view())?,
+        neg: cat_parts(&parts, |g| g.neg.view())?,
+        r: cat_parts(&parts, |g| g.r.view())?,
+    })
+}
+
+/// Ground-truth NEG of `neurons` on every prompt, one prompt at a time so that `bar` moves.
+pub fn sweep_with_progress<A: ModelAdapter + ?Sized>(
+    model: &A,
+    prompts: &[TargetedPrompt],
+    neurons: &[NeuronId],
+    config: &SweepConfig,
+    bar: &ProgressBar,
+) -> Result<GroundTruth> {
+    let mut parts = Vec::with_capacity(prompts.len());
+    for p in prompts {
+        parts.push(ground_truth_neg(
+            model,
+            std::slice::from_ref(p),
+            neurons,
+            config,
+        )?);
+        bar.inc(1);
+    }
+    concat_truths(parts)
+}
+
+/// NeurGrad for every prompt, in chunks of 16 prompts so that `bar` moves.
+pub fn neurgrad_with_progress<A: ModelAdapter + ?Sized>(
+    model: &A,
+    prompts: &[TargetedPrompt],
+    bar: &ProgressBar,
+) -> Result<methods::Attribution> {
+    attribute_with_progress(model, prompts, Method::NeurGrad, bar)
+}
+
+/// Any method's scores for every prompt, in chunks so that `bar` (one step per prompt) moves.
+pub fn attribute_with_progress<A: ModelAdapter + ?Sized>(
+    model: &A,
+    prompts: &[TargetedPrompt],
+    method: Method,
+    bar: &ProgressBar,
+) -> Result<methods::Attribution> {
+    let chunk = if matches!(method, Method::Ig | Method::Lpi) {
+        1
+    } else {
+        16
+    };
+    let mut parts = Vec::new();
+    for c in prompts.chunks(chunk) {
+        parts.push(methods::attribute(model, c, method)?);
+        bar.inc(c.len() as u64);
+    }
+    Ok(methods::Attribution {
+        method,
+        probs: cat_parts(&parts, |a| a.probs.view())?,
+        activations: cat_parts(&parts, |a| a.activations.view())?,
+        scores: cat_parts(&parts, |a| a.scores.view())?,
+    })
+}
+
+/// A number for the printed tables: 4 decimals, or scientific notation when tiny or huge.
+pub fn fmt(v: f64) -> String {
+    if v != 0.0 && (v.abs() < 1e-3 || v.abs() >= 1e4) {
+        format!("{v:.3e}")
+    } else {
+        format!("{v:.4}")
+    }
+}
+
+
+/// Arguments every factual experiment takes.
+#[derive(clap::Args, Debug, Clone)]
+pub struct FactualArgs {
+    /// Model, device, dtype [default model: stories260k from the shared folder].
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Factual prompt file (JSON Lines: uuid, prompt, tpl, answer) [default: with stories260k
+    /// the built-in TinyStories set (its answers are single tokens for it); with any other
+    /// model <shared>/data/myriadlama-probing/llama2-7b-it.jsonl, keeping the prompts whose
+    /// answer is one token].
+    #[arg(long)]
+    pub prompts: Option<PathBuf>,
+    /// Use at most this many prompts (a seeded sample); 0 = all. Default: 10 for linearity,
+    /// 16 for multi-neuron, all for the others.
+    #[arg(long)]
+    pub max_prompts: Option<usize>,
+    /// Seed of every random choice (prompt sample, neuron draws).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Text put between prompt and answer before tokenizing the answer.
+    #[arg(long, default_value = " ")]
+    pub answer_prefix: String,
+    /// A multi-token answer is an error instead of being dropped.
+    #[arg(long)]
+    pub strict: bool,
+    /// Output directory and progress.
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// The estimators an experiment compares and how it shifts activations (`estimate`,
+/// `attribution`).
+#[derive(clap::Args, Debug, Clone)]
+pub struct MethodArgs {
+    /// magnitude (a -> a + d sign(a), the paper's) or additive (a -> a + d); top-K
+    /// enhancement (Fig. 3) also multiplies d by each neuron's NeurGrad polarity.
+    #[arg(long, default_value = "magnitude")]
+    pub mode: ShiftMode,
+    /// Estimators to compare (neurgrad, cg, ig, lpi).
+    #[arg(long, value_delimiter = ',', default_value = "neurgrad,cg,ig,lpi")]
+    pub methods: Vec<Method>,
+}
+
+/// The MyriadLAMA prompt set of the shared folder, relative to it.
+pub const MYRIADLAMA: &str = "data/myriadlama-probing/llama2-7b-it.jsonl";
+
+/// Everything a factual experiment needs before computing: the model, the prompts and a
+/// writable output directory. Inputs are checked first (prompt file, model, answers), the
+/// output directory before the model loads, so a bad input creates nothing.
+pub fn setup(
+    args: &FactualArgs,
+    command: &str,
+    default_max_prompts: usize,
+) -> Result<(neg_hooks::HfModel, FactualSet, PathBuf)> {
+    use crate::factual::{self, ResolveOptions};
+    let model_spec = args.model.resolve(DefaultModel::Stories260k)?;
+    let prompts = match &args.prompts {
+        Some(p) => Some(p.clone()),
+        None if model_spec.spec.ends_with("stories260k") => None,
+        None => Some(crate::sources::shared_path(MYRIADLAMA).context(
+            "the default prompts of a model other than stories260k: pass --prompts",
+        )?),
+    };
+    let (source, records) = match &prompts {
+        Some(path) => (path.display().to_string(), factual::read_records(path)?),
+        None => (
+            factual::BUILTIN_NAME.to_string(),
+            factual::builtin_stories(),
+        ),
+    };
+    let out = args.run.out_dir(command);
+    crate::output::check_out_dir(&out)?;
+    let model = crate::progress::with_spinner("loading model", args.run.progress(), || {
+        args.model
+            .load(&model_spec.spec, neg_hooks::LoadOptions::default().max_batch)
+    })?;
+    let max = args.max_prompts.unwrap_or(default_max_prompts);
+    let set = factual::resolve(
+        &model,
+        &source,
+        &records,
+        &ResolveOptions {
+            answer_prefix: args.answer_prefix.clone(),
+            strict: args.strict,
+            max_prompts: (max > 0).then_some(max),
+            seed: args.seed,
+        },
+    )?;
+    Ok((model, set, out))
+}
+
+/// The progress bar of a factual experiment: `len` steps (prompts, or prompt-sweeps).
+pub fn progress(len: usize, message: &str, show: bool) -> ProgressBar {
+    crate::progress::bar(len, "steps", message, show)
+}

@@ -1,0 +1,218 @@
+//! NeurGrad features of a prompt set: one target per option, the compact probe features, the
+//! activations and option probabilities, and optionally the full f32 scores.
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use indicatif::ProgressBar;
+use mceval::Split as McSplit;
+use ndarray::{Array2, Array3, Axis};
+use neg_core::{ModelAdapter, TargetedPrompt};
+use neg_probe::{ProbeData, ProbeDataBuilder, Split};
+use serde::{Deserialize, Serialize};
+
+use super::*;
+
+
+/// NeurGrad features of one prompt set.
+#[derive(Debug, Clone)]
+pub struct SkillFeatures {
+    /// Task name.
+    pub task: String,
+    /// Context name.
+    pub context: String,
+    /// Model id.
+    pub model: String,
+    /// Answer strings, one per option.
+    pub answers: Vec<String>,
+    /// Token id of each answer after the first prompt.
+    pub answer_ids: Vec<u32>,
+    /// L
+    pub n_layers: usize,
+    /// N per layer; neuron `i` of the features is layer `i / ff_width`, unit `i % ff_width`.
+    pub ff_width: usize,
+    /// Compact probe features with activations and option probabilities.
+    pub data: ProbeData,
+    /// `[P, L*N]` index of the option with the largest NeurGrad.
+    pub option_index: Array2<u8>,
+    /// `[P, L*N]` activations.
+    pub activations: Array2<f32>,
+    /// `[P, K]` option probabilities.
+    pub probs: Array2<f32>,
+    /// `[P, K, L*N]` NeurGrad, when kept.
+    pub scores: Option<Array3<f32>>,
+    /// Gold option per prompt.
+    pub labels: Vec<usize>,
+    /// Split per prompt.
+    pub splits: Vec<Split>,
+    /// What each row is: its record, prompt and targets.
+    pub rows: Vec<FeatureRow>,
+    /// Seconds spent in the model.
+    pub seconds: f64,
+}
+
+/// One row of a features file, traceable to its MCEval8K record (written as one JSON line of
+/// `features/<task>.rows.jsonl`, in row order).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FeatureRow {
+    /// Row index in the features file.
+    pub row: usize,
+    /// Probe split of the row (`train`, `valid`, `test`).
+    pub split: String,
+    /// The record's published file: `<genre>/<task>/<record_split>.json` ...
+    pub record_split: String,
+    /// ... and its index in that file's array (0-based).
+    pub record_index: usize,
+    /// Language (multilingual tasks).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lang: Option<String>,
+    /// The prompt the model saw.
+    pub prompt: String,
+    /// Answer strings, one per option.
+    pub options: Vec<String>,
+    /// Gold option index.
+    pub label: usize,
+    /// Token id of each option's answer after this prompt.
+    pub target_ids: Vec<u32>,
+}
+
+/// Computes NeurGrad for every option of every prompt of `set` in batches of `batch` prompts
+/// (one target per option: `adapter.target_token(prompt, answer)`; an answer that is not one
+/// token is an error naming the task and the answer). `keep_scores` keeps the full f32
+/// `[P, K, L*N]` tensor besides the compact features.
+pub fn compute_features(
+    adapter: &dyn ModelAdapter,
+    set: &PromptSet,
+    batch: usize,
+    keep_scores: bool,
+    progress: &ProgressBar,
+) -> Result<SkillFeatures> {
+    let start = Instant::now();
+    let Some(first) = set.items.first() else {
+        bail!("task {}: no prompts", set.task);
+    };
+    let k = first.options.len();
+    let (l, n) = (adapter.num_layers(), adapter.ff_width());
+    let width = l * n;
+    let p = set.items.len();
+    let mut targeted = Vec::with_capacity(p);
+    for item in &set.items {
+        if item.options.len() != k {
+            bail!(
+                "task {}: record {} has {} options, expected {k}",
+                set.task,
+                item.index,
+                item.options.len()
+            );
+        }
+        let ids = item
+            .options
+            .iter()
+            .map(|answer| {
+                adapter.target_token(&item.prompt, answer).map_err(|_| {
+                    anyhow::anyhow!(
+                        "task {}: answer `{answer}` is not a single token for model {} \
+                         (multi-token answers are not supported)",
+                        set.task,
+                        adapter.model_id()
+                    )
+                })
+            })
+            .collect::<Result<Vec<u32>>>()?;
+        targeted.push(TargetedPrompt::new(item.prompt.clone(), ids));
+    }
+    let mut builder = ProbeDataBuilder::new(p, k, width, true, true)?;
+    let mut option_index = Array2::<u8>::zeros((p, width));
+    let mut activations = Array2::<f32>::zeros((p, width));
+    let mut probs = Array2::<f32>::zeros((p, k));
+    let mut scores = keep_scores.then(|| Array3::<f32>::zeros((p, k, width)));
+    let batch = batch.max(1);
+    for (b, chunk) in targeted.chunks(batch).enumerate() {
+        let att = neg_core::methods::neurgrad(adapter, chunk)
+            .with_context(|| format!("NeurGrad on task {} ({})", set.task, set.context))?;
+        for i in 0..chunk.len() {
+            let row = b * batch + i;
+            // [T, L, N] -> [K, L*N]; activations [L, N] -> [L*N].
+            let g = att
+                .scores
+                .index_axis(Axis(0), i)
+                .to_owned()
+                .into_shape_with_order((k, width))?;
+            let a = att
+                .activations
+                .index_axis(Axis(0), i)
+                .to_owned()
+                .into_shape_with_order(width)?;
+            let pr = att.probs.index_axis(Axis(0), i);
+            builder.push_scores(
+                g.view(),
+                set.items[row].label as i64,
+                set.splits[row],
+                Some(a.view()),
+                Some(pr),
+            )?;
+            for (col, column) in g.columns().into_iter().enumerate() {
+                let mut best = 0;
+                for o in 1..k {
+                    if column[o] > column[best] {
+                        best = o;
+                    }
+                }
+                option_index[[row, col]] = best as u8;
+            }
+            activations.row_mut(row).assign(&a);
+            probs.row_mut(row).assign(&pr);
+            if let Some(s) = scores.as_mut() {
+                s.index_axis_mut(Axis(0), row).assign(&g);
+            }
+        }
+        progress.inc(chunk.len() as u64);
+    }
+    Ok(SkillFeatures {
+        task: set.task.clone(),
+        context: set.context.clone(),
+        model: adapter.model_id().to_string(),
+        answers: first.options.clone(),
+        answer_ids: targeted[0].targets.clone(),
+        n_layers: l,
+        ff_width: n,
+        data: builder.finish()?,
+        option_index,
+        activations,
+        probs,
+        scores,
+        labels: set.items.iter().map(|i| i.label).collect(),
+        splits: set.splits.clone(),
+        rows: set
+            .items
+            .iter()
+            .zip(&set.splits)
+            .zip(&targeted)
+            .enumerate()
+            .map(|(row, ((item, split), tp))| {
+                let (rs, ri) = set
+                    .origins
+                    .get(row)
+                    .copied()
+                    .unwrap_or((McSplit::Test, item.index));
+                FeatureRow {
+                    row,
+                    split: split.name().to_string(),
+                    record_split: rs.name().to_string(),
+                    record_index: ri,
+                    lang: item.lang.clone(),
+                    prompt: item.prompt.clone(),
+                    options: item.options.clone(),
+                    label: item.label,
+                    target_ids: tp.targets.clone(),
+                }
+            })
+            .collect(),
+        seconds: start.elapsed().as_secs_f64(),
+    })
+}
+
+/// A progress bar over `len` prompts (hidden when `show` is false or stderr is not a
+/// terminal, which indicatif detects).
+pub fn progress_bar(len: usize, message: &str, show: bool) -> ProgressBar {
+    crate::progress::bar(len, "prompts", message, show)
+}

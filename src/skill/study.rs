@@ -1,0 +1,280 @@
+//! What the four studies (`training-size`, `robustness`, `substitutability`, `tree-shape`)
+//! share: their arguments, one task's features in one or more contexts, and their report files.
+use std::collections::HashMap;
+use std::path::Path;
+
+use anyhow::{bail, Result};
+use mceval::{TaskRegistry, TaskSpec};
+use mceval::TemplateSet;
+use serde::Serialize;
+
+use super::*;
+use crate::cli::{ModelArgs, RunArgs};
+
+/// The model, data and prompt selection shared by `skill-probe` and the four studies.
+#[derive(Debug, Clone, Serialize, clap::Args)]
+pub struct SkillArgs {
+    /// Model, device, dtype [default model: smollm2-135m-instruct, installed by `cargo xtask
+    /// setup`, else the hub].
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub model: ModelArgs,
+    /// MCEval8K root, `hub` or `hub:<repo>` [default: <shared>/data/mceval8k, else the hub].
+    #[arg(long)]
+    pub data: Option<String>,
+    /// Zero- or few-shot prompts.
+    #[arg(long, value_enum, default_value_t = ShotMode::Zero)]
+    pub shots: ShotMode,
+    /// A leak-free re-split, or the published splits (several leak; a warning says which).
+    #[arg(long, value_enum, default_value_t = SplitMode::LeakFree)]
+    pub splits: SplitMode,
+    /// Training prompts per task.
+    #[arg(long, default_value_t = DEFAULT_SIZES.train)]
+    pub train_size: usize,
+    /// Validation prompts per task (neuron-count selection).
+    #[arg(long, default_value_t = DEFAULT_SIZES.valid)]
+    pub valid_size: usize,
+    /// Test prompts per task.
+    #[arg(long, default_value_t = DEFAULT_SIZES.test)]
+    pub test_size: usize,
+    /// Seed of every random choice (prompt selection, re-split, forests, baselines).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Prompts per NeurGrad batch.
+    #[arg(long, default_value_t = 16)]
+    pub batch: usize,
+}
+
+impl SkillArgs {
+    /// Prompts per split.
+    pub fn sizes(&self) -> Sizes {
+        Sizes {
+            train: self.train_size,
+            valid: self.valid_size,
+            test: self.test_size,
+        }
+    }
+
+    /// The defaults with `sizes`, on published splits (tests and tiny runs).
+    pub fn tiny(sizes: Sizes) -> Self {
+        Self {
+            model: ModelArgs::default(),
+            data: None,
+            shots: ShotMode::Zero,
+            splits: SplitMode::Published,
+            train_size: sizes.train,
+            valid_size: sizes.valid,
+            test_size: sizes.test,
+            seed: 0,
+            batch: 16,
+        }
+    }
+}
+
+/// Arguments shared by the studies (one task, one model).
+#[derive(Debug, Clone, Serialize, clap::Args)]
+pub struct StudyArgs {
+    /// Model, data, prompts and seed.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub run: SkillArgs,
+    /// Task (directory or paper name).
+    #[arg(long, default_value = "myriadlama")]
+    pub task: String,
+    /// Output directory and progress.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub output: RunArgs,
+}
+
+impl StudyArgs {
+    /// A tiny configuration on `../shared` for tests: `task`, the given sizes, no progress.
+    pub fn tiny(task: &str, sizes: Sizes, out: &Path) -> Self {
+        Self {
+            run: SkillArgs::tiny(sizes),
+            task: task.into(),
+            output: RunArgs {
+                out: Some(out.to_path_buf()),
+                quiet: true,
+            },
+        }
+    }
+
+    /// These arguments with `--out` set to `out/<command>` when it was not given.
+    pub fn default_out(mut self, command: &str) -> Self {
+        if self.output.out.is_none() {
+            self.output.out = Some(self.output.out_dir(command));
+        }
+        self
+    }
+
+    /// The output directory (`out` when none was set).
+    pub fn out_dir(&self) -> &Path {
+        self.output.out.as_deref().unwrap_or(Path::new("out"))
+    }
+}
+
+/// Features of one task in one or more contexts, with where they came from.
+#[derive(Debug)]
+pub struct StudyFeatures {
+    /// Model id.
+    pub model: String,
+    /// Data location.
+    pub data: String,
+    /// Task name.
+    pub task: String,
+    /// One entry per context, same records in the same order.
+    pub features: Vec<SkillFeatures>,
+    /// Selection counts.
+    pub selection: SelectionStats,
+}
+
+/// The first fields of every study's JSON report: where its features came from and the
+/// settings.
+#[derive(Debug, Clone, Serialize)]
+pub struct StudySource {
+    /// Model id.
+    pub model: String,
+    /// Data location.
+    pub data: String,
+    /// Task.
+    pub task: String,
+    /// Settings.
+    pub args: StudyArgs,
+}
+
+impl StudyFeatures {
+    /// The report header of these features, computed with `args`.
+    pub fn source(&self, args: &StudyArgs) -> StudySource {
+        StudySource {
+            model: self.model.clone(),
+            data: self.data.clone(),
+            task: self.task.clone(),
+            args: args.clone(),
+        }
+    }
+}
+
+/// Writes a study's figure `<name>.svg` and report `<name>.json` into `args.out_dir()` as a
+/// unit, once everything is computed.
+pub fn write_study<T: Serialize>(
+    args: &StudyArgs,
+    name: &str,
+    svg: &str,
+    report: &T,
+) -> Result<()> {
+    let mut files = crate::output::Outputs::default();
+    files.json(&format!("{name}.json"), report)?;
+    files.text(&format!("{name}.svg"), svg.to_string());
+    files.write(args.out_dir())?;
+    Ok(())
+}
+
+/// Prints a study's result: `heading`, a blank line, `table` and `-> <output directory>`.
+pub fn print_study(heading: &str, table: &str, args: &StudyArgs) {
+    println!("{heading}\n");
+    print!("{table}");
+    println!("-> {}", args.out_dir().display());
+}
+
+/// How a study names and renders its contexts: given the task, the template set of the data
+/// and whether it came from a template file.
+pub type ContextMaker<'a> =
+    dyn Fn(&TaskSpec, &TemplateSet, bool) -> Result<Vec<PromptContext>> + 'a;
+
+/// The single context of `args.shots` with the data's templates.
+pub fn default_context(
+    args: &StudyArgs,
+) -> impl Fn(&TaskSpec, &TemplateSet, bool) -> Result<Vec<PromptContext>> {
+    let (shots, splits) = (args.run.shots, args.run.splits);
+    move |spec, templates, from_file| {
+        Ok(vec![PromptContext {
+            name: format!("{shots:?}-shot").to_lowercase(),
+            templates: templates.clone(),
+            shots: shots_for(shots, splits, spec, from_file),
+        }])
+    }
+}
+
+/// Checks `args` (task, `--out`, model and data), then computes NeurGrad features of
+/// `args.task` in every context `contexts` makes.
+pub fn study_features(args: &StudyArgs, contexts: &ContextMaker) -> Result<StudyFeatures> {
+    let spec = TaskRegistry::builtin().get(&args.task)?;
+    crate::output::check_out_dir(args.out_dir())?;
+    let run = &args.run;
+    let sources = resolve_sources(run.model.model.as_deref(), run.data.as_deref())?;
+    if let Some(note) = &sources.note {
+        eprintln!("note: {note}");
+    }
+    let templates = sources.data.template_set()?;
+    let task = load_task(&sources.data.source, spec.name, run.splits, run.seed)?;
+    let ctx = contexts(spec, &templates, sources.data.templates.is_some())?;
+    warn_if_leaking(&task, run.splits);
+    let model = run.model.load(&sources.model, run.batch * 8)?;
+    let fits = |prompt: &str| model.encode(prompt).is_ok();
+    let (sets, selection) = select_prompts(&task, &ctx, run.sizes(), run.seed, &fits)?;
+    let mut features = Vec::with_capacity(sets.len());
+    for set in &sets {
+        let bar = progress_bar(
+            set.items.len(),
+            &format!("{} {}", set.task, set.context),
+            args.output.progress(),
+        );
+        features.push(compute_features(&model, set, run.batch, false, &bar)?);
+        bar.finish_and_clear();
+    }
+    Ok(StudyFeatures {
+        model: sources.model,
+        data: sources.data.label,
+        task: spec.name.to_string(),
+        features,
+        selection,
+    })
+}
+
+/// A copy of `templates` whose template for `task` shows and expects `letters` as option
+/// letters and answers (e.g. upper-case `A`..`D`): a context that changes the option tokens.
+pub fn with_answer_letters(
+    templates: &TemplateSet,
+    task: &TaskSpec,
+    letters: &[&str],
+) -> Result<TemplateSet> {
+    let mut t = templates.template(task)?.clone();
+    if t.answer_tokens.len() > letters.len() {
+        bail!(
+            "task {}: {} answers but only {} letters",
+            task.name,
+            t.answer_tokens.len(),
+            letters.len()
+        );
+    }
+    let map: HashMap<String, String> = t
+        .answer_tokens
+        .iter()
+        .zip(letters)
+        .map(|(a, l)| (a.clone(), l.to_string()))
+        .collect();
+    match &mut t.options {
+        Some(o) if o.letters == t.answer_tokens => {
+            o.letters = o.letters.iter().map(|l| map[l].clone()).collect();
+        }
+        _ => bail!(
+            "task {}: its options are not lettered by its answers, so they cannot be relettered",
+            task.name
+        ),
+    }
+    if let Some(m) = &mut t.label_map {
+        for v in m.values_mut() {
+            if let Some(n) = map.get(v) {
+                *v = n.clone();
+            }
+        }
+    }
+    t.answer_tokens = t.answer_tokens.iter().map(|a| map[a].clone()).collect();
+    let json = serde_json::json!({ "tasks": { task.name: t } });
+    Ok(TemplateSet::parse(
+        &json.to_string(),
+        Path::new("<relettered templates>"),
+    )?)
+}
+
