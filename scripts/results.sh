@@ -9,7 +9,7 @@
 # rerun skips finished steps, so an
 # interrupted run resumes where it stopped (delete OUT/<step> to redo one). --quick runs every
 # step at CI scale (minutes, not hours): same code paths, tiny sizes, 2 seeds instead of 5.
-# NEG_RESULTS_NO_BUILD=1 uses the example binaries already in target/release/examples.
+# NEG_RESULTS_NO_BUILD=1 uses the `neg` binary already in target/release.
 set -euo pipefail
 # The body is one function, read whole before it runs, so editing this file during a long run
 # cannot change the run.
@@ -29,8 +29,8 @@ done
 MODEL=smollm2-135m-instruct
 FACTS=../shared/data/myriadlama-probing/llama2-7b-it.jsonl
 [ -f "$FACTS" ] || { echo "results.sh: error: $FACTS is missing (../shared beside the clone)" >&2; exit 1; }
-if [ "${NEG_RESULTS_NO_BUILD:-0}" != 1 ]; then cargo build --release --examples --quiet; fi
-BIN=target/release/examples
+if [ "${NEG_RESULTS_NO_BUILD:-0}" != 1 ]; then cargo build --release --bin neg --quiet; fi
+NEG=target/release/neg
 mkdir -p "$OUT"
 
 if [ $QUICK = 1 ]; then
@@ -63,24 +63,24 @@ step() {
 }
 
 # Skill probes (Tables 3, 8, 9): zero-shot leak-free first (published and few-shot below).
-step skill-zero-leakfree $BIN/skill_probe --model $MODEL --tasks $SKILL_TASKS "${SKILL_SIZES[@]}" --compact --quiet --out "$OUT/skill-zero-leakfree"
+step skill-zero-leakfree $NEG skill-probe --model $MODEL --tasks $SKILL_TASKS "${SKILL_SIZES[@]}" --compact --quiet --out "$OUT/skill-zero-leakfree"
 # NEG experiments on MyriadLAMA facts (single-token answers for this tokenizer), one run per seed.
 for s in $SEEDS; do
-  step linearity-s$s $BIN/linearity --model $MODEL --prompts $FACTS --seed $s "${LIN[@]}" --no-progress --out "$OUT/linearity-s$s"
-  step estimation-s$s $BIN/neg_estimation --model $MODEL --prompts $FACTS --seed $s "${EST[@]}" --no-progress --out "$OUT/estimation-s$s"
+  step linearity-s$s $NEG linearity --model $MODEL --prompts $FACTS --seed $s "${LIN[@]}" --quiet --out "$OUT/linearity-s$s"
+  step estimation-s$s $NEG estimate --model $MODEL --prompts $FACTS --seed $s "${EST[@]}" --quiet --out "$OUT/estimation-s$s"
 done
-step skill-zero-published $BIN/skill_probe --model $MODEL --tasks $SKILL_TASKS --splits published "${SKILL_SIZES[@]}" --compact --quiet --out "$OUT/skill-zero-published"
-step skill-few-leakfree $BIN/skill_probe --model $MODEL --tasks $FEW_TASKS --shots few "${SKILL_SIZES[@]}" --compact --quiet --out "$OUT/skill-few-leakfree"
-step attribution $BIN/knowledge_attribution --model $MODEL --prompts $FACTS "${ATTR[@]}" --no-progress --out "$OUT/attribution"
-step distribution $BIN/neg_distribution --model $MODEL --prompts $FACTS "${DIST[@]}" --no-progress --out "$OUT/distribution"
-step multi-neuron $BIN/multi_neuron --model $MODEL --prompts $FACTS "${MULTI[@]}" --no-progress --out "$OUT/multi-neuron"
+step skill-zero-published $NEG skill-probe --model $MODEL --tasks $SKILL_TASKS --splits published "${SKILL_SIZES[@]}" --compact --quiet --out "$OUT/skill-zero-published"
+step skill-few-leakfree $NEG skill-probe --model $MODEL --tasks $FEW_TASKS --shots few "${SKILL_SIZES[@]}" --compact --quiet --out "$OUT/skill-few-leakfree"
+step attribution $NEG attribution --model $MODEL --prompts $FACTS "${ATTR[@]}" --quiet --out "$OUT/attribution"
+step distribution $NEG distribution --model $MODEL --prompts $FACTS "${DIST[@]}" --quiet --out "$OUT/distribution"
+step multi-neuron $NEG multi-neuron --model $MODEL --prompts $FACTS "${MULTI[@]}" --quiet --out "$OUT/multi-neuron"
 # Studies (Fig. 7-9) on one task each, NeuronLens and auxiliary metrics.
-step training-size $BIN/training_size --model $MODEL --task agnews "${STUDY[@]}" --sizes "$TS_SIZES" --quiet --out "$OUT/training-size"
-step robustness $BIN/robustness --model $MODEL --task agnews "${STUDY[@]}" --quiet --out "$OUT/robustness"
-step substitutability $BIN/substitutability --model $MODEL --task agnews "${STUDY[@]}" --quiet --out "$OUT/substitutability"
-step tree-shape $BIN/tree_shape --model $MODEL --task agnews "${STUDY[@]}" --quiet --out "$OUT/tree-shape"
-step neuronlens $BIN/neuronlens --model $MODEL --task agnews "${LENS[@]}" --out "$OUT/neuronlens"
-step aux-metrics $BIN/aux_metrics --model $MODEL --task toxicity "${AUX[@]}" --out "$OUT/aux-metrics"
+step training-size $NEG training-size --model $MODEL --task agnews "${STUDY[@]}" --sizes "$TS_SIZES" --quiet --out "$OUT/training-size"
+step robustness $NEG robustness --model $MODEL --task agnews "${STUDY[@]}" --quiet --out "$OUT/robustness"
+step substitutability $NEG substitutability --model $MODEL --task agnews "${STUDY[@]}" --quiet --out "$OUT/substitutability"
+step tree-shape $NEG tree-shape --model $MODEL --task agnews "${STUDY[@]}" --quiet --out "$OUT/tree-shape"
+step neuronlens $NEG lens --model $MODEL --task agnews "${LENS[@]}" --out "$OUT/neuronlens"
+step aux-metrics $NEG aux-metrics --model $MODEL --task toxicity "${AUX[@]}" --out "$OUT/aux-metrics"
 
 "${PYTHON:-.venv/bin/python}" scripts/results_tables.py "$OUT" > "$OUT/RESULTS.tables.md"
 echo "results: tables -> $OUT/RESULTS.tables.md"

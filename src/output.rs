@@ -153,8 +153,11 @@ impl RunOutput {
                 self.out.display()
             );
         }
-        std::fs::write(self.staging.join(RUN_MARKER), format!("{}\n", env!("CARGO_PKG_VERSION")))
-            .with_context(|| format!("cannot write {}", self.staging.display()))?;
+        std::fs::write(
+            self.staging.join(RUN_MARKER),
+            format!("{}\n", env!("CARGO_PKG_VERSION")),
+        )
+        .with_context(|| format!("cannot write {}", self.staging.display()))?;
         if had_old {
             std::fs::rename(&self.out, &old)
                 .with_context(|| format!("cannot move the earlier {} aside", self.out.display()))?;
@@ -191,7 +194,7 @@ pub fn check_out_dir(dir: &Path) -> Result<()> {
         let probe = d.join(format!(".write-probe-{}", std::process::id()));
         std::fs::write(&probe, b"").with_context(|| {
             format!(
-                "cannot create output directory {}: {} is not writable",
+                "cannot create output directory {} (--out): {} is not writable",
                 dir.display(),
                 d.display()
             )
@@ -202,7 +205,7 @@ pub fn check_out_dir(dir: &Path) -> Result<()> {
     if dir.exists() {
         if !dir.is_dir() {
             anyhow::bail!(
-                "output directory {} exists and is not a directory",
+                "output directory {} (--out) exists and is not a directory",
                 dir.display()
             );
         }
@@ -224,7 +227,7 @@ pub fn check_out_dir(dir: &Path) -> Result<()> {
         if a.exists() {
             if !a.is_dir() {
                 anyhow::bail!(
-                    "cannot create output directory {}: {} is not a directory",
+                    "cannot create output directory {} (--out): {} is not a directory",
                     dir.display(),
                     a.display()
                 );
@@ -233,7 +236,7 @@ pub fn check_out_dir(dir: &Path) -> Result<()> {
         }
         ancestor = a.parent();
     }
-    anyhow::bail!("cannot create output directory {}", dir.display())
+    anyhow::bail!("cannot create output directory {} (--out)", dir.display())
 }
 
 /// The files of one run, collected in memory once everything is computed and then moved into
@@ -450,7 +453,6 @@ mod tests {
             "the check creates nothing"
         );
     }
-
 
     #[test]
     fn identical_contents_give_identical_bytes() {

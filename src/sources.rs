@@ -62,7 +62,11 @@ pub fn shared_path(rel: &str) -> Result<PathBuf> {
     };
     let p = shared.join(rel);
     if !p.exists() {
-        bail!("{} does not exist (shared folder {}; set ${SHARED_VAR} to change it)", p.display(), shared.display());
+        bail!(
+            "{} does not exist (shared folder {}; set ${SHARED_VAR} to change it)",
+            p.display(),
+            shared.display()
+        );
     }
     Ok(p)
 }
@@ -133,7 +137,8 @@ pub fn load_model(spec: &str, device: &str, dtype: &str, max_batch: usize) -> Re
         dtype: neg_hooks::DType::parse(dtype)?,
         max_batch: max_batch.max(1),
     };
-    HfModel::load(&ModelSource::parse(spec), &opts).with_context(|| format!("cannot load model {spec}"))
+    HfModel::load(&ModelSource::parse(spec), &opts)
+        .with_context(|| format!("cannot load model {spec}"))
 }
 
 /// Where MCEval8K comes from, and why.
@@ -221,7 +226,11 @@ mod tests {
     fn the_shared_folder_is_found_from_the_binary_not_the_working_directory() {
         // Test binaries live in <workspace>/target/<profile>/deps.
         let shared = shared_dir().expect("../shared beside the workspace");
-        assert!(shared.join("models/stories260k").is_dir(), "{}", shared.display());
+        assert!(
+            shared.join("models/stories260k").is_dir(),
+            "{}",
+            shared.display()
+        );
         let data = resolve_data(None).unwrap();
         assert!(matches!(data.source, DataSource::Dir(_)), "{}", data.label);
         assert!(data.templates.is_some());

@@ -1,17 +1,19 @@
-//! The `mceval` example's commands, run in-process through its `run` function.
-#[allow(dead_code)]
-#[path = "../examples/mceval.rs"]
-mod example;
-
+//! The `neg mceval` commands, parsed by the `neg` command line and run in process through
+//! `neg_rs::commands::mceval::run`.
 use clap::Parser;
+use neg_rs::cli::{Cli, Command};
+use neg_rs::commands::mceval as mceval_cmd;
 
 mod common;
 use common::shared;
 
 fn run(args: &[&str]) -> anyhow::Result<String> {
-    let cli = example::Cli::try_parse_from(std::iter::once("mceval").chain(args.iter().copied()))?;
+    let cli = Cli::try_parse_from(["neg", "mceval"].into_iter().chain(args.iter().copied()))?;
+    let Command::Mceval(args) = cli.command else {
+        unreachable!("parsed as neg mceval")
+    };
     let mut out = Vec::new();
-    example::run(cli, &mut out)?;
+    mceval_cmd::run(&args, &mut out)?;
     Ok(String::from_utf8(out)?)
 }
 
@@ -202,7 +204,7 @@ fn bad_input_is_an_error_and_writes_nothing() {
     .unwrap_err();
     assert!(format!("{err:#}").contains("nli/swag/test.json"), "{err:#}");
     assert!(!out.exists(), "partial output written");
-    assert!(example::Cli::try_parse_from(["mceval", "render", "--data", "x"]).is_err());
+    assert!(Cli::try_parse_from(["neg", "mceval", "render", "--data", "x"]).is_err());
 }
 
 /// `--data hub:<repo>[@<rev>]` goes through `DataSource::Hub`, offline from a temporary
@@ -328,7 +330,7 @@ fn hub_data_reads_the_hf_home_cache_offline() {
         "hub:iszhaoxin/MCEval8K@",
         "hub:a/b/c",
     ] {
-        let err = example::Cli::try_parse_from(["mceval", "audit", "--data", bad]).unwrap_err();
+        let err = Cli::try_parse_from(["neg", "mceval", "audit", "--data", bad]).unwrap_err();
         assert!(
             err.to_string().contains("hub:<owner>/<name>[@<revision>]"),
             "{bad}: {err}"

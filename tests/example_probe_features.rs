@@ -1,12 +1,11 @@
-//! The `probe_features` example end to end on synthetic safetensors files.
-#[allow(dead_code)]
-#[path = "../examples/probe_features.rs"]
-mod probe_features;
-
+//! `neg probe-features` end to end on synthetic safetensors files: parsed by the `neg`
+//! command line and run in process, and once as the compiled example.
 use std::path::Path;
 
 use clap::Parser;
 use neg_probe::synthetic::{Planted, PlantedConfig};
+use neg_rs::cli::{Cli, Command};
+use neg_rs::commands::probe_features;
 use safetensors::tensor::TensorView;
 use safetensors::Dtype;
 
@@ -63,9 +62,14 @@ fn common_tensors(t: &Planted) -> Vec<(&'static str, Dtype, Vec<usize>, Vec<u8>)
 }
 
 fn run(args: &[&str]) -> anyhow::Result<probe_features::Report> {
-    let args = probe_features::Args::try_parse_from(
-        std::iter::once("probe_features").chain(args.iter().copied()),
+    let cli = Cli::try_parse_from(
+        ["neg", "probe-features"]
+            .into_iter()
+            .chain(args.iter().copied()),
     )?;
+    let Command::ProbeFeatures(args) = cli.command else {
+        unreachable!("parsed as neg probe-features")
+    };
     probe_features::run(&args)
 }
 
@@ -96,7 +100,8 @@ fn every_probe_runs_on_scores_and_writes_json() {
         ])
         .unwrap();
         let json: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+            serde_json::from_str(&std::fs::read_to_string(out.join("probe.json")).unwrap())
+                .unwrap();
         assert_eq!(json["test_accuracy"].as_f64().unwrap(), r.test_accuracy);
         assert_eq!(json["n_neurons"], 120);
         assert!(json["evaluation"]["fit_seconds"].as_f64().unwrap() >= 0.0);

@@ -1,8 +1,9 @@
-//! The `neuronlens` and `aux_metrics` examples end to end on tiny configurations of the real
-//! stories260k model and MCEval8K agnews from `../shared` (which must be present: these tests
-//! fail, not skip, without it).
-use neg_rs::aux_metrics;
-use neg_rs::lens as neuronlens;
+//! `neg lens` and `neg aux-metrics` end to end on tiny configurations of the real stories260k
+//! model and MCEval8K agnews from `../shared` (which must be present: these tests fail, not
+//! skip, without it), parsed by the `neg` command line and run in process.
+use neg_rs::cli::{Cli, Command};
+use neg_rs::commands::aux_metrics;
+use neg_rs::commands::lens as neuronlens;
 
 use std::path::Path;
 
@@ -21,7 +22,8 @@ fn require_shared() {
 fn lens_args(out: &Path, extra: &[&str]) -> neuronlens::Args {
     require_shared();
     let mut argv = vec![
-        "neuronlens",
+        "neg",
+        "lens",
         "--n-fit",
         "24",
         "--n-eval",
@@ -32,7 +34,10 @@ fn lens_args(out: &Path, extra: &[&str]) -> neuronlens::Args {
         out.to_str().unwrap(),
     ];
     argv.extend_from_slice(extra);
-    neuronlens::Args::try_parse_from(argv).unwrap()
+    match Cli::try_parse_from(argv).unwrap().command {
+        Command::Lens(args) => args,
+        other => unreachable!("{other:?}"),
+    }
 }
 
 fn f(v: &Value) -> f64 {
@@ -153,7 +158,8 @@ fn neuronlens_bad_input_is_a_clear_error() {
 fn aux_args(out: &Path, extra: &[&str]) -> aux_metrics::Args {
     require_shared();
     let mut argv = vec![
-        "aux_metrics",
+        "neg",
+        "aux-metrics",
         "--n",
         "16",
         "--max-tokens",
@@ -172,7 +178,10 @@ fn aux_args(out: &Path, extra: &[&str]) -> aux_metrics::Args {
         out.to_str().unwrap(),
     ];
     argv.extend_from_slice(extra);
-    aux_metrics::Args::try_parse_from(argv).unwrap()
+    match Cli::try_parse_from(argv).unwrap().command {
+        Command::AuxMetrics(args) => args,
+        other => unreachable!("{other:?}"),
+    }
 }
 
 #[test]
@@ -239,7 +248,7 @@ fn aux_metrics_bad_input_is_a_clear_error() {
     assert!(err(&["--permutations", "0"]).contains("--permutations"));
     assert!(err(&["--n", "2"]).contains("at least 3"));
     assert!(
-        err(&["--model", "/nonexistent/model"]).contains("cannot load model /nonexistent/model")
+        err(&["--model", "/nonexistent/model"]).contains("model /nonexistent/model does not exist")
     );
     assert!(err(&["--top-k", "500"]).contains("too few random neurons"));
     assert!(err(&["--n-generations", "2"]).contains("--n-generations"));

@@ -15,8 +15,12 @@ use neg_core::methods::{self, Method};
 use neg_core::neg::{ShiftMode, SweepConfig};
 use neg_core::{ModelAdapter, NeuronId, Patch, PatchOp};
 use neg_hooks::{HfModel, LoadOptions, ModelSource};
+use neg_rs::commands::attribution::{run_attribution, AttributionRun};
+use neg_rs::commands::distribution::{run_distribution, DistributionRun};
+use neg_rs::commands::estimate::{run_estimation, EstimationRun};
+use neg_rs::commands::linearity::{linearity_table, run_linearity, LinearityRun};
+use neg_rs::commands::multi_neuron::{run_multi_neuron, MultiNeuronRun};
 use neg_rs::factual::{self, FactualError, FactualSet, ResolveOptions};
-use neg_rs::negexp::{self, *};
 use safetensors::SafeTensors;
 
 mod common;
@@ -81,8 +85,9 @@ fn assert_svg(path: &Path) {
 fn no_temp_files(dir: &Path) {
     for e in std::fs::read_dir(dir).unwrap() {
         let name = e.unwrap().file_name().to_string_lossy().to_string();
+        // The run marker is meant to stay (it lets a later run replace the directory).
         assert!(
-            !name.starts_with('.'),
+            !name.starts_with('.') || name == neg_rs::output::RUN_MARKER,
             "left-over file {name} in {}",
             dir.display()
         );
@@ -218,7 +223,7 @@ fn linearity_writes_fig2_table1_table5() {
     assert_eq!(rows.len(), 4);
     assert_svg(&out.join("fig2_linearity.svg"));
     no_temp_files(out);
-    assert!(negexp::linearity_table(&r).contains("Table 1"));
+    assert!(linearity_table(&r).contains("Table 1"));
 }
 
 #[test]
@@ -454,7 +459,7 @@ fn binaries_reject_bad_arguments_with_one_line_and_no_output() {
             vec!["--prompts", "/nonexistent/facts.jsonl"],
             "cannot read prompt file",
         )];
-        // The input checks are shared code (negexp::setup): one example runs them all, which
+        // The input checks are shared code (factual::setup): one example runs them all, which
         // keeps this test's many process starts within its time budget.
         if name == "neg_distribution" {
             cases.extend([
@@ -466,7 +471,7 @@ fn binaries_reject_bad_arguments_with_one_line_and_no_output() {
                     vec!["--prompts", ml.to_str().unwrap()],
                     "none of the 1000 answers is a single token",
                 ),
-                (vec!["--model", "/nonexistent/model"], "cannot load model"),
+                (vec!["--model", "/nonexistent/model"], "does not exist"),
             ]);
         }
         if name == "linearity" {
@@ -478,7 +483,7 @@ fn binaries_reject_bad_arguments_with_one_line_and_no_output() {
         }
         for (args, needle) in cases {
             let mut all = args.clone();
-            all.extend(["--out", out_s, "--no-progress"]);
+            all.extend(["--out", out_s, "--quiet"]);
             let (code, stdout, stderr) = run(&bin, &all);
             assert_eq!(code, 1, "{name} {all:?}: {stderr}");
             assert!(stdout.is_empty(), "{name}: {stdout}");
@@ -494,10 +499,7 @@ fn binaries_reject_bad_arguments_with_one_line_and_no_output() {
             );
             assert!(!out.exists(), "{name} created {}", out.display());
         }
-        let (code, _, stderr) = run(
-            &bin,
-            &["--out", unwritable.to_str().unwrap(), "--no-progress"],
-        );
+        let (code, _, stderr) = run(&bin, &["--out", unwritable.to_str().unwrap(), "--quiet"]);
         assert_eq!(code, 1, "{name}: {stderr}");
         assert_eq!(stderr.trim_end().lines().count(), 1, "{name}: {stderr}");
         assert!(
@@ -523,7 +525,7 @@ fn a_binary_runs_end_to_end() {
             "2",
             "--bins",
             "10",
-            "--no-progress",
+            "--quiet",
             "--out",
             out.to_str().unwrap(),
         ],
@@ -554,7 +556,7 @@ fn a_binary_runs_end_to_end() {
         &[
             "--prompts",
             file.to_str().unwrap(),
-            "--no-progress",
+            "--quiet",
             "--out",
             out.to_str().unwrap(),
         ],
@@ -576,7 +578,7 @@ fn chunked_neurgrad_equals_one_batched_call() {
     // 18 prompts: two chunks of the progress-reporting path (16 + 2).
     let set = builtin_set(&m, 18);
     let bar = indicatif::ProgressBar::hidden();
-    let chunked = negexp::neurgrad_with_progress(&m, &set.prompts, &bar).unwrap();
+    let chunked = factual::neurgrad_with_progress(&m, &set.prompts, &bar).unwrap();
     let whole = methods::neurgrad(&m, &set.prompts).unwrap();
     assert_eq!(chunked.scores.shape(), &[18, 1, 5, 172]);
     assert_eq!(bar.position(), 18);

@@ -43,7 +43,7 @@ fn neurgrad_and_intervene_write_what_the_library_computes() {
     let specs = neg_core::io::read_prompt_file(&prompts).unwrap();
     let tp = neg_core::io::resolve_targets(&m, &prompts, &specs).unwrap();
 
-    let out = dir.path().join("ng.safetensors");
+    let out = dir.path().join("ng");
     let o = run(
         "neurgrad",
         &[
@@ -58,7 +58,7 @@ fn neurgrad_and_intervene_write_what_the_library_computes() {
         ],
     );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let bytes = std::fs::read(&out).unwrap();
+    let bytes = std::fs::read(out.join("neurgrad.safetensors")).unwrap();
     let meta = metadata(&bytes);
     assert_eq!(meta["method"], "neurgrad");
     assert_eq!(meta["model"], m.model_id());
@@ -77,7 +77,7 @@ fn neurgrad_and_intervene_write_what_the_library_computes() {
     assert_eq!(scores, lib.scores.iter().copied().collect::<Vec<_>>());
     assert_eq!(probs, lib.probs.iter().copied().collect::<Vec<_>>());
 
-    let out = dir.path().join("iv.safetensors");
+    let out = dir.path().join("iv");
     let o = run(
         "intervene",
         &[
@@ -85,7 +85,7 @@ fn neurgrad_and_intervene_write_what_the_library_computes() {
             model.to_str().unwrap(),
             "--prompts",
             prompts.to_str().unwrap(),
-            "--neurons",
+            "--neuron-file",
             neurons.to_str().unwrap(),
             "--range",
             "0.5",
@@ -96,7 +96,7 @@ fn neurgrad_and_intervene_write_what_the_library_computes() {
         ],
     );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let bytes = std::fs::read(&out).unwrap();
+    let bytes = std::fs::read(out.join("intervene.safetensors")).unwrap();
     let meta = metadata(&bytes);
     assert_eq!(meta["mode"], "magnitude");
     assert_eq!(meta["range"], "0.5");
@@ -169,32 +169,32 @@ fn bad_input_fails_with_one_line_and_writes_nothing() {
         ),
         (
             "intervene",
-            vec!["--prompts", g, "--neurons", n, "--range", "0"],
+            vec!["--prompts", g, "--neuron-file", n, "--range", "0"],
             "range",
         ),
         (
             "intervene",
-            vec!["--prompts", g, "--neurons", n, "--range", "-1"],
+            vec!["--prompts", g, "--neuron-file", n, "--range", "-1"],
             "range",
         ),
         (
             "intervene",
-            vec!["--prompts", g, "--neurons", n, "--step", "0"],
+            vec!["--prompts", g, "--neuron-file", n, "--step", "0"],
             "step",
         ),
         (
             "intervene",
-            vec!["--prompts", g, "--neurons", nn],
+            vec!["--prompts", g, "--neuron-file", nn],
             "no neurons",
         ),
         (
             "intervene",
-            vec!["--prompts", g, "--neurons", no],
+            vec!["--prompts", g, "--neuron-file", no],
             "outside the model",
         ),
         (
             "intervene",
-            vec!["--prompts", e, "--neurons", n],
+            vec!["--prompts", e, "--neuron-file", n],
             "no prompts",
         ),
     ];

@@ -7,29 +7,39 @@
 //!
 //! Needs `../shared/models/stories260k` and `../shared/data/mceval8k`; fails, not skips, when
 //! they are missing.
-#![allow(dead_code)]
-
-#[path = "../examples/robustness.rs"]
-mod robustness;
-#[path = "../examples/skill_probe.rs"]
-mod skill_probe;
-#[path = "../examples/substitutability.rs"]
-mod substitutability;
-#[path = "../examples/training_size.rs"]
-mod training_size;
-#[path = "../examples/tree_shape.rs"]
-mod tree_shape;
+use neg_rs::cli::{Cli, Command as Neg};
+use neg_rs::commands::{robustness, skill_probe, substitutability, training_size, tree_shape};
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use clap::Parser;
 use neg_probe::neuron_counts;
-use neg_rs::skill::METHODS;
+use neg_rs::skill::{probe_name, METHODS};
 use safetensors::SafeTensors;
 
 mod common;
 use common::{example_binary, f32s, read_json, shared, workspace};
+
+/// `argv` (`[command, flags...]`, the command spelled as an example's name) parsed by the `neg`
+/// command line.
+fn parse(argv: Vec<&str>) -> Neg {
+    let sub = argv[0].replace('_', "-");
+    let full = ["neg", sub.as_str()]
+        .into_iter()
+        .chain(argv[1..].iter().copied());
+    Cli::try_parse_from(full).unwrap().command
+}
+
+/// The arguments of subcommand `$variant` parsed from `$argv`.
+macro_rules! args {
+    ($variant:ident, $argv:expr) => {
+        match parse($argv) {
+            Neg::$variant(a) => a,
+            other => unreachable!("{other:?}"),
+        }
+    };
+}
 
 fn model() -> String {
     shared("models/stories260k").display().to_string()
@@ -79,7 +89,7 @@ fn skill_args(extra: &[&str], out: &Path) -> skill_probe::Args {
     argv.extend_from_slice(extra);
     let out = out.display().to_string();
     argv.extend_from_slice(&["--out", &out]);
-    skill_probe::Args::try_parse_from(argv).unwrap()
+    args!(SkillProbe, argv)
 }
 
 fn study_argv<'a>(name: &'a str, m: &'a str, d: &'a str, out: &'a str) -> Vec<&'a str> {
@@ -142,7 +152,7 @@ fn skill_probe_tiny_run_writes_table_features_and_plot() {
             .iter()
             .map(|m| m["method"].as_str().unwrap())
             .collect();
-        assert_eq!(methods, METHODS);
+        assert_eq!(methods, METHODS.map(probe_name));
         for m in t["methods"].as_array().unwrap() {
             let acc = m["test_accuracy"].as_f64().unwrap();
             // 12 test prompts: accuracy is a multiple of 1/12.
@@ -354,7 +364,7 @@ fn skill_probe_bad_inputs_fail_before_writing() {
     // Missing data directory.
     let out = dir.path().join("o-missing");
     let mut args = skill_args(&["--tasks", "myriadlama"], &out);
-    args.run.data = Some(dir.path().join("no-such-dir").display().to_string());
+    args.skill.data = Some(dir.path().join("no-such-dir").display().to_string());
     let msg = format!("{:#}", skill_probe::run(&args).unwrap_err());
     assert!(msg.contains("no-such-dir"), "{msg}");
     // Unwritable --out: its parent is a file.
@@ -386,7 +396,7 @@ fn studies_write_json_and_svg_of_the_expected_shape() {
         "--trees",
         "10",
     ]);
-    let r = training_size::run(&training_size::Args::try_parse_from(argv).unwrap()).unwrap();
+    let r = training_size::run(&args!(TrainingSize, argv)).unwrap();
     let json = read_json(&Path::new(&out).join("training_size.json"));
     let curves = json["curves"].as_array().unwrap();
     assert_eq!(curves.len(), 2);
@@ -408,7 +418,7 @@ fn studies_write_json_and_svg_of_the_expected_shape() {
     let out = dir.path().join("rob").display().to_string();
     let mut argv = study_argv("robustness", &m, &d, &out);
     argv.extend(["--contexts", "published,upper-letters", "--neurons", "8"]);
-    let r = robustness::run(&robustness::Args::try_parse_from(argv).unwrap()).unwrap();
+    let r = robustness::run(&args!(Robustness, argv)).unwrap();
     assert_eq!(r.answers[1], vec!["A", "B", "C", "D"]);
     assert_eq!(r.answers[0], vec!["a", "b", "c", "d"]);
     let json = read_json(&Path::new(&out).join("robustness.json"));
@@ -436,7 +446,7 @@ fn studies_write_json_and_svg_of_the_expected_shape() {
     let out = dir.path().join("sub").display().to_string();
     let mut argv = study_argv("substitutability", &m, &d, &out);
     argv.extend(["--window", "64"]);
-    substitutability::run(&substitutability::Args::try_parse_from(argv).unwrap()).unwrap();
+    substitutability::run(&args!(Substitutability, argv)).unwrap();
     let json = read_json(&Path::new(&out).join("substitutability.json"));
     let probes = json["probes"].as_array().unwrap();
     assert_eq!(probes.len(), 2);
@@ -455,7 +465,7 @@ fn studies_write_json_and_svg_of_the_expected_shape() {
     let out = dir.path().join("shape").display().to_string();
     let mut argv = study_argv("tree_shape", &m, &d, &out);
     argv.extend(["--max-sum", "4"]);
-    tree_shape::run(&tree_shape::Args::try_parse_from(argv).unwrap()).unwrap();
+    tree_shape::run(&args!(TreeShape, argv)).unwrap();
     let json = read_json(&Path::new(&out).join("tree_shape.json"));
     let shapes: Vec<(u64, u64)> = json["points"]
         .as_array()
@@ -479,15 +489,15 @@ fn study_bad_inputs_fail_before_writing() {
     let out = dir.path().join("o").display().to_string();
     let mut argv = study_argv("training_size", &m, &d, &out);
     argv.extend(["--sizes", "4,999"]);
-    let err = training_size::run(&training_size::Args::try_parse_from(argv).unwrap()).unwrap_err();
+    let err = training_size::run(&args!(TrainingSize, argv)).unwrap_err();
     assert!(format!("{err:#}").contains("999"));
     let mut argv = study_argv("robustness", &m, &d, &out);
     argv.extend(["--contexts", "published,nope"]);
-    let err = robustness::run(&robustness::Args::try_parse_from(argv).unwrap()).unwrap_err();
+    let err = robustness::run(&args!(Robustness, argv)).unwrap_err();
     assert!(format!("{err:#}").contains("nope"));
     let mut argv = study_argv("tree_shape", &m, &d, &out);
     argv[6] = "not-a-task";
-    let err = tree_shape::run(&tree_shape::Args::try_parse_from(argv).unwrap()).unwrap_err();
+    let err = tree_shape::run(&args!(TreeShape, argv)).unwrap_err();
     assert!(format!("{err:#}").contains("not-a-task"));
     assert!(!Path::new(&out).exists());
 }

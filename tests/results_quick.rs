@@ -1,7 +1,7 @@
 //! `scripts/results.sh --quick` (what `cargo xtask results --quick` runs) end to end on
 //! SmolLM2-135M-Instruct: every step of docs/RESULTS.md finishes and leaves its outputs, the
 //! tables come out with every section filled, and a rerun resumes (skips every finished step)
-//! without changing them. Uses the example binaries `cargo test` built; needs the venv (the
+//! without changing them. Uses the `neg` binary `cargo test` built; needs the venv (the
 //! packaged model) and `../shared`.
 
 use std::process::Command;

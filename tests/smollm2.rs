@@ -107,20 +107,20 @@ fn neurgrad_and_intervene_on_the_gguf_file_match_transformers() {
             "{name}: {}",
             String::from_utf8_lossy(&o.stderr)
         );
-        std::fs::read(out).unwrap()
+        std::fs::read(out.join(format!("{name}.safetensors"))).unwrap()
     };
-    let ng_bytes = run("neurgrad", &[], &dir.path().join("ng.safetensors"));
+    let ng_bytes = run("neurgrad", &[], &dir.path().join("ng"));
     let iv_bytes = run(
         "intervene",
         &[
-            "--neurons",
+            "--neuron-file",
             neurons_path.to_str().unwrap(),
             "--range",
             "0.5",
             "--step",
             "0.1",
         ],
-        &dir.path().join("iv.safetensors"),
+        &dir.path().join("iv"),
     );
     let ng = SafeTensors::deserialize(&ng_bytes).unwrap();
     let iv = SafeTensors::deserialize(&iv_bytes).unwrap();

@@ -8,7 +8,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use neg_rs::skill::{run_skill_probe, Sizes, SkillProbeConfig};
+use neg_rs::commands::skill_probe::{run_skill_probe, SkillProbeConfig};
+use neg_rs::skill::Sizes;
 
 fn workspace() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

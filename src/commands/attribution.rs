@@ -7,21 +7,16 @@ use std::time::Instant;
 
 use anyhow::{bail, Result};
 use ndarray::s;
-use neg_core::analysis::{
-    self, Ranking, TopKConfig, TopKCurve,
-};
+use neg_core::analysis::{self, Ranking, TopKConfig, TopKCurve};
 use neg_core::methods::Method;
 use neg_core::ModelAdapter;
 use serde::{Deserialize, Serialize};
 
+use crate::factual::progress as progress_bar;
 use crate::factual::{self as common, FactualArgs, FactualSet, MethodArgs, RunInfo};
 use crate::factual::{attribute_with_progress, fmt};
 use crate::output::{csv, Outputs};
 use crate::plot::{self, LineSpec, Panel, Series};
-use crate::factual::progress as progress_bar;
-
-
-
 
 /// Parameters of [`run_attribution`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -63,7 +58,8 @@ pub fn run_attribution<A: ModelAdapter + ?Sized>(
         bail!("no methods to compare");
     }
     let prompts = &set.prompts;
-    let bar = progress_bar(2 * prompts.len() * config.methods.len(),
+    let bar = progress_bar(
+        2 * prompts.len() * config.methods.len(),
         "top-K attribution",
         show_progress,
     );
@@ -213,7 +209,6 @@ pub fn attribution_table(r: &AttributionResult) -> String {
     }
     s
 }
-
 
 /// Arguments of `neg attribution`.
 #[derive(clap::Args, Debug, Clone)]

@@ -6,21 +6,15 @@ use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{bail, Result};
-use neg_core::analysis::{
-    self,
-    NegDistribution,
-};
+use neg_core::analysis::{self, NegDistribution};
 use neg_core::ModelAdapter;
 use serde::{Deserialize, Serialize};
 
+use crate::factual::progress as progress_bar;
 use crate::factual::{self as common, FactualArgs, FactualSet, RunInfo};
 use crate::factual::{fmt, neurgrad_with_progress};
 use crate::output::{csv, Outputs, TensorFile};
 use crate::plot::{self, LineSpec, Panel, Series};
-use crate::factual::progress as progress_bar;
-
-
-
 
 /// Parameters of [`run_distribution`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -258,7 +252,6 @@ pub fn distribution_table(r: &DistributionResult) -> String {
     }
     s
 }
-
 
 /// Arguments of `neg distribution`.
 #[derive(clap::Args, Debug, Clone)]

@@ -7,21 +7,16 @@ use std::time::Instant;
 
 use anyhow::{bail, Result};
 use ndarray::{concatenate, Array4, Axis};
-use neg_core::analysis::{
-    self, EstimationQuality,
-};
+use neg_core::analysis::{self, EstimationQuality};
 use neg_core::methods::{self, Method};
 use neg_core::neg::SweepConfig;
 use neg_core::{sampling, ModelAdapter, NeuronId};
 use serde::{Deserialize, Serialize};
 
+use crate::factual::progress as progress_bar;
 use crate::factual::{self as common, FactualArgs, FactualSet, MethodArgs, RunInfo};
 use crate::factual::{fmt, sweep_with_progress};
 use crate::output::{csv, Outputs, TensorFile};
-use crate::factual::progress as progress_bar;
-
-
-
 
 /// Parameters of [`run_estimation`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -85,7 +80,8 @@ pub fn run_estimation<A: ModelAdapter + ?Sized>(
     let prompts = &set.prompts;
     let (l, n) = (model.num_layers(), model.ff_width());
     let neurons = sampling::sample_neurons(l, n, config.neurons, config.seed)?;
-    let bar = progress_bar(prompts.len() * (1 + config.methods.len()),
+    let bar = progress_bar(
+        prompts.len() * (1 + config.methods.len()),
         "NEG estimation",
         show_progress,
     );
@@ -247,7 +243,6 @@ pub fn estimation_table(r: &EstimationResult) -> String {
     );
     s
 }
-
 
 /// Arguments of `neg estimate`.
 #[derive(clap::Args, Debug, Clone)]

@@ -9,21 +9,16 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use indicatif::ProgressBar;
 use ndarray::s;
-use neg_core::analysis::{
-    self, Generality, LinearityConfig,
-};
+use neg_core::analysis::{self, Generality, LinearityConfig};
 use neg_core::neg::{ground_truth_neg, ShiftMode, SweepConfig};
 use neg_core::{sampling, ModelAdapter, NeuronId, TargetedPrompt};
 use serde::{Deserialize, Serialize};
 
+use crate::factual::progress as progress_bar;
 use crate::factual::{self as common, FactualArgs, FactualSet, RunInfo};
 use crate::factual::{neurgrad_with_progress, sweep_with_progress};
 use crate::output::{csv, Outputs, TensorFile};
 use crate::plot::{self, LineSpec, Panel, Series};
-use crate::factual::progress as progress_bar;
-
-
-
 
 /// Parameters of [`run_linearity`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -119,7 +114,8 @@ pub fn run_linearity<A: ModelAdapter + ?Sized>(
     } else {
         0
     };
-    let bar = progress_bar(ranges.len() * prompts.len() + top_steps,
+    let bar = progress_bar(
+        ranges.len() * prompts.len() + top_steps,
         "linearity sweeps",
         show_progress,
     );
@@ -332,7 +328,6 @@ pub fn linearity_table(r: &LinearityResult) -> String {
     }
     s
 }
-
 
 /// Arguments of `neg linearity`.
 #[derive(clap::Args, Debug, Clone)]

@@ -148,7 +148,9 @@ pub fn main(args: &Args) -> Result<()> {
 fn data_or_default(data: &Option<DataSource>) -> Result<DataSource> {
     match data {
         Some(d) => Ok(d.clone()),
-        None => Ok(DataSource::Dir(crate::sources::shared_path("data/mceval8k")?)),
+        None => Ok(DataSource::Dir(crate::sources::shared_path(
+            "data/mceval8k",
+        )?)),
     }
 }
 
@@ -158,10 +160,11 @@ pub fn run(args: &Args, out: &mut dyn Write) -> Result<()> {
     let online = args.online;
     match args.command.clone() {
         Command::Audit { data, json } => {
-            let audits: Vec<mceval::TaskAudit> = load_all(&with_network(data_or_default(&data)?, online))?
-                .iter()
-                .map(mceval::audit_dataset)
-                .collect();
+            let audits: Vec<mceval::TaskAudit> =
+                load_all(&with_network(data_or_default(&data)?, online))?
+                    .iter()
+                    .map(mceval::audit_dataset)
+                    .collect();
             for a in &audits {
                 let splits: Vec<String> = a
                     .splits
@@ -215,7 +218,10 @@ pub fn run(args: &Args, out: &mut dyn Write) -> Result<()> {
                 .map(|d| mceval::resplit(d, seed))
                 .collect::<mceval::Result<Vec<_>>>()?;
             for d in &done {
-                d.write(&dir.clone().unwrap_or_else(|| PathBuf::from("out/mceval-resplit")))?;
+                d.write(
+                    &dir.clone()
+                        .unwrap_or_else(|| PathBuf::from("out/mceval-resplit")),
+                )?;
                 let sizes: Vec<String> = Split::ALL
                     .iter()
                     .map(|s| d.split(*s).map(|r| r.len().to_string()).unwrap_or_default())

@@ -6,21 +6,16 @@ use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{bail, Result};
-use neg_core::analysis::{
-    self, AccumulationConfig, AccumulationReport,
-};
+use neg_core::analysis::{self, AccumulationConfig, AccumulationReport};
 use neg_core::neg::ShiftMode;
 use neg_core::ModelAdapter;
 use serde::{Deserialize, Serialize};
 
+use crate::factual::progress as progress_bar;
 use crate::factual::{self as common, FactualArgs, FactualSet, RunInfo};
 use crate::factual::{fmt, neurgrad_with_progress};
 use crate::output::{csv, Outputs};
 use crate::plot::{self, LineSpec, Panel, Series};
-use crate::factual::progress as progress_bar;
-
-
-
 
 /// Parameters of [`run_multi_neuron`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -70,7 +65,8 @@ pub fn run_multi_neuron<A: ModelAdapter + ?Sized>(
         bail!("no enhancement ranges given");
     }
     let prompts = &set.prompts;
-    let bar = progress_bar(prompts.len() * (1 + config.ranges.len()),
+    let bar = progress_bar(
+        prompts.len() * (1 + config.ranges.len()),
         "multi-neuron",
         show_progress,
     );
@@ -191,7 +187,6 @@ pub fn multi_neuron_table(r: &MultiNeuronResult) -> String {
     }
     s
 }
-
 
 /// Arguments of `neg multi-neuron`.
 #[derive(clap::Args, Debug, Clone)]

@@ -310,7 +310,10 @@ pub fn main(args: &Args) -> Result<()> {
         r.selected_neurons
             .map_or("-".to_string(), |k| k.to_string()),
         r.evaluation.fit_seconds,
-        args.run.out_dir("probe-features").join("probe.json").display()
+        args.run
+            .out_dir("probe-features")
+            .join("probe.json")
+            .display()
     );
     Ok(())
 }

@@ -16,14 +16,14 @@
 //! `max(ACC^Y_{N^X} - 1/K, 0) / max(ACC^Y_{N^Y} - 1/K, 0)` is reported for every ordered pair
 //! (`neg_probe::studies::robustness`). Writes `robustness.json` and `robustness.svg` under
 //! `--out` and prints the accuracy matrix and ratios.
+use crate::plot::bar_svg;
+use crate::skill::{
+    make_probe, print_study, probe_name, shots_for, study_features, with_answer_letters,
+    write_study, PromptContext, ShotMode, SplitMode, StudyArgs, StudySource,
+};
 use anyhow::{bail, Result};
 use mceval::{Shots, TemplateSet};
 use neg_probe::studies::{robustness, RobustnessMatrix};
-use crate::plot::bar_svg;
-use crate::skill::{
-    make_probe, print_study, probe_name, shots_for, study_features, with_answer_letters, write_study,
-    PromptContext, ShotMode, SplitMode, StudyArgs, StudySource,
-};
 use neg_probe::ProbeKind;
 use serde::Serialize;
 

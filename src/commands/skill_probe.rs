@@ -226,7 +226,11 @@ pub fn run_skill_probe(cfg: &SkillProbeConfig) -> Result<SkillProbeReport> {
     let report = SkillProbeReport {
         model: sources.model.clone(),
         data: sources.data.label.clone(),
-        templates: sources.data.templates.as_ref().map(|p| p.display().to_string()),
+        templates: sources
+            .data
+            .templates
+            .as_ref()
+            .map(|p| p.display().to_string()),
         config: cfg.clone(),
         n_layers: model.num_layers(),
         ff_width: model.ff_width(),
@@ -272,7 +276,6 @@ pub fn curve_panel(title: &str, evals: &[&Evaluation]) -> crate::plot::Panel {
         series,
     }
 }
-
 
 /// Arguments of `neg skill-probe`.
 #[derive(Debug, Clone, clap::Args)]

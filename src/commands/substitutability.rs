@@ -11,13 +11,13 @@
 //! (`neg_probe::studies::substitutability`). Flat curves mean lower-ranked neurons can
 //! substitute for the best ones. Writes `substitutability.json` and `substitutability.svg`
 //! under `--out` and prints the window accuracies.
-use anyhow::{bail, Result};
-use neg_probe::studies::{substitutability, Substitutability};
-use neg_probe::{MagnProbe, PolarProbe};
 use crate::plot::{line_svg, LineSpec, Panel, Series};
 use crate::skill::{
     default_context, display_name, print_study, study_features, write_study, StudyArgs, StudySource,
 };
+use anyhow::{bail, Result};
+use neg_probe::studies::{substitutability, Substitutability};
+use neg_probe::{MagnProbe, PolarProbe};
 use serde::Serialize;
 
 /// Command-line arguments.

@@ -11,13 +11,13 @@
 //! accuracy_vs_train_size`), choosing the neuron count on valid each time. Writes
 //! `training_size.json` and `training_size.svg` under `--out` and prints test accuracy per
 //! size (rows) and probe (columns). Bad input: one `error:` line, exit status 1, no files.
-use anyhow::{bail, Result};
-use neg_probe::studies::{accuracy_vs_train_size, TrainSizePoint};
 use crate::plot::{line_svg, LineSpec, Panel, Series};
 use crate::skill::{
-    default_context, display_name, make_probe, probe_name, print_study, study_features, write_study, StudyArgs,
-    StudySource,
+    default_context, display_name, make_probe, print_study, probe_name, study_features,
+    write_study, StudyArgs, StudySource,
 };
+use anyhow::{bail, Result};
+use neg_probe::studies::{accuracy_vs_train_size, TrainSizePoint};
 use neg_probe::ProbeKind;
 use serde::Serialize;
 

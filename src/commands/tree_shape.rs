@@ -9,13 +9,13 @@
 //! paper: 12; default 9 to stay fast) on one task's NeurGrad option-index features
 //! (`neg_probe::studies::tree_shape_sweep`). Writes `tree_shape.json` and `tree_shape.svg`
 //! under `--out` and prints validation / test accuracy per shape.
-use anyhow::{bail, Result};
-use neg_probe::studies::{tree_shape_sweep, ShapePoint};
-use neg_probe::{ForestConfig, NeuronSubset};
 use crate::plot::{line_svg, LineSpec, Panel, Series};
 use crate::skill::{
     default_context, print_study, study_features, write_study, StudyArgs, StudySource,
 };
+use anyhow::{bail, Result};
+use neg_probe::studies::{tree_shape_sweep, ShapePoint};
+use neg_probe::{ForestConfig, NeuronSubset};
 use serde::Serialize;
 
 /// Command-line arguments.

@@ -129,7 +129,6 @@ pub fn fmt(v: f64) -> String {
     }
 }
 
-
 /// Arguments every factual experiment takes.
 #[derive(clap::Args, Debug, Clone)]
 pub struct FactualArgs {
@@ -189,9 +188,10 @@ pub fn setup(
     let prompts = match &args.prompts {
         Some(p) => Some(p.clone()),
         None if model_spec.spec.ends_with("stories260k") => None,
-        None => Some(crate::sources::shared_path(MYRIADLAMA).context(
-            "the default prompts of a model other than stories260k: pass --prompts",
-        )?),
+        None => Some(
+            crate::sources::shared_path(MYRIADLAMA)
+                .context("the default prompts of a model other than stories260k: pass --prompts")?,
+        ),
     };
     let (source, records) = match &prompts {
         Some(path) => (path.display().to_string(), factual::read_records(path)?),
@@ -203,8 +203,10 @@ pub fn setup(
     let out = args.run.out_dir(command);
     crate::output::check_out_dir(&out)?;
     let model = crate::progress::with_spinner("loading model", args.run.progress(), || {
-        args.model
-            .load(&model_spec.spec, neg_hooks::LoadOptions::default().max_batch)
+        args.model.load(
+            &model_spec.spec,
+            neg_hooks::LoadOptions::default().max_batch,
+        )
     })?;
     let max = args.max_prompts.unwrap_or(default_max_prompts);
     let set = factual::resolve(

@@ -14,7 +14,6 @@ use serde::{Deserialize, Serialize};
 
 use neg_probe::ProbeKind;
 
-
 /// Default tasks of the no-argument run, chosen by measurement on SmolLM2-135M-Instruct
 /// (docs/RESULTS.md): two where its skill neurons stand out while its own answers are near
 /// chance (agnews: LM-Prob 0.27, Act-Probe 0.66; toxicity: LM-Prob 0.56, Magn-Probe 0.86 at
@@ -59,7 +58,6 @@ pub enum ShotMode {
     /// `templates.json`, else drawn from train with the task's seed).
     Few,
 }
-
 
 /// A task's records, as published or re-split.
 #[derive(Debug, Clone)]

@@ -3,7 +3,8 @@
 
 use anyhow::{Context, Result};
 use neg_probe::{
-    evaluate, Evaluation, ForestConfig, NeuronSubset, Probe, ProbeData, RandomBaseline, Split, TreeProbe,
+    evaluate, Evaluation, ForestConfig, NeuronSubset, Probe, ProbeData, RandomBaseline, Split,
+    TreeProbe,
 };
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -11,7 +12,6 @@ use serde::{Deserialize, Serialize};
 
 use super::*;
 use neg_probe::ProbeKind;
-
 
 /// The probe's name in results files and on the command line (`polar`, `lmprob`, ...).
 pub fn probe_name(kind: ProbeKind) -> &'static str {
@@ -318,4 +318,3 @@ mod tests {
         }
     }
 }
-

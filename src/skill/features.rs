@@ -12,7 +12,6 @@ use serde::{Deserialize, Serialize};
 
 use super::*;
 
-
 /// NeurGrad features of one prompt set.
 #[derive(Debug, Clone)]
 pub struct SkillFeatures {

@@ -5,8 +5,8 @@ use anyhow::Result;
 use ndarray::Array1;
 use neg_probe::Split;
 
-use crate::output::TensorFile;
 use super::*;
+use crate::output::TensorFile;
 
 /// The features as a safetensors file readable by the `probe_features` example: `scores`
 /// `[P, K, N]` f32 (when kept), `option_index` `[P, N]` u8, `activations` `[P, N]` f32,
@@ -61,4 +61,3 @@ pub fn features_safetensors_with(f: &SkillFeatures, extra: &[(&str, String)]) ->
     }
     t.to_bytes()
 }
-

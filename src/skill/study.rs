@@ -4,8 +4,8 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use anyhow::{bail, Result};
-use mceval::{TaskRegistry, TaskSpec};
 use mceval::TemplateSet;
+use mceval::{TaskRegistry, TaskSpec};
 use serde::Serialize;
 
 use super::*;
@@ -277,4 +277,3 @@ pub fn with_answer_letters(
         Path::new("<relettered templates>"),
     )?)
 }
-

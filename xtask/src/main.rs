@@ -11,7 +11,8 @@ const USAGE: &str = "usage: cargo xtask <command> [args]
 commands:
   setup                 create/refresh the libtorch virtual environment (idempotent)
   test                  setup, then fmt --check, clippy -D warnings, and the whole test suite
-  skill-probe [ARGS]    setup, then run the main job (examples/skill_probe.rs) with ARGS
+  skill-probe [ARGS]    setup, then run the main job (`neg skill-probe`) with ARGS
+  neg [ARGS]            setup, then run the `neg` command line in release mode (`neg --help`)
   example NAME [ARGS]   setup, then run any example in release mode
   results [ARGS]        setup, then regenerate docs/RESULTS.md's tables (scripts/results.sh:
                         --quick for a CI-scale run, --out DIR, --only STEP,...; resumable)";
@@ -22,9 +23,18 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("setup") => setup(&root),
         Some("test") => setup(&root).and_then(|_| test(&root)),
-        Some("skill-probe") => {
-            setup(&root).and_then(|_| run_example(&root, "skill_probe", &args[1..]))
-        }
+        Some("skill-probe") => setup(&root).and_then(|_| {
+            let mut full = vec!["skill-probe".to_string()];
+            full.extend(strip_separator(&args[1..]).iter().cloned());
+            run_cargo(&root, &["run", "--release", "--bin", "neg", "--"], &full)
+        }),
+        Some("neg") => setup(&root).and_then(|_| {
+            run_cargo(
+                &root,
+                &["run", "--release", "--bin", "neg", "--"],
+                strip_separator(&args[1..]),
+            )
+        }),
         Some("results") => setup(&root).and_then(|_| {
             let script = root.join("scripts/results.sh");
             let mut full = vec![script.to_str().ok_or("non-UTF-8 project path")?];
@@ -136,14 +146,26 @@ fn test(root: &Path) -> Result<(), String> {
     )
 }
 
-fn run_example(root: &Path, name: &str, args: &[String]) -> Result<(), String> {
-    let cargo = cargo();
-    let mut full = vec!["run", "--release", "--example", name, "--"];
-    // `cargo xtask skill-probe -- --help` and `cargo xtask skill-probe --help` mean the same.
-    let args = match args.first().map(String::as_str) {
+/// `args` without a leading `--`: `cargo xtask skill-probe -- --help` and `cargo xtask
+/// skill-probe --help` mean the same.
+fn strip_separator(args: &[String]) -> &[String] {
+    match args.first().map(String::as_str) {
         Some("--") => &args[1..],
         _ => args,
-    };
+    }
+}
+
+/// Runs cargo with `cargo_args` followed by `args`.
+fn run_cargo(root: &Path, cargo_args: &[&str], args: &[String]) -> Result<(), String> {
+    let mut full: Vec<&str> = cargo_args.to_vec();
     full.extend(args.iter().map(String::as_str));
-    run(root, &cargo, &full)
+    run(root, &cargo(), &full)
+}
+
+fn run_example(root: &Path, name: &str, args: &[String]) -> Result<(), String> {
+    run_cargo(
+        root,
+        &["run", "--release", "--example", name, "--"],
+        strip_separator(args),
+    )
 }

@@ -37,11 +37,11 @@ def main() -> int:
         sk.append(float((clf.predict(x[te]) == y[te]).mean()))
     ours = []
     with tempfile.TemporaryDirectory() as tmp:
-        out = os.path.join(tmp, "r.json")
         for s in range(args.seeds):
+            out = os.path.join(tmp, f"seed{s}")
             subprocess.run([args.bin, "--features", args.features, "--probe", "tree",
                             "--seed", str(s), "--out", out], check=True, capture_output=True)
-            with open(out) as f:
+            with open(os.path.join(out, "probe.json")) as f:
                 ours.append(json.load(f)["test_accuracy"])
     res = {"features": args.features, "n_prompts": int(x.shape[0]), "n_neurons": int(x.shape[1]),
            "n_train": int(tr.sum()), "n_test": int(te.sum()), "seeds": args.seeds,
