@@ -18,7 +18,6 @@ use neg_probe::ProbeKind;
 /// (docs/RESULTS.md): two where its skill neurons stand out while its own answers are near
 /// chance (agnews: LM-Prob 0.27, Act-Probe 0.66; toxicity: LM-Prob 0.56, Magn-Probe 0.86 at
 /// 128/32/64 prompts), cheap enough that the run finishes in under 5 minutes on 2 cores.
-
 pub const DEFAULT_TASKS: [&str; 2] = ["agnews", "toxicity"];
 
 /// Default prompts per split of the no-argument run (train, valid, test).
