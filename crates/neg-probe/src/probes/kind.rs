@@ -7,8 +7,9 @@ use crate::error::{ProbeError, Result};
 /// The probe kinds, for command lines and configuration files.
 ///
 /// The names (`polar`, `magn`, `tree`, `act`, `lmprob`, `rand`) are the same in `FromStr`,
-/// `Display` and serde.
+/// `Display`, serde and, with the crate's `clap` feature, `clap::ValueEnum`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum ProbeKind {
     /// [`PolarProbe`].
@@ -94,5 +95,21 @@ mod tests {
         }
         let err = "forest".parse::<ProbeKind>().unwrap_err().to_string();
         assert!(err.contains("unknown probe `forest`"), "{err}");
+    }
+
+    #[cfg(feature = "clap")]
+    #[test]
+    fn value_enum_names_are_the_from_str_names() {
+        use clap::ValueEnum;
+        assert_eq!(ProbeKind::value_variants(), &ProbeKind::ALL);
+        for kind in ProbeKind::ALL {
+            let value = kind.to_possible_value().unwrap();
+            assert_eq!(value.get_name(), kind.name());
+            assert_eq!(value.get_name().parse::<ProbeKind>().unwrap(), kind);
+            assert_eq!(
+                <ProbeKind as ValueEnum>::from_str(kind.name(), false).unwrap(),
+                kind
+            );
+        }
     }
 }
