@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use crate::error::{Error, Result};
-use crate::record::{parse_json_records, write_published_json, Record};
+use crate::record::{parse_json_records, read_text, write_published_json, Record};
 use crate::registry::TaskSpec;
 
 /// The hub dataset that mirrors MCEval8K.
@@ -195,7 +195,7 @@ impl Dataset {
                 DataSource::Hub(hub) => hub.fetch(&rel)?,
             };
             if let Some(path) = path {
-                let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+                let text = read_text(&path)?;
                 let records = parse_json_records(&text, &path)?;
                 splits[split.index()] = Some(SplitData { path, records });
             }

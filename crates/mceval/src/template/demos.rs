@@ -29,6 +29,10 @@ impl TaskTemplate {
             index,
         };
         let in_lang = |r: &Record| lang.is_none() || r.lang() == lang;
+        // For errors: " in language xx" for multilingual prompts, else nothing.
+        let in_language = lang
+            .map(|l| format!(" in language {l}"))
+            .unwrap_or_default();
         let picks: Vec<usize> = match shots {
             Shots::Zero | Shots::FirstK { k: 0, .. } => return Ok(String::new()),
             Shots::FirstK { k, seed } => {
@@ -46,9 +50,7 @@ impl TaskTemplate {
                     return Err(Error::Template {
                         task: task.name.into(),
                         message: format!(
-                            "{k}-shot needs {k} train records{} but {} has {}",
-                            lang.map(|l| format!(" in language {l}"))
-                                .unwrap_or_default(),
+                            "{k}-shot needs {k} train records{in_language} but {} has {}",
                             path.display(),
                             picks.len()
                         ),
@@ -73,7 +75,7 @@ impl TaskTemplate {
                     if self.label(r, &ctx_at(i))? != a || !in_lang(r) {
                         return Err(Error::Template {
                             task: task.name.into(),
-                            message: format!("published demo {i} has not answer `{}`{}: not the published train split; use Shots::Few", self.answer_tokens.get(a).map_or("", String::as_str), lang.map(|l| format!(" in language {l}")).unwrap_or_default()),
+                            message: format!("published demo {i} has not answer `{}`{in_language}: not the published train split; use Shots::Few", self.answer_tokens.get(a).map_or("", String::as_str)),
                         });
                     }
                 }
@@ -99,10 +101,8 @@ impl TaskTemplate {
                             return Err(Error::Template {
                                 task: task.name.into(),
                                 message: format!(
-                                    "no train record with answer `{}`{} to use as a demonstration",
-                                    self.answer_tokens[a],
-                                    lang.map(|l| format!(" in language {l}"))
-                                        .unwrap_or_default()
+                                    "no train record with answer `{}`{in_language} to use as a demonstration",
+                                    self.answer_tokens[a]
                                 ),
                             });
                         }

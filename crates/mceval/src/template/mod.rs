@@ -129,7 +129,7 @@ impl TemplateSet {
 
     /// Loads a template file such as `shared/data/mceval8k/templates.json`.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let text = crate::record::read_text(path)?;
         Self::parse(&text, path)
     }
 
@@ -140,11 +140,8 @@ impl TemplateSet {
                 path: origin.into(),
             });
         }
-        let file: TemplateFile = serde_json::from_str(text).map_err(|e| Error::Malformed {
-            path: origin.into(),
-            format: "JSON",
-            message: e.to_string(),
-        })?;
+        let file: TemplateFile = serde_json::from_str(text)
+            .map_err(|e| Error::malformed(origin, "JSON", e.to_string()))?;
         for (name, t) in &file.tasks {
             let bad = |message: String| Error::Template {
                 task: name.clone(),
