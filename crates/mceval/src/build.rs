@@ -17,11 +17,11 @@ use serde_json::Value;
 
 use crate::dataset::Dataset;
 use crate::error::{Error, Result};
-use crate::record::Record;
+use crate::record::{non_empty, read_text, Record};
 use crate::registry::{TaskRegistry, TaskSpec};
 
 /// One tokenised sentence with one tag per token.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TaggedSentence {
     /// Surface text (`# text =` of CoNLL-U; tokens joined by spaces otherwise).
     pub text: String,
@@ -31,41 +31,18 @@ pub struct TaggedSentence {
     pub tags: Vec<String>,
 }
 
-fn read(path: &Path) -> Result<String> {
-    std::fs::read_to_string(path).map_err(|e| Error::io(path, e))
-}
-
-fn malformed(path: &Path, format: &'static str, message: String) -> Error {
-    Error::Malformed {
-        path: path.into(),
-        format,
-        message,
-    }
-}
-
 /// Reads a CoNLL-U file: word lines only (multi-word ranges `1-2` and empty nodes `1.1` are
 /// skipped), tag = UPOS (column 4), text from `# text =`.
 pub fn read_conllu(path: &Path) -> Result<Vec<TaggedSentence>> {
-    let text = read(path)?;
+    let text = read_text(path)?;
     let mut out = Vec::new();
-    let mut cur = TaggedSentence {
-        text: String::new(),
-        tokens: vec![],
-        tags: vec![],
-    };
+    let mut cur = TaggedSentence::default();
     let flush = |cur: &mut TaggedSentence, out: &mut Vec<TaggedSentence>| {
         if !cur.tokens.is_empty() {
             if cur.text.is_empty() {
                 cur.text = cur.tokens.join(" ");
             }
-            out.push(std::mem::replace(
-                cur,
-                TaggedSentence {
-                    text: String::new(),
-                    tokens: vec![],
-                    tags: vec![],
-                },
-            ));
+            out.push(std::mem::take(cur));
         } else {
             cur.text.clear();
         }
@@ -80,7 +57,7 @@ pub fn read_conllu(path: &Path) -> Result<Vec<TaggedSentence>> {
         } else {
             let cols: Vec<&str> = line.split('\t').collect();
             if cols.len() != 10 {
-                return Err(malformed(
+                return Err(Error::malformed(
                     path,
                     "CoNLL-U",
                     format!("line {}: {} columns, expected 10", i + 1, cols.len()),
@@ -94,10 +71,7 @@ pub fn read_conllu(path: &Path) -> Result<Vec<TaggedSentence>> {
         }
     }
     flush(&mut cur, &mut out);
-    if out.is_empty() {
-        return Err(Error::Empty { path: path.into() });
-    }
-    Ok(out)
+    non_empty(path, out)
 }
 
 /// Reads whitespace-separated CoNLL columns (one token per line, blank line between
@@ -107,7 +81,7 @@ pub fn read_conll_columns(
     tag_column: usize,
     format: &'static str,
 ) -> Result<Vec<TaggedSentence>> {
-    let text = read(path)?;
+    let text = read_text(path)?;
     let mut out = Vec::new();
     let (mut tokens, mut tags) = (Vec::new(), Vec::new());
     let mut flush = |tokens: &mut Vec<String>, tags: &mut Vec<String>| {
@@ -130,7 +104,7 @@ pub fn read_conll_columns(
             continue;
         }
         let tag = cols.get(tag_column).ok_or_else(|| {
-            malformed(
+            Error::malformed(
                 path,
                 format,
                 format!(
@@ -145,10 +119,7 @@ pub fn read_conll_columns(
         tags.push(tag.to_string());
     }
     flush(&mut tokens, &mut tags);
-    if out.is_empty() {
-        return Err(Error::Empty { path: path.into() });
-    }
-    Ok(out)
+    non_empty(path, out)
 }
 
 /// CoNLL-2000 chunking (`word POS chunk`): tag = IOB chunk tag.

@@ -4,18 +4,21 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use crate::error::{Error, Result};
-use crate::record::{parse_json_records, write_published_json, Record};
+use crate::record::{parse_json_records, read_text, write_published_json, Record};
 use crate::registry::TaskSpec;
 
 /// The hub dataset that mirrors MCEval8K.
 pub const HUB_REPO: &str = "iszhaoxin/MCEval8K";
 
-/// A data split.
+/// A data split. `FromStr` and, with the crate's `clap` feature, `clap::ValueEnum` take
+/// `train`, `valid` (also `validation` or `dev`) and `test`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum Split {
     /// `train.json` (few-shot demonstrations come from here).
     Train,
     /// `valid.json`.
+    #[cfg_attr(feature = "clap", value(alias = "validation", alias = "dev"))]
     Valid,
     /// `test.json`.
     Test,
@@ -195,7 +198,7 @@ impl Dataset {
                 DataSource::Hub(hub) => hub.fetch(&rel)?,
             };
             if let Some(path) = path {
-                let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+                let text = read_text(&path)?;
                 let records = parse_json_records(&text, &path)?;
                 splits[split.index()] = Some(SplitData { path, records });
             }
@@ -328,5 +331,37 @@ impl Dataset {
             }
         }
         Ok(written)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Split;
+
+    #[test]
+    fn split_names_round_trip_and_aliases_parse() {
+        for split in Split::ALL {
+            assert_eq!(split.name().parse::<Split>().unwrap(), split);
+            assert_eq!(split.to_string(), split.name());
+        }
+        for alias in ["validation", "dev"] {
+            assert_eq!(alias.parse::<Split>().unwrap(), Split::Valid);
+        }
+        assert!("eval".parse::<Split>().is_err());
+    }
+
+    #[cfg(feature = "clap")]
+    #[test]
+    fn value_enum_accepts_what_from_str_accepts() {
+        use clap::ValueEnum;
+        assert_eq!(Split::value_variants(), &Split::ALL);
+        for split in Split::ALL {
+            assert_eq!(split.to_possible_value().unwrap().get_name(), split.name());
+        }
+        for name in ["train", "valid", "validation", "dev", "test"] {
+            let from_clap = <Split as ValueEnum>::from_str(name, false).unwrap();
+            assert_eq!(from_clap, name.parse::<Split>().unwrap(), "{name}");
+        }
+        assert!(<Split as ValueEnum>::from_str("eval", false).is_err());
     }
 }

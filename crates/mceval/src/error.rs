@@ -119,4 +119,16 @@ impl Error {
             source,
         }
     }
+
+    pub(crate) fn malformed(
+        path: impl Into<PathBuf>,
+        format: &'static str,
+        message: impl Into<String>,
+    ) -> Self {
+        Error::Malformed {
+            path: path.into(),
+            format,
+            message: message.into(),
+        }
+    }
 }

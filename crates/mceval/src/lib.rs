@@ -7,6 +7,13 @@
 //! with a leak-free re-split, and construction of tasks from raw sources (UD, CoNLL-2000,
 //! CoNLL-2003, JSON/JSONL/CSV).
 //!
+//! Modules: [`registry`] (the tasks), [`dataset`] (loading, writing, [`Split`]), [`record`]
+//! (records and their file formats), [`template`] (a folder: `schema.rs` for the
+//! `templates.json` types, `fill.rs` for one record, `demos.rs` for few-shot blocks, and
+//! [`TemplateSet`] / [`Shots`] in `mod.rs`), [`pyrng`], [`audit`](mod@audit), [`build`], [`error`];
+//! the main types are re-exported here. The `clap` cargo feature derives `clap::ValueEnum` on
+//! [`Split`] (`train`, `valid` alias `validation`/`dev`, `test`).
+//!
 //! ```
 //! use mceval::{Dataset, Record, Shots, Split, TaskRegistry, TemplateSet};
 //! use std::path::Path;

@@ -189,8 +189,17 @@ fn py_repr(value: &Value) -> String {
     }
 }
 
-fn read_text(path: &Path) -> Result<String> {
+/// The text of `path`; an unreadable file is an [`Error::Io`] naming it.
+pub(crate) fn read_text(path: &Path) -> Result<String> {
     std::fs::read_to_string(path).map_err(|e| Error::io(path, e))
+}
+
+/// `items`, unless there are none: then [`Error::Empty`] for `path`.
+pub(crate) fn non_empty<T>(path: &Path, items: Vec<T>) -> Result<Vec<T>> {
+    if items.is_empty() {
+        return Err(Error::Empty { path: path.into() });
+    }
+    Ok(items)
 }
 
 /// Reads a JSON array of records (the published `<split>.json` format).
@@ -207,24 +216,19 @@ pub fn parse_json_records(text: &str, path: &Path) -> Result<Vec<Record>> {
     if text.trim().is_empty() {
         return Err(Error::Empty { path: path.into() });
     }
-    let items: Vec<Item> = serde_json::from_str(text).map_err(|e| Error::Malformed {
-        path: path.into(),
-        format: "JSON",
-        message: format!("{e} (expected an array of objects)"),
+    let items: Vec<Item> = serde_json::from_str(text).map_err(|e| {
+        Error::malformed(path, "JSON", format!("{e} (expected an array of objects)"))
     })?;
-    if items.is_empty() {
-        return Err(Error::Empty { path: path.into() });
-    }
-    items
+    non_empty(path, items)?
         .into_iter()
         .enumerate()
         .map(|(index, item)| match item {
             Item::Record(r) => Ok(r),
-            Item::Other(kind) => Err(Error::Malformed {
-                path: path.into(),
-                format: "JSON",
-                message: format!("record {index}: expected an object, found {kind}"),
-            }),
+            Item::Other(kind) => Err(Error::malformed(
+                path,
+                "JSON",
+                format!("record {index}: expected an object, found {kind}"),
+            )),
         })
         .collect()
 }
@@ -237,17 +241,16 @@ pub fn read_jsonl_records(path: &Path) -> Result<Vec<Record>> {
         if line.trim().is_empty() {
             continue;
         }
-        let record: Record = serde_json::from_str(line).map_err(|e| Error::Malformed {
-            path: path.into(),
-            format: "JSONL",
-            message: format!("line {} (record {}): {e}", i + 1, out.len()),
+        let record: Record = serde_json::from_str(line).map_err(|e| {
+            Error::malformed(
+                path,
+                "JSONL",
+                format!("line {} (record {}): {e}", i + 1, out.len()),
+            )
         })?;
         out.push(record);
     }
-    if out.is_empty() {
-        return Err(Error::Empty { path: path.into() });
-    }
-    Ok(out)
+    non_empty(path, out)
 }
 
 /// Reads CSV with a header row (RFC 4180: quoted fields, doubled quotes, newlines inside
@@ -255,11 +258,7 @@ pub fn read_jsonl_records(path: &Path) -> Result<Vec<Record>> {
 /// crate and this small, fully specified format does not justify a new dependency.
 pub fn read_csv_records(path: &Path) -> Result<Vec<Record>> {
     let text = read_text(path)?;
-    let rows = parse_csv(&text).map_err(|message| Error::Malformed {
-        path: path.into(),
-        format: "CSV",
-        message,
-    })?;
+    let rows = parse_csv(&text).map_err(|message| Error::malformed(path, "CSV", message))?;
     let mut rows = rows.into_iter();
     let header = rows
         .next()
@@ -267,15 +266,15 @@ pub fn read_csv_records(path: &Path) -> Result<Vec<Record>> {
     let mut out = Vec::new();
     for (index, row) in rows.enumerate() {
         if row.len() != header.len() {
-            return Err(Error::Malformed {
-                path: path.into(),
-                format: "CSV",
-                message: format!(
+            return Err(Error::malformed(
+                path,
+                "CSV",
+                format!(
                     "record {index}: {} fields, header has {}",
                     row.len(),
                     header.len()
                 ),
-            });
+            ));
         }
         let mut r = Record::new();
         for (k, v) in header.iter().zip(row) {
@@ -283,10 +282,7 @@ pub fn read_csv_records(path: &Path) -> Result<Vec<Record>> {
         }
         out.push(r);
     }
-    if out.is_empty() {
-        return Err(Error::Empty { path: path.into() });
-    }
-    Ok(out)
+    non_empty(path, out)
 }
 
 fn parse_csv(text: &str) -> std::result::Result<Vec<Vec<String>>, String> {

@@ -140,16 +140,11 @@ impl FeatureView<'_> {
 #[derive(Debug)]
 pub struct ProbeDataBuilder {
     n_prompts: usize,
-    n_options: usize,
-    n_neurons: usize,
+    /// Prompts pushed so far.
     next: usize,
-    labels: Vec<usize>,
-    split: Vec<Split>,
-    top: Array2<u8>,
-    scores: Option<ScoreFeatures>,
-    activations: Option<Array2<f32>>,
-    probs: Option<Array2<f32>>,
-    with_scores: bool,
+    /// The data set being filled: `[N, n_prompts]` tensors allocated up front, labels and
+    /// splits growing prompt by prompt, score features from the first `push_scores`.
+    data: ProbeData,
 }
 
 impl ProbeDataBuilder {
@@ -172,16 +167,16 @@ impl ProbeDataBuilder {
         }
         Ok(Self {
             n_prompts,
-            n_options,
-            n_neurons,
             next: 0,
-            labels: Vec::with_capacity(n_prompts),
-            split: Vec::with_capacity(n_prompts),
-            top: Array2::zeros((n_neurons, n_prompts)),
-            scores: None,
-            activations: with_activations.then(|| Array2::zeros((n_neurons, n_prompts))),
-            probs: with_probs.then(|| Array2::zeros((n_prompts, n_options))),
-            with_scores: false,
+            data: ProbeData {
+                n_options,
+                labels: Vec::with_capacity(n_prompts),
+                split: Vec::with_capacity(n_prompts),
+                top: Array2::zeros((n_neurons, n_prompts)),
+                scores: None,
+                activations: with_activations.then(|| Array2::zeros((n_neurons, n_prompts))),
+                probs: with_probs.then(|| Array2::zeros((n_prompts, n_options))),
+            },
         })
     }
 
@@ -199,16 +194,17 @@ impl ProbeDataBuilder {
                 found: format!("more than {}", self.n_prompts),
             });
         }
-        if label < 0 || label as usize >= self.n_options {
+        let d = &self.data;
+        if label < 0 || label as usize >= d.n_options {
             return Err(ProbeError::LabelOutOfRange {
                 prompt: p,
                 label,
-                n_options: self.n_options,
+                n_options: d.n_options,
             });
         }
-        let neurons = self.activations.as_ref().map(|_| self.n_neurons);
+        let neurons = d.activations.as_ref().map(|_| d.n_neurons());
         check_row("activations", RowIndex::Neuron, p, neurons, activations)?;
-        let options = self.probs.as_ref().map(|_| self.n_options);
+        let options = d.probs.as_ref().map(|_| d.n_options);
         check_row("probs", RowIndex::Option, p, options, probs)?;
         Ok(p)
     }
@@ -221,14 +217,15 @@ impl ProbeDataBuilder {
         activations: Option<ArrayView1<f32>>,
         probs: Option<ArrayView1<f32>>,
     ) {
-        if let (Some(dst), Some(a)) = (self.activations.as_mut(), activations) {
+        let d = &mut self.data;
+        if let (Some(dst), Some(a)) = (d.activations.as_mut(), activations) {
             dst.column_mut(p).assign(&a);
         }
-        if let (Some(dst), Some(pr)) = (self.probs.as_mut(), probs) {
+        if let (Some(dst), Some(pr)) = (d.probs.as_mut(), probs) {
             dst.row_mut(p).assign(&pr);
         }
-        self.labels.push(label);
-        self.split.push(split);
+        d.labels.push(label);
+        d.split.push(split);
         self.next += 1;
     }
 
@@ -242,14 +239,14 @@ impl ProbeDataBuilder {
         probs: Option<ArrayView1<f32>>,
     ) -> Result<()> {
         let p = self.row_checks(label, activations, probs)?;
-        if p > 0 && !self.with_scores {
+        if p > 0 && !self.data.has_scores() {
             return Err(ProbeError::ShapeMismatch {
                 what: format!("features of prompt {p}"),
                 expected: "option_index like the earlier prompts".into(),
                 found: "scores".into(),
             });
         }
-        let (k, n) = (self.n_options, self.n_neurons);
+        let (k, n) = (self.data.n_options, self.data.n_neurons());
         if scores.dim() != (k, n) {
             return Err(ProbeError::ShapeMismatch {
                 what: format!("scores of prompt {p}"),
@@ -266,9 +263,8 @@ impl ProbeDataBuilder {
                 value: v.to_string(),
             });
         }
-        self.with_scores = true;
         let np = self.n_prompts;
-        let sf = self.scores.get_or_insert_with(|| ScoreFeatures {
+        let sf = self.data.scores.get_or_insert_with(|| ScoreFeatures {
             bottom: Array2::zeros((n, np)),
             pos_bits: Array2::zeros((n, np)),
             neg_bits: Array2::zeros((n, np)),
@@ -296,7 +292,7 @@ impl ProbeDataBuilder {
                 }
                 margin += (gy > g) as i8 - (gy < g) as i8;
             }
-            self.top[[neuron, p]] = top as u8;
+            self.data.top[[neuron, p]] = top as u8;
             sf.bottom[[neuron, p]] = bottom as u8;
             sf.pos_bits[[neuron, p]] = pos;
             sf.neg_bits[[neuron, p]] = neg;
@@ -316,33 +312,34 @@ impl ProbeDataBuilder {
         probs: Option<ArrayView1<f32>>,
     ) -> Result<()> {
         let p = self.row_checks(label, activations, probs)?;
-        if self.with_scores {
+        if self.data.has_scores() {
             return Err(ProbeError::ShapeMismatch {
                 what: format!("features of prompt {p}"),
                 expected: "scores like the earlier prompts".into(),
                 found: "option_index".into(),
             });
         }
-        if option_index.len() != self.n_neurons {
+        let (k, n) = (self.data.n_options, self.data.n_neurons());
+        if option_index.len() != n {
             return Err(ProbeError::ShapeMismatch {
                 what: format!("option_index of prompt {p}"),
-                expected: format!("[{}]", self.n_neurons),
+                expected: format!("[{n}]"),
                 found: format!("[{}]", option_index.len()),
             });
         }
         if let Some((neuron, &value)) = option_index
             .iter()
             .enumerate()
-            .find(|(_, &v)| v as usize >= self.n_options)
+            .find(|(_, &v)| v as usize >= k)
         {
             return Err(ProbeError::OptionIndexOutOfRange {
                 prompt: p,
                 neuron,
                 value,
-                n_options: self.n_options,
+                n_options: k,
             });
         }
-        self.top.column_mut(p).assign(&option_index);
+        self.data.top.column_mut(p).assign(&option_index);
         self.finish_row(p, label as usize, split, activations, probs);
         Ok(())
     }
@@ -356,15 +353,7 @@ impl ProbeDataBuilder {
                 found: format!("{}", self.next),
             });
         }
-        Ok(ProbeData {
-            n_options: self.n_options,
-            labels: self.labels,
-            split: self.split,
-            top: self.top,
-            scores: self.scores,
-            activations: self.activations,
-            probs: self.probs,
-        })
+        Ok(self.data)
     }
 }
 

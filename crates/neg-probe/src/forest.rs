@@ -488,7 +488,7 @@ impl RandomForest {
     /// Most probable class for each sample (ties: the lowest class, like numpy's argmax).
     pub fn predict(&self, x: ArrayView2<u8>, rows: &[usize]) -> Result<Vec<usize>> {
         let proba = self.predict_proba(x, rows)?;
-        Ok(proba.chunks(self.n_classes).map(argmax_f32).collect())
+        Ok(proba.chunks(self.n_classes).map(argmax).collect())
     }
 
     /// Mean decrease in impurity per feature, normalised to sum to 1 (scikit-learn's
@@ -521,10 +521,11 @@ impl RandomForest {
     }
 }
 
-pub(crate) fn argmax_f32(v: &[f32]) -> usize {
+/// Index of the largest element, the first on ties (0 for an empty slice).
+pub(crate) fn argmax<T: PartialOrd>(v: &[T]) -> usize {
     let mut best = 0;
-    for (i, &x) in v.iter().enumerate() {
-        if x > v[best] {
+    for (i, x) in v.iter().enumerate() {
+        if *x > v[best] {
             best = i;
         }
     }

@@ -17,6 +17,12 @@
 //!   substitutability of 64-neuron windows, and the Tree-Probe shape sweep.
 //! * [`forest`]: the random forest behind the Tree-Probe, specialised for u8 features.
 //!
+//! [`probes`] is a folder: the traits and shared checks in `probes/mod.rs`, then one file per
+//! probe family (`vote.rs`: Polar and Magn, `act.rs`, `tree.rs`, `baseline.rs`, `kind.rs`:
+//! [`ProbeKind`]); every type is re-exported here. The `clap` cargo feature derives
+//! `clap::ValueEnum` on [`ProbeKind`] with the names its `FromStr` takes (`polar`, `magn`,
+//! `tree`, `act`, `lmprob`, `rand`).
+//!
 //! ```
 //! use neg_probe::synthetic::{Planted, PlantedConfig};
 //! use neg_probe::{evaluate, MagnProbe, Probe};
