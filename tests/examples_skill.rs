@@ -15,7 +15,7 @@ use std::process::Command;
 
 use clap::Parser;
 use neg_probe::neuron_counts;
-use neg_rs::skill::{probe_name, METHODS};
+use neg_rs::skill::METHODS;
 use safetensors::SafeTensors;
 
 mod common;
@@ -152,7 +152,7 @@ fn skill_probe_tiny_run_writes_table_features_and_plot() {
             .iter()
             .map(|m| m["method"].as_str().unwrap())
             .collect();
-        assert_eq!(methods, METHODS.map(probe_name));
+        assert_eq!(methods, METHODS.map(|m| m.name()));
         for m in t["methods"].as_array().unwrap() {
             let acc = m["test_accuracy"].as_f64().unwrap();
             // 12 test prompts: accuracy is a multiple of 1/12.

@@ -1,13 +1,13 @@
-//! Skill neurons from auxiliary metrics (the `aux_metrics` example): every FF neuron's activation correlated with
+//! Skill neurons from auxiliary metrics (`neg aux-metrics`): every FF neuron's activation correlated with
 //! per-prompt metrics (external labels one-vs-rest, the model's gold-option and max-option
 //! probability) on an MCEval8K task, and with per-generation metrics on open-ended greedy
 //! generations; permutation p-values with Benjamini-Hochberg correction; ablation of the top
 //! correlated neurons versus random neurons of the same count.
 //!
 //! ```text
-//! cargo run --release --example aux_metrics            # stories260k + agnews from ../shared
-//! cargo run --release --example aux_metrics -- --task mnli --n 200 --permutations 2000 \
-//!     --top-k 20 --seeds 10 --max-new-tokens 32 --out results/aux_metrics
+//! neg aux-metrics            # stories260k + agnews from ../shared
+//! neg aux-metrics --task mnli --n 200 --permutations 2000 \
+//!     --top-k 20 --seeds 10 --max-new-tokens 32 --out out/aux-metrics
 //! ```
 //!
 //! Writes `<out>/aux_metrics.json` and `<out>/aux_metrics.svg` atomically and prints a table.

@@ -1,11 +1,11 @@
-//! NeuronLens on an MCEval8K task (the `neuronlens` example): per-class activation ranges of the residual stream (or FF
+//! NeuronLens on an MCEval8K task (`neg lens`): per-class activation ranges of the residual stream (or FF
 //! neurons) at the answer position, and range masking versus whole-neuron masking of each
 //! class's salient units.
 //!
 //! ```text
-//! cargo run --release --example neuronlens            # stories260k + agnews from ../shared
-//! cargo run --release --example neuronlens -- --task toxicity --site ff --layers 2,3 \
-//!     --tau 2 --fraction 0.1 --fit-on correct --out results/neuronlens
+//! neg lens            # stories260k + agnews from ../shared
+//! neg lens --task toxicity --site ff --layers 2,3 \
+//!     --tau 2 --fraction 0.1 --fit-on correct --out out/lens
 //! ```
 //!
 //! Fits on the train split (correctly answered prompts by default), evaluates on the test
@@ -70,7 +70,7 @@ pub struct TaskArgs {
     #[command(flatten)]
     pub model: ModelArgs,
     /// MCEval8K root (<genre>/<task>/<split>.json), `hub` or `hub:<repo>` [default:
-    /// <shared>/data/mceval8k].
+    /// <shared>/data/mceval8k, else the hub].
     #[arg(long)]
     pub data: Option<String>,
     /// MCEval8K task (classes = answer options).

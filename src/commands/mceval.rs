@@ -1,12 +1,12 @@
-//! `mceval`: audit, re-split, build and render MCEval8K tasks.
+//! `neg mceval`: audit, re-split, build and render MCEval8K tasks.
 //!
 //! ```text
-//! cargo run --release --example mceval -- audit --data ../shared/data/mceval8k [--json audit.json]
-//! cargo run --release --example mceval -- resplit --data ../shared/data/mceval8k --out resplit --seed 0
-//! cargo run --release --example mceval -- build --sources ../shared/data/sources --task chunking --out built --seed 0
-//! cargo run --release --example mceval -- render --data ../shared/data/mceval8k --task agnews --split test \
+//! neg mceval audit --data ../shared/data/mceval8k [--json audit.json]
+//! neg mceval resplit --data ../shared/data/mceval8k --out resplit --seed 0
+//! neg mceval build --sources ../shared/data/sources --task chunking --out built --seed 0
+//! neg mceval render --data ../shared/data/mceval8k --task agnews --split test \
 //!     --shots few --templates ../shared/data/mceval8k/templates.json --limit 3
-//! cargo run --release --example mceval -- render --data hub:iszhaoxin/MCEval8K@main --task paws --split test \
+//! neg mceval render --data hub:iszhaoxin/MCEval8K@main --task paws --split test \
 //!     --shots 8 --templates ../shared/data/mceval8k/templates.json --limit 3
 //! ```
 //! `--data` is a local root laid out as `<genre>/<task>/<split>.json`, or
@@ -35,6 +35,11 @@ pub struct Args {
 
 /// Parses `--data`: `hub:<owner>/<name>[@<revision>]` or a local directory.
 fn parse_data(s: &str) -> std::result::Result<DataSource, String> {
+    let s = if s == "hub" {
+        format!("hub:{}", mceval::HUB_REPO)
+    } else {
+        s.to_string()
+    };
     let Some(spec) = s.strip_prefix("hub:") else {
         return Ok(DataSource::Dir(PathBuf::from(s)));
     };
@@ -78,7 +83,8 @@ fn describe(source: &DataSource) -> String {
 pub enum Command {
     /// Per task: split sizes, duplicates and overlaps between splits.
     Audit {
-        /// Data root laid out as <genre>/<task>/<split>.json, or hub:<owner>/<name>[@<rev>].
+        /// Data root laid out as <genre>/<task>/<split>.json, `hub`, or
+        /// hub:<owner>/<name>[@<rev>] [default: <shared>/data/mceval8k].
         #[arg(long, value_parser = parse_data)]
         data: Option<DataSource>,
         /// Also write the audit as JSON here.
@@ -118,11 +124,12 @@ pub enum Command {
         /// Data root or hub:<owner>/<name>[@<rev>], as for audit.
         #[arg(long, value_parser = parse_data)]
         data: Option<DataSource>,
+        /// Task (directory or paper name).
         #[arg(long)]
         task: String,
         /// train, valid or test.
-        #[arg(long)]
-        split: String,
+        #[arg(long, value_enum)]
+        split: Split,
         /// 0, few, or a number k. Few-shot draws one demonstration per answer from train
         /// with --seed (default: the task's published seed, which reproduces the published
         /// demos). A number is the published '<k>-shot' prompt: 0, the number of answers
@@ -132,8 +139,10 @@ pub enum Command {
         /// Template JSON (e.g. templates.json); default: built-in templates.
         #[arg(long)]
         templates: Option<PathBuf>,
+        /// Seed of the few-shot draw [default: the task's published seed].
         #[arg(long)]
         seed: Option<u64>,
+        /// Prompts to print (the first of the split).
         #[arg(long)]
         limit: usize,
     },
@@ -217,11 +226,15 @@ pub fn run(args: &Args, out: &mut dyn Write) -> Result<()> {
                 .iter()
                 .map(|d| mceval::resplit(d, seed))
                 .collect::<mceval::Result<Vec<_>>>()?;
+            // Written as a unit: every task or none, and never beside an earlier run's files.
+            let dir = dir.unwrap_or_else(|| PathBuf::from("out/mceval-resplit"));
+            crate::output::check_out_dir(&dir)?;
+            let run = crate::output::RunOutput::begin(&dir)?;
             for d in &done {
-                d.write(
-                    &dir.clone()
-                        .unwrap_or_else(|| PathBuf::from("out/mceval-resplit")),
-                )?;
+                d.write(&run.path(""))?;
+            }
+            run.commit()?;
+            for d in &done {
                 let sizes: Vec<String> = Split::ALL
                     .iter()
                     .map(|s| d.split(*s).map(|r| r.len().to_string()).unwrap_or_default())
@@ -239,10 +252,16 @@ pub fn run(args: &Args, out: &mut dyn Write) -> Result<()> {
                 Some(s) => s,
                 None => crate::sources::shared_path("data/sources")?,
             };
-            let d = mceval::build::build(&task, &sources, seed)?;
             let dir = dir.unwrap_or_else(|| PathBuf::from("out/mceval-build"));
-            for path in d.write(&dir)? {
-                writeln!(out, "{}", path.display())?;
+            crate::output::check_out_dir(&dir)?;
+            let d = mceval::build::build(&task, &sources, seed)?;
+            let run = crate::output::RunOutput::begin(&dir)?;
+            let staging = run.path("");
+            let written = d.write(&staging)?;
+            run.commit()?;
+            for path in written {
+                let rel = path.strip_prefix(&staging).unwrap_or(&path);
+                writeln!(out, "{}", dir.join(rel).display())?;
             }
         }
         Command::Render {
@@ -255,7 +274,6 @@ pub fn run(args: &Args, out: &mut dyn Write) -> Result<()> {
             limit,
         } => {
             let spec = reg.get(&task)?;
-            let split: Split = split.parse().map_err(anyhow::Error::msg)?;
             let set = match &templates {
                 Some(p) => TemplateSet::from_file(p)?,
                 None => TemplateSet::builtin(),

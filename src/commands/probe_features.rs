@@ -1,8 +1,9 @@
-//! Trains and evaluates one skill-neuron probe on features computed anywhere (e.g. in Python).
+//! `neg probe-features`: trains and evaluates one skill-neuron probe on features computed
+//! anywhere (e.g. in Python, or `features/<task>.safetensors` of `neg skill-probe`).
 //!
 //! ```text
-//! probe_features --features FILE.safetensors --probe polar|magn|tree|act|lmprob|rand \
-//!     --out FILE.json [--trees N --depth D --neurons K --seed S --options K]
+//! neg probe-features --features FILE.safetensors --probe polar|magn|tree|act|lmprob|rand \
+//!     [--out DIR] [--trees N --depth D --neurons K --seed S --options K]
 //! ```
 //!
 //! Tensors in FILE.safetensors:
@@ -20,8 +21,9 @@
 //! with the gold option most consistently on train (default: all neurons). `--trees` (100)
 //! and `--depth` (unlimited) shape the forest.
 //!
-//! The JSON holds the test accuracy, the selected neuron count, the validation curve, the fit
-//! time and the 64 best-ranked neurons; it is written atomically. Bad input: one error line
+//! `<out>/probe.json` (default `out/probe-features`) holds the test accuracy, the selected
+//! neuron count, the validation curve, the fit time and the 64 best-ranked neurons; the
+//! directory is written as a unit. Bad input: one error line
 //! on stderr and exit status 1.
 use std::path::{Path, PathBuf};
 
@@ -44,7 +46,7 @@ pub struct Args {
     #[arg(long)]
     pub features: PathBuf,
     /// polar, magn, tree, act, lmprob or rand.
-    #[arg(long)]
+    #[arg(long, value_enum)]
     pub probe: ProbeKind,
     /// Number of trees (tree only).
     #[arg(long)]
@@ -240,9 +242,11 @@ pub fn run(args: &Args) -> Result<Report> {
     if kind != ProbeKind::Tree && (args.trees.is_some() || args.depth.is_some()) {
         bail!(
             "--trees and --depth apply to --probe tree only, not `{}`",
-            crate::skill::probe_name(kind)
+            kind.name()
         );
     }
+    let out = args.run.out_dir("probe-features");
+    crate::output::check_out_dir(&out)?;
     let (data, feature_tensor) = load(&args.features, args.options)?;
     let mut fixed_k = None;
     let mut probe: Box<dyn Probe> = match kind {
@@ -250,10 +254,7 @@ pub fn run(args: &Args) -> Result<Report> {
         ProbeKind::Magn => Box::new(MagnProbe::new(None)),
         ProbeKind::Act => Box::new(ActProbe::new(None)),
         ProbeKind::Lmprob | ProbeKind::Rand if args.neurons.is_some() => {
-            bail!(
-                "--neurons does not apply to --probe {}",
-                crate::skill::probe_name(kind)
-            )
+            bail!("--neurons does not apply to --probe {}", kind.name())
         }
         ProbeKind::Lmprob => kind.build(),
         ProbeKind::Rand => Box::new(RandomBaseline { seed: args.seed }),
@@ -273,7 +274,11 @@ pub fn run(args: &Args) -> Result<Report> {
     if matches!(kind, ProbeKind::Polar | ProbeKind::Magn | ProbeKind::Act) {
         fixed_k = args.neurons;
     }
-    let evaluation = evaluate(probe.as_mut(), &data, fixed_k)?;
+    let evaluation = crate::progress::with_spinner(
+        &format!("fitting {}", kind.name()),
+        args.run.progress(),
+        || evaluate(probe.as_mut(), &data, fixed_k),
+    )?;
     let tree = (kind == ProbeKind::Tree).then(|| TreeReport {
         n_trees: args.trees.unwrap_or(100),
         max_depth: args.depth,
@@ -296,7 +301,7 @@ pub fn run(args: &Args) -> Result<Report> {
     };
     let mut files = crate::output::Outputs::default();
     files.json("probe.json", &report)?;
-    files.write(&args.run.out_dir("probe-features"))?;
+    files.write(&out)?;
     Ok(report)
 }
 
@@ -305,7 +310,7 @@ pub fn main(args: &Args) -> Result<()> {
     let r = run(args)?;
     println!(
         "{}: test accuracy {:.4} ({} neurons), fit {:.3}s -> {}",
-        crate::skill::probe_name(args.probe),
+        args.probe.name(),
         r.test_accuracy,
         r.selected_neurons
             .map_or("-".to_string(), |k| k.to_string()),

@@ -1,9 +1,9 @@
-//! `robustness`: are skill neurons found in one context skill neurons in another? (the NEG
+//! `neg robustness`: are skill neurons found in one context skill neurons in another? (the NEG
 //! paper's §6.2, Fig. 21).
 //!
 //! ```text
-//! cargo run --release --example robustness -- --out out/robustness
-//! cargo run --release --example robustness -- --task mnli --probe magn --neurons 32 \
+//! neg robustness
+//! neg robustness --task mnli --probe magn --neurons 32 \
 //!     --contexts published,builtin,upper-letters,published-few --out out/rob
 //! ```
 //!
@@ -18,8 +18,8 @@
 //! `--out` and prints the accuracy matrix and ratios.
 use crate::plot::bar_svg;
 use crate::skill::{
-    make_probe, print_study, probe_name, shots_for, study_features, with_answer_letters,
-    write_study, PromptContext, ShotMode, SplitMode, StudyArgs, StudySource,
+    make_probe, print_study, shots_for, study_features, with_answer_letters, write_study,
+    PromptContext, ShotMode, SplitMode, StudyArgs, StudySource,
 };
 use anyhow::{bail, Result};
 use mceval::{Shots, TemplateSet};
@@ -51,7 +51,7 @@ pub struct Args {
     )]
     pub contexts: Vec<String>,
     /// Probe (polar, magn, act, tree).
-    #[arg(long, default_value = "polar")]
+    #[arg(long, value_enum, default_value = "polar")]
     pub probe: ProbeKind,
     /// Neurons per probe (the paper: 32); 0 chooses the count on each context's valid split.
     #[arg(long, default_value_t = 32)]
@@ -126,7 +126,7 @@ pub fn run(args: &Args) -> Result<Report> {
     if matches!(args.probe, ProbeKind::Lmprob | ProbeKind::Rand) {
         bail!(
             "--probe must be polar, magn, act or tree, not `{}`",
-            probe_name(args.probe)
+            args.probe.name()
         );
     }
     let f = study_features(&study, &contexts_for(&args.contexts, study.run.splits))?;
@@ -147,17 +147,13 @@ pub fn run(args: &Args) -> Result<Report> {
         .map(|c| (format!("{}→{}", c.source, c.target), c.ratio.unwrap_or(0.0)))
         .collect();
     let svg = bar_svg(
-        &format!(
-            "Robustness of {} neurons ({})",
-            probe_name(args.probe),
-            f.task
-        ),
+        &format!("Robustness of {} neurons ({})", args.probe.name(), f.task),
         "ratio (0 also when undefined)",
         &bars,
     )?;
     let report = Report {
         source: f.source(&study),
-        probe: probe_name(args.probe).to_string(),
+        probe: args.probe.name().to_string(),
         answers: f.features.iter().map(|x| x.answers.clone()).collect(),
         matrix,
     };

@@ -167,6 +167,7 @@ pub fn run_skill_probe(cfg: &SkillProbeConfig) -> Result<SkillProbeReport> {
         let features = compute_features(&model, set, cfg.batch, !cfg.compact, &bar)?;
         bar.finish_and_clear();
         let probe_start = Instant::now();
+        let fitting = crate::progress::spinner(&format!("{} probes", task.spec.name), cfg.progress);
         let evals = evaluate_methods_with_neurons(
             &features.data,
             &METHODS,
@@ -175,6 +176,7 @@ pub fn run_skill_probe(cfg: &SkillProbeConfig) -> Result<SkillProbeReport> {
             features.ff_width,
         )
         .with_context(|| format!("task {}", task.spec.name))?;
+        fitting.finish_and_clear();
         let probe_seconds = probe_start.elapsed().as_secs_f64();
         let only_evals: Vec<&Evaluation> = evals.iter().map(|o| &o.evaluation).collect();
         panels.push(curve_panel(task.spec.name, &only_evals));

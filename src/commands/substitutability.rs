@@ -1,9 +1,9 @@
-//! `substitutability`: accuracy of successive windows of ranked skill neurons (the NEG
+//! `neg substitutability`: accuracy of successive windows of ranked skill neurons (the NEG
 //! paper's §6.3, Fig. 8).
 //!
 //! ```text
-//! cargo run --release --example substitutability -- --out out/substitutability
-//! cargo run --release --example substitutability -- --task agnews --window 64 --out out/sub
+//! neg substitutability
+//! neg substitutability --task agnews --window 64 --out out/sub
 //! ```
 //!
 //! Fits the Polar- and Magn-Probe on one task's NeurGrad features and evaluates, on test, the

@@ -1,8 +1,8 @@
-//! `training_size`: probe accuracy vs training-set size (the NEG paper's Fig. 7).
+//! `neg training-size`: probe accuracy vs training-set size (the NEG paper's Fig. 7).
 //!
 //! ```text
-//! cargo run --release --example training_size -- --out out/training_size
-//! cargo run --release --example training_size -- --task agnews --train-size 1000 \
+//! neg training-size
+//! neg training-size --task agnews --train-size 1000 \
 //!     --sizes 50,100,200,500,1000 --probes polar,magn,tree --out out/ts
 //! ```
 //!
@@ -13,8 +13,8 @@
 //! size (rows) and probe (columns). Bad input: one `error:` line, exit status 1, no files.
 use crate::plot::{line_svg, LineSpec, Panel, Series};
 use crate::skill::{
-    default_context, display_name, make_probe, print_study, probe_name, study_features,
-    write_study, StudyArgs, StudySource,
+    default_context, display_name, make_probe, print_study, study_features, write_study, StudyArgs,
+    StudySource,
 };
 use anyhow::{bail, Result};
 use neg_probe::studies::{accuracy_vs_train_size, TrainSizePoint};
@@ -31,7 +31,12 @@ pub struct Args {
     #[arg(long, value_delimiter = ',', default_value = "8,16,32,64,128")]
     pub sizes: Vec<usize>,
     /// Probes (rand, lmprob, polar, magn, tree, act).
-    #[arg(long, value_delimiter = ',', default_value = "polar,magn,tree,act")]
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "polar,magn,tree,act"
+    )]
     pub probes: Vec<ProbeKind>,
     /// Trees of the Tree-Probe.
     #[arg(long, default_value_t = 100)]
@@ -63,7 +68,7 @@ pub struct Report {
 
 /// Runs the study and writes its files.
 pub fn run(args: &Args) -> Result<Report> {
-    let study = args.study.clone().default_out("training_size");
+    let study = args.study.clone().default_out("training-size");
     if args.sizes.is_empty() {
         bail!("--sizes is empty");
     }
@@ -85,7 +90,7 @@ pub fn run(args: &Args) -> Result<Report> {
         let make = || make_probe(p, seed, trees);
         let points = accuracy_vs_train_size(&make, &feats.data, &args.sizes, seed)?;
         curves.push(ProbeCurve {
-            probe: probe_name(p).to_string(),
+            probe: p.name().to_string(),
             points,
         });
     }

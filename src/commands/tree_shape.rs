@@ -1,8 +1,8 @@
-//! `tree_shape`: Tree-Probe accuracy over forest shapes (the NEG paper's §6.4, Fig. 9).
+//! `neg tree-shape`: Tree-Probe accuracy over forest shapes (the NEG paper's §6.4, Fig. 9).
 //!
 //! ```text
-//! cargo run --release --example tree_shape -- --out out/tree_shape
-//! cargo run --release --example tree_shape -- --task agnews --max-sum 12 --out out/shape
+//! neg tree-shape
+//! neg tree-shape --task agnews --max-sum 12 --out out/shape
 //! ```
 //!
 //! Fits forests of `2^N` trees with depth at most `2^M` for all `N + M < --max-sum` (the
@@ -43,7 +43,7 @@ pub struct Report {
 
 /// Runs the study and writes its files.
 pub fn run(args: &Args) -> Result<Report> {
-    let study = args.study.clone().default_out("tree_shape");
+    let study = args.study.clone().default_out("tree-shape");
     if !(2..=22).contains(&args.max_sum) {
         bail!("--max-sum must be in 2..=22, not {}", args.max_sum);
     }

@@ -187,7 +187,7 @@ pub fn setup(
     let model_spec = args.model.resolve(DefaultModel::Stories260k)?;
     let prompts = match &args.prompts {
         Some(p) => Some(p.clone()),
-        None if model_spec.spec.ends_with("stories260k") => None,
+        None if is_stories260k(&model_spec.spec) => None,
         None => Some(
             crate::sources::shared_path(MYRIADLAMA)
                 .context("the default prompts of a model other than stories260k: pass --prompts")?,
@@ -226,4 +226,10 @@ pub fn setup(
 /// The progress bar of a factual experiment: `len` steps (prompts, or prompt-sweeps).
 pub fn progress(len: usize, message: &str, show: bool) -> ProgressBar {
     crate::progress::bar(len, "steps", message, show)
+}
+
+/// Whether `spec` names the stories260k test model (a directory called `stories260k`), whose
+/// default prompts are the built-in TinyStories set.
+fn is_stories260k(spec: &str) -> bool {
+    std::path::Path::new(spec).file_name() == Some(std::ffi::OsStr::new("stories260k"))
 }

@@ -13,18 +13,6 @@ use serde::{Deserialize, Serialize};
 use super::*;
 use neg_probe::ProbeKind;
 
-/// The probe's name in results files and on the command line (`polar`, `lmprob`, ...).
-pub fn probe_name(kind: ProbeKind) -> &'static str {
-    match kind {
-        ProbeKind::Rand => "rand",
-        ProbeKind::Lmprob => "lmprob",
-        ProbeKind::Polar => "polar",
-        ProbeKind::Magn => "magn",
-        ProbeKind::Tree => "tree",
-        ProbeKind::Act => "act",
-    }
-}
-
 /// A fresh probe of `kind` (`trees` trees and `seed` for the Tree-Probe, `seed` for Rand).
 pub fn make_probe(kind: ProbeKind, seed: u64, trees: usize) -> Box<dyn Probe> {
     match kind {
@@ -63,8 +51,8 @@ fn evaluate_method(
     trees: usize,
 ) -> Result<(Box<dyn Probe>, Evaluation)> {
     let mut probe = make_probe(method, seed, trees);
-    let e = evaluate(probe.as_mut(), data, None)
-        .with_context(|| format!("probe {}", probe_name(method)))?;
+    let e =
+        evaluate(probe.as_mut(), data, None).with_context(|| format!("probe {}", method.name()))?;
     Ok((probe, e))
 }
 
@@ -134,7 +122,7 @@ pub fn evaluate_methods_with_neurons(
             let gold = test.labels();
             let predicted = probe
                 .predict(&test)
-                .with_context(|| format!("probe {}", probe_name(m)))?;
+                .with_context(|| format!("probe {}", m.name()))?;
             let correct: Vec<bool> = predicted.iter().zip(&gold).map(|(a, b)| a == b).collect();
             let test_ci95 = bootstrap_ci95(&correct, seed);
             let mut neurons = Vec::new();
@@ -313,8 +301,8 @@ mod tests {
     #[test]
     fn every_method_builds_a_probe_of_its_name() {
         for m in METHODS {
-            assert_eq!(make_probe(m, 0, 10).name(), probe_name(m));
-            assert_eq!(probe_name(m).parse::<ProbeKind>().unwrap(), m);
+            assert_eq!(make_probe(m, 0, 10).name(), m.name());
+            assert_eq!(m.name().parse::<ProbeKind>().unwrap(), m);
         }
     }
 }

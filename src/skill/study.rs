@@ -127,6 +127,8 @@ pub struct StudyFeatures {
     pub features: Vec<SkillFeatures>,
     /// Selection counts.
     pub selection: SelectionStats,
+    /// Warnings printed while loading (e.g. leaking published splits).
+    pub warnings: Vec<String>,
 }
 
 /// The first fields of every study's JSON report: where its features came from and the
@@ -141,6 +143,8 @@ pub struct StudySource {
     pub task: String,
     /// Settings.
     pub args: StudyArgs,
+    /// Warnings printed during the run (e.g. leaking published splits).
+    pub warnings: Vec<String>,
 }
 
 impl StudyFeatures {
@@ -151,6 +155,7 @@ impl StudyFeatures {
             data: self.data.clone(),
             task: self.task.clone(),
             args: args.clone(),
+            warnings: self.warnings.clone(),
         }
     }
 }
@@ -209,8 +214,10 @@ pub fn study_features(args: &StudyArgs, contexts: &ContextMaker) -> Result<Study
     let templates = sources.data.template_set()?;
     let task = load_task(&sources.data.source, spec.name, run.splits, run.seed)?;
     let ctx = contexts(spec, &templates, sources.data.templates.is_some())?;
-    warn_if_leaking(&task, run.splits);
-    let model = run.model.load(&sources.model, run.batch * 8)?;
+    let warnings: Vec<String> = warn_if_leaking(&task, run.splits).into_iter().collect();
+    let model = crate::progress::with_spinner("loading model", args.output.progress(), || {
+        run.model.load(&sources.model, run.batch * 8)
+    })?;
     let fits = |prompt: &str| model.encode(prompt).is_ok();
     let (sets, selection) = select_prompts(&task, &ctx, run.sizes(), run.seed, &fits)?;
     let mut features = Vec::with_capacity(sets.len());
@@ -229,6 +236,7 @@ pub fn study_features(args: &StudyArgs, contexts: &ContextMaker) -> Result<Study
         task: spec.name.to_string(),
         features,
         selection,
+        warnings,
     })
 }
 
