@@ -80,7 +80,8 @@ def skill_table(out, step, title):
 
 def seeds_of(out, prefix):
     runs = []
-    for d in sorted(glob.glob(os.path.join(out, prefix + "-s*"))):
+    # Directories only: each run's `<dir>.lock` file sits beside it.
+    for d in sorted(p for p in glob.glob(os.path.join(out, prefix + "-s*")) if os.path.isdir(p)):
         r = load(os.path.join(d, "results.json"))
         if r is not None:
             runs.append(r)

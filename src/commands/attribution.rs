@@ -257,8 +257,6 @@ pub fn run(args: &Args) -> Result<AttributionResult> {
 /// Runs and prints Fig. 3's numbers.
 pub fn main(args: &Args) -> Result<()> {
     let result = run(args)?;
-    print!("{}", attribution_table(&result));
-    let out = args.common.run.out_dir("attribution");
-    eprintln!("wrote {} in {:.1} s", out.display(), result.info.runtime_s);
+    common::print_result(&attribution_table(&result), &args.common, "attribution", &result.info);
     Ok(())
 }

@@ -278,8 +278,6 @@ pub fn run(args: &Args) -> Result<DistributionResult> {
 /// Runs and prints the distribution summary.
 pub fn main(args: &Args) -> Result<()> {
     let result = run(args)?;
-    print!("{}", distribution_table(&result));
-    let out = args.common.run.out_dir("distribution");
-    eprintln!("wrote {} in {:.1} s", out.display(), result.info.runtime_s);
+    common::print_result(&distribution_table(&result), &args.common, "distribution", &result.info);
     Ok(())
 }

@@ -285,8 +285,6 @@ pub fn run(args: &Args) -> Result<EstimationResult> {
 /// Runs and prints Table 2.
 pub fn main(args: &Args) -> Result<()> {
     let result = run(args)?;
-    print!("{}", estimation_table(&result));
-    let out = args.common.run.out_dir("estimate");
-    eprintln!("wrote {} in {:.1} s", out.display(), result.info.runtime_s);
+    common::print_result(&estimation_table(&result), &args.common, "estimate", &result.info);
     Ok(())
 }

@@ -381,8 +381,6 @@ pub fn run(args: &Args) -> Result<LinearityResult> {
 /// Runs and prints Fig. 2 and Tables 1 and 5.
 pub fn main(args: &Args) -> Result<()> {
     let result = run(args)?;
-    print!("{}", linearity_table(&result));
-    let out = args.common.run.out_dir("linearity");
-    eprintln!("wrote {} in {:.1} s", out.display(), result.info.runtime_s);
+    common::print_result(&linearity_table(&result), &args.common, "linearity", &result.info);
     Ok(())
 }

@@ -225,8 +225,6 @@ pub fn run(args: &Args) -> Result<MultiNeuronResult> {
 /// Runs and prints Figs. 5 and 14's numbers.
 pub fn main(args: &Args) -> Result<()> {
     let result = run(args)?;
-    print!("{}", multi_neuron_table(&result));
-    let out = args.common.run.out_dir("multi-neuron");
-    eprintln!("wrote {} in {:.1} s", out.display(), result.info.runtime_s);
+    common::print_result(&multi_neuron_table(&result), &args.common, "multi-neuron", &result.info);
     Ok(())
 }

@@ -233,3 +233,10 @@ pub fn progress(len: usize, message: &str, show: bool) -> ProgressBar {
 fn is_stories260k(spec: &str) -> bool {
     std::path::Path::new(spec).file_name() == Some(std::ffi::OsStr::new("stories260k"))
 }
+
+/// Prints a factual experiment's `table` on stdout and where its files went on stderr.
+pub fn print_result(table: &str, args: &FactualArgs, command: &str, info: &RunInfo) {
+    print!("{table}");
+    let out = args.run.out_dir(command);
+    eprintln!("wrote {} in {:.1} s", out.display(), info.runtime_s);
+}
