@@ -45,8 +45,8 @@ pub mod testing;
 pub mod validate;
 
 pub use adapter::{
-    AdapterError, Forward, Generation, Gradients, ModelAdapter, ModelKind, NeuronId, Patch,
-    PatchOp, Site, TargetedPrompt,
+    AdapterError, CaptureOptions, CapturedForward, Forward, Generation, Gradients, ModelAdapter,
+    ModelKind, NeuronId, PassOutputs, Patch, PatchOp, PatchedPass, Site, TargetedPrompt,
 };
 pub use error::{NegError, Result};
 pub use methods::{Attribution, Method};
