@@ -48,6 +48,7 @@ mod hooks;
 mod llama;
 pub mod loader;
 mod model;
+mod nn;
 mod tokenize;
 
 pub use config::{BertConfig, Family, LlamaConfig, ModelConfig, RopeConfig, RopeScaling};
