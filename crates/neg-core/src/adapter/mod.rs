@@ -182,7 +182,7 @@ pub enum PassOutputs {
 /// One prompt under one patch variant: the answer of [`ModelAdapter::patched_pass`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct PatchedPass {
-    /// [T]
+    /// `[T]`
     pub probs: Array1<f32>,
     /// [L, N] FF activations after the patches (a `Set` unit reads its set value).
     pub activations: Array2<f32>,
