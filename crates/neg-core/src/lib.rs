@@ -4,11 +4,16 @@
 //! [`ModelAdapter`] trait. No libtorch dependency: a model implementation (such as
 //! `neg-hooks`) implements the trait, and everything here works on `ndarray` arrays.
 //!
+//! - [`adapter`]: the [`ModelAdapter`] trait (eight required methods; sweeps and IG by
+//!   default from the patch primitive [`ModelAdapter::patched_pass`], see
+//!   [`adapter::defaults`]) and the types crossing it. `docs/ADAPTER.md` and
+//!   `examples/minimal_adapter.rs` show how to implement it.
 //! - [`stats`]: zero-intercept slope, Pearson r, Spearman, MAE.
 //! - [`neg`]: ground-truth NEG by intervention sweep ([`neg::ground_truth_neg`]).
 //! - [`methods`]: NeurGrad, CG, IG and LPI for every FF neuron at once.
 //! - [`analysis`]: linearity, estimation quality, top-K attribution, NEG distribution and
-//!   multi-neuron accumulation (the paper's Tables 1, 2, 5 and Figs. 2-5, 11, 12, 14).
+//!   multi-neuron accumulation (the paper's Tables 1, 2, 5 and Figs. 2-5, 11, 12, 14), one
+//!   submodule each.
 //! - [`neuronlens`]: NeuronLens range-based interpretation and masking (per-class activation
 //!   ranges, range vs whole-neuron masking, range overlap).
 //! - [`aux_metrics`]: skill neurons from auxiliary metrics (per-neuron Pearson/Spearman with
@@ -45,8 +50,8 @@ pub mod testing;
 pub mod validate;
 
 pub use adapter::{
-    AdapterError, Forward, Generation, Gradients, ModelAdapter, ModelKind, NeuronId, Patch,
-    PatchOp, Site, TargetedPrompt,
+    AdapterError, CaptureOptions, CapturedForward, Forward, Generation, Gradients, ModelAdapter,
+    ModelKind, NeuronId, PassOutputs, Patch, PatchOp, PatchedPass, Site, TargetedPrompt,
 };
 pub use error::{NegError, Result};
 pub use methods::{Attribution, Method};

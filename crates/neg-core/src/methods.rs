@@ -6,11 +6,14 @@ use crate::adapter::{AdapterError, ModelAdapter, ModelKind, TargetedPrompt};
 use crate::error::{NegError, Result};
 use crate::validate;
 
-/// An attribution method.
+/// An attribution method. Its command-line name ([`Method::name`], `FromStr`, and with the
+/// `clap` feature `clap::ValueEnum`) is the lowercase `neurgrad`, `cg`, `ig`, `lpi`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "snake_case")]
 pub enum Method {
     /// dP/da x sign(a): the slope of magnitude shifts at d = 0.
+    #[cfg_attr(feature = "clap", value(name = "neurgrad"))]
     NeurGrad,
     /// Computational gradient dP/da.
     Cg,

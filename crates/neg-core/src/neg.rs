@@ -14,6 +14,7 @@ use crate::validate;
 
 /// How a shift `d` changes an activation `a`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "snake_case")]
 pub enum ShiftMode {
     /// `a -> a + d * sign(a)` (sign(a) = 1 if a > 0 else -1): moves the magnitude, as the

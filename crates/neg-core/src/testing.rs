@@ -15,7 +15,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::adapter::{
-    AdapterError, Forward, Gradients, ModelAdapter, ModelKind, Patch, PatchOp, Site, TargetedPrompt,
+    AdapterError, Forward, Gradients, ModelAdapter, ModelKind, PassOutputs, Patch, PatchOp,
+    PatchedPass, Site, TargetedPrompt,
 };
 
 /// How logits become the measured output.
@@ -197,6 +198,15 @@ impl AnalyticAdapter {
         base: &Array2<f64>,
         patches: &[Patch],
     ) -> Result<Array1<f64>, AdapterError> {
+        Ok(self.head_output(&self.patched_state(base, patches)?.logits))
+    }
+
+    /// Activations, logits and logit Jacobian mask after applying one patch variant.
+    fn patched_state(
+        &self,
+        base: &Array2<f64>,
+        patches: &[Patch],
+    ) -> Result<PatchedState, AdapterError> {
         let (layers, width, hidden) = (self.num_layers(), self.ff_width(), self.hidden_size());
         let mut acts = base.clone();
         let mut residual: Vec<&Patch> = Vec::new();
@@ -226,6 +236,9 @@ impl AnalyticAdapter {
         // Residual patches in layer order: a later layer's stream includes earlier patches.
         residual.sort_by_key(|p| p.layer);
         let mut offset = Array1::<f64>::zeros(hidden);
+        // live[[l, v]]: logit v still reads layer l's activations (no residual Set of
+        // dimension v at layer l or above cut it off).
+        let mut live = Array2::from_elem((layers, hidden), true);
         for p in residual {
             match p.op {
                 PatchOp::Add(d) => offset[p.index] += d as f64,
@@ -233,14 +246,58 @@ impl AnalyticAdapter {
                     let mut stream = self.b[p.index] + offset[p.index];
                     for l in 0..=p.layer {
                         stream += self.v.slice(s![l, p.index, ..]).dot(&acts.row(l));
+                        live[[l, p.index]] = false;
                     }
                     offset[p.index] += x as f64 - stream;
                 }
             }
         }
         z += &offset;
-        Ok(self.head_output(&z))
+        Ok(PatchedState {
+            acts,
+            logits: z,
+            live,
+        })
     }
+
+    /// `dP_target / da` [L, N] at logits `z`, where logit v reads layer l only if
+    /// `live[[l, v]]`.
+    fn gradient_at(&self, z: &Array1<f64>, live: &Array2<bool>, target: usize) -> Array2<f64> {
+        let (layers, width) = (self.num_layers(), self.ff_width());
+        // dP_t/dz_v: the head's Jacobian row.
+        let dz: Array1<f64> = match self.head {
+            Head::Linear => Array1::from_shape_fn(z.len(), |v| f64::from(u8::from(v == target))),
+            Head::Softmax => {
+                let p = softmax(z);
+                Array1::from_shape_fn(z.len(), |v| {
+                    p[target] * (f64::from(u8::from(v == target)) - p[v])
+                })
+            }
+        };
+        let mut g = Array2::zeros((layers, width));
+        for l in 0..layers {
+            for n in 0..width {
+                g[[l, n]] = (0..z.len())
+                    .filter(|&v| live[[l, v]])
+                    .map(|v| dz[v] * self.v[[l, v, n]])
+                    .sum();
+            }
+        }
+        if self.nan_output {
+            g.fill(f64::NAN);
+        }
+        g
+    }
+}
+
+/// One patch variant applied to the analytic model.
+struct PatchedState {
+    /// [L, N]
+    acts: Array2<f64>,
+    /// [V]
+    logits: Array1<f64>,
+    /// [L, V]
+    live: Array2<bool>,
 }
 
 fn softmax(z: &Array1<f64>) -> Array1<f64> {
@@ -327,6 +384,33 @@ impl ModelAdapter for AnalyticAdapter {
         })
     }
 
+    fn patched_pass(
+        &self,
+        prompt: &TargetedPrompt,
+        patches: &[Patch],
+        outputs: PassOutputs,
+    ) -> Result<PatchedPass, AdapterError> {
+        self.check_targets(prompt)?;
+        let state = self.patched_state(&self.activations_of(&prompt.text), patches)?;
+        let out = self.head_output(&state.logits);
+        let probs = prompt.targets.iter().map(|&t| out[t as usize] as f32);
+        let grads = (outputs == PassOutputs::Gradients).then(|| {
+            let (layers, width) = (self.num_layers(), self.ff_width());
+            let mut g = Array3::zeros((prompt.targets.len(), layers, width));
+            for (j, &tok) in prompt.targets.iter().enumerate() {
+                let gj = self.gradient_at(&state.logits, &state.live, tok as usize);
+                g.index_axis_mut(Axis(0), j).assign(&gj.mapv(|v| v as f32));
+            }
+            g
+        });
+        Ok(PatchedPass {
+            probs: probs.collect(),
+            activations: state.acts.mapv(|v| v as f32),
+            grads,
+        })
+    }
+
+    /// Closed form, overriding the default one [`ModelAdapter::patched_pass`] per variant.
     fn patched_probs(
         &self,
         prompt: &TargetedPrompt,
@@ -344,6 +428,7 @@ impl ModelAdapter for AnalyticAdapter {
         Ok(out)
     }
 
+    /// Closed form, overriding the default built on [`ModelAdapter::patched_pass`].
     fn scaled_gradients(
         &self,
         prompt: &TargetedPrompt,

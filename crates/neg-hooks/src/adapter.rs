@@ -2,7 +2,8 @@
 
 use ndarray::{Array, Array2, Array3, Array4, Dimension, IxDyn};
 use neg_core::{
-    AdapterError, Forward, Generation, Gradients, ModelAdapter, ModelKind, Patch, TargetedPrompt,
+    AdapterError, CaptureOptions, CapturedForward, Forward, Generation, Gradients, ModelAdapter,
+    ModelKind, PassOutputs, Patch, PatchedPass, TargetedPrompt,
 };
 use tch::{Device, Kind, Tensor};
 
@@ -23,6 +24,18 @@ pub(crate) fn to_array<D: Dimension>(t: &Tensor) -> Result<Array<f32, D>> {
         .map_err(|e| HooksError::Torch(tch::TchError::Shape(format!("tensor to array: {e}"))))?;
     a.into_dimensionality::<D>()
         .map_err(|e| HooksError::Torch(tch::TchError::Shape(format!("tensor to array: {e}"))))
+}
+
+/// [`HfModel::forward_impl`]'s answer: the forward pass at each prompt's position.
+pub(crate) struct ForwardArrays {
+    /// [P, T]
+    pub probs: Array2<f32>,
+    /// [P, L, N]
+    pub activations: Array3<f32>,
+    /// [P, L, H], when asked for.
+    pub residual: Option<Array3<f32>>,
+    /// [P, vocab]
+    pub logits: Array2<f32>,
 }
 
 impl HfModel {
@@ -63,15 +76,16 @@ impl HfModel {
             .iter()
             .map(|p| TargetedPrompt::new(*p, vec![]))
             .collect();
-        Ok(self.forward_impl(&tp, false)?.3)
+        Ok(self.forward_impl(&tp, false)?.logits)
     }
 
-    #[allow(clippy::type_complexity)]
+    /// One batched no-grad pass per chunk of prompts, recording the residual stream too when
+    /// `want_resid`.
     pub(crate) fn forward_impl(
         &self,
         prompts: &[TargetedPrompt],
         want_resid: bool,
-    ) -> Result<(Array2<f32>, Array3<f32>, Option<Array3<f32>>, Array2<f32>)> {
+    ) -> Result<ForwardArrays> {
         let t = self.check_targets(prompts)?;
         let seqs = self.encode_all(prompts)?;
         let (l, n, h) = (self.layers(), self.width(), self.hidden());
@@ -88,7 +102,7 @@ impl HfModel {
                 .iter()
                 .map(|p| p.targets.clone())
                 .collect();
-            let (pr, ac, re, lo) = match &self.arch {
+            let out = match &self.arch {
                 Arch::Llama(m) => m.forward_tokens(&s, &targets, want_resid),
                 Arch::Bert(m) => {
                     m.forward_tokens(&s, &self.mask_positions(&s), &targets, want_resid)
@@ -96,19 +110,24 @@ impl HfModel {
             };
             probs
                 .slice_mut(ndarray::s![start..end, ..])
-                .assign(&to_array::<ndarray::Ix2>(&pr)?);
+                .assign(&to_array::<ndarray::Ix2>(&out.probs)?);
             acts.slice_mut(ndarray::s![start..end, .., ..])
-                .assign(&to_array::<ndarray::Ix3>(&ac)?);
+                .assign(&to_array::<ndarray::Ix3>(&out.acts)?);
             logits
                 .slice_mut(ndarray::s![start..end, ..])
-                .assign(&to_array::<ndarray::Ix2>(&lo)?);
-            if let Some(re) = re {
+                .assign(&to_array::<ndarray::Ix2>(&out.logits)?);
+            if let Some(re) = out.resid {
                 resid
                     .slice_mut(ndarray::s![start..end, .., ..])
                     .assign(&to_array::<ndarray::Ix3>(&re)?);
             }
         }
-        Ok((probs, acts, want_resid.then_some(resid), logits))
+        Ok(ForwardArrays {
+            probs,
+            activations: acts,
+            residual: want_resid.then_some(resid),
+            logits,
+        })
     }
 
     fn gradients_impl(&self, prompts: &[TargetedPrompt]) -> Result<Gradients> {
@@ -127,18 +146,18 @@ impl HfModel {
                 .iter()
                 .map(|p| p.targets.clone())
                 .collect();
-            let (pr, ac, gr) = match &self.arch {
+            let out = match &self.arch {
                 Arch::Llama(m) => m.gradients_tokens(&s, &targets),
-                Arch::Bert(m) => m.gradients_tokens(&s, &self.mask_positions(&s), &targets),
+                Arch::Bert(m) => m.gradients_tokens(&s, &self.mask_positions(&s), &targets, &[]),
             };
             probs
                 .slice_mut(ndarray::s![start..end, ..])
-                .assign(&to_array::<ndarray::Ix2>(&pr)?);
+                .assign(&to_array::<ndarray::Ix2>(&out.probs)?);
             acts.slice_mut(ndarray::s![start..end, .., ..])
-                .assign(&to_array::<ndarray::Ix3>(&ac)?);
+                .assign(&to_array::<ndarray::Ix3>(&out.acts)?);
             grads
                 .slice_mut(ndarray::s![start..end, .., .., ..])
-                .assign(&to_array::<ndarray::Ix4>(&gr)?);
+                .assign(&to_array::<ndarray::Ix4>(&out.grads)?);
         }
         Ok(Gradients {
             probs,
@@ -178,6 +197,41 @@ impl HfModel {
             }
         };
         to_array(&out)
+    }
+
+    /// The patch primitive: one prompt under one variant. Llama: a one-token pass of T rows
+    /// from the prompt's cached prefix (autograd leaves when gradients are asked for). BERT:
+    /// the differentiated batch of the gradient path with the patches added (probabilities
+    /// alone pay for the backward too; the fast sweeps do not go through here).
+    fn patched_pass_impl(
+        &self,
+        prompt: &TargetedPrompt,
+        patches: &[Patch],
+        outputs: PassOutputs,
+    ) -> Result<PatchedPass> {
+        self.check_targets(std::slice::from_ref(prompt))?;
+        self.check_patches(&[patches.to_vec()])?;
+        let seq = self.encode(&prompt.text)?;
+        let want_grads = outputs == PassOutputs::Gradients;
+        let (probs, acts, grads) = match &self.arch {
+            Arch::Llama(m) => {
+                let cache = m.prompt_cache(&seq);
+                let out = m.patched_pass(&cache, &prompt.targets, patches, want_grads);
+                (out.probs, out.acts, out.grads)
+            }
+            Arch::Bert(m) => {
+                let pos = self.mask_positions(&[&seq]);
+                let targets = [prompt.targets.clone()];
+                let out = m.gradients_tokens(&[&seq], &pos, &targets, patches);
+                let grads = want_grads.then(|| out.grads.squeeze_dim(0));
+                (out.probs.squeeze_dim(0), out.acts.squeeze_dim(0), grads)
+            }
+        };
+        Ok(PatchedPass {
+            probs: to_array(&probs)?,
+            activations: to_array(&acts)?,
+            grads: grads.map(|g| to_array(&g)).transpose()?,
+        })
     }
 
     fn scaled_impl(
@@ -263,8 +317,38 @@ impl ModelAdapter for HfModel {
     }
 
     fn forward(&self, prompts: &[TargetedPrompt]) -> std::result::Result<Forward, AdapterError> {
-        let (probs, activations, _, _) = self.forward_impl(prompts, false)?;
-        Ok(Forward { probs, activations })
+        let out = self.forward_impl(prompts, false)?;
+        Ok(Forward {
+            probs: out.probs,
+            activations: out.activations,
+        })
+    }
+
+    /// One pass records the residual stream along with the probabilities and activations.
+    fn forward_with(
+        &self,
+        prompts: &[TargetedPrompt],
+        capture: CaptureOptions,
+    ) -> std::result::Result<CapturedForward, AdapterError> {
+        let out = self.forward_impl(prompts, capture.residual)?;
+        Ok(CapturedForward {
+            probs: out.probs,
+            activations: out.activations,
+            residual: out.residual,
+        })
+    }
+
+    fn max_context(&self) -> Option<usize> {
+        Some(HfModel::max_context(self))
+    }
+
+    fn patched_pass(
+        &self,
+        prompt: &TargetedPrompt,
+        patches: &[Patch],
+        outputs: PassOutputs,
+    ) -> std::result::Result<PatchedPass, AdapterError> {
+        Ok(self.patched_pass_impl(prompt, patches, outputs)?)
     }
 
     fn gradients(
@@ -317,8 +401,9 @@ impl ModelAdapter for HfModel {
         &self,
         prompts: &[TargetedPrompt],
     ) -> std::result::Result<Array3<f32>, AdapterError> {
-        let (_, _, resid, _) = self.forward_impl(prompts, true)?;
-        resid.ok_or_else(|| AdapterError::InvalidInput("no residual stream captured".into()))
+        let out = self.forward_impl(prompts, true)?;
+        out.residual
+            .ok_or_else(|| AdapterError::InvalidInput("no residual stream captured".into()))
     }
 
     fn generate(
@@ -331,8 +416,10 @@ impl ModelAdapter for HfModel {
         let Arch::Llama(m) = &self.arch else {
             unreachable!("checked by not_bert")
         };
-        let (ids, sum, count) = m.generate(&seq, max_new_tokens, &self.eos);
-        let mean = to_array::<ndarray::Ix2>(&sum)? / count.max(1) as f32;
+        let generated = m.generate(&seq, max_new_tokens, &self.eos);
+        let ids = generated.tokens;
+        let mean =
+            to_array::<ndarray::Ix2>(&generated.act_sum)? / generated.positions.max(1) as f32;
         let text = self
             .tokenizer
             .decode(&ids, true)

@@ -10,34 +10,15 @@
 use neg_core::Patch;
 use tch::{Device, Kind, Tensor};
 
+use crate::llama::{ForwardTensors, GradientTensors};
+
 use crate::config::BertConfig;
 use crate::error::Result;
-use crate::hooks::{copy_rows, targets_tensor, Hooks};
-use crate::llama::Linear;
+use crate::hooks::{copy_rows, targets_tensor, FfEdits, Focus, Hooks, Record, Replacement};
 use crate::loader::Weights;
+use crate::nn::{LayerNorm, Linear, MASKED};
 
-/// See `llama::MASKED`.
-const MASKED: f64 = -1e9;
-
-struct LayerNorm {
-    w: Tensor,
-    b: Tensor,
-    eps: f64,
-}
-
-impl LayerNorm {
-    fn forward(&self, x: &Tensor) -> Tensor {
-        let h = self.w.size()[0];
-        x.layer_norm(
-            [h].as_slice(),
-            Some(&self.w),
-            Some(&self.b),
-            self.eps,
-            false,
-        )
-    }
-}
-
+/// One encoder layer (post-LayerNorm): self-attention, then the GELU FF block.
 struct Layer {
     q: Linear,
     k: Linear,
@@ -65,6 +46,22 @@ pub struct Bert {
     pub(crate) device: Device,
 }
 
+/// A pass over layers `start..` ([`Bert::encode`]).
+struct Encoded {
+    /// The last layer's output `[B, S, H]`.
+    hidden: Tensor,
+    /// With `keep_inputs`, each layer's input then the last output (L - start + 1 tensors);
+    /// else empty.
+    layer_inputs: Vec<Tensor>,
+}
+
+/// One prompt's batch and each layer's input over its whole sequence (L + 1 tensors
+/// `[1, S, H]`), reused by sweeps and IG.
+pub(crate) struct PromptStates {
+    pub batch: MaskedBatch,
+    pub inputs: Vec<Tensor>,
+}
+
 /// A right-padded batch with each row's `[MASK]` position.
 pub(crate) struct MaskedBatch {
     ids: Tensor,
@@ -77,6 +74,14 @@ pub(crate) struct MaskedBatch {
 }
 
 impl MaskedBatch {
+    /// Where the hooks act: each row's `[MASK]`.
+    fn focus(&self) -> Focus<'_> {
+        Focus::Masked {
+            positions: &self.pos,
+            is_mask: &self.focus,
+        }
+    }
+
     /// The same rows, each repeated `r` times (row-major: row 0 r times, then row 1, ...).
     fn repeat_rows(&self, r: i64) -> Self {
         let rep = |t: &Tensor| t.repeat_interleave_self_int(r, 0, None::<i64>);
@@ -106,16 +111,8 @@ impl Bert {
                 name.to_string()
             }
         };
-        let norm = |ws: &mut Weights, name: &str| -> Result<LayerNorm> {
-            // Old TF-converted checkpoints name LayerNorm parameters gamma/beta.
-            let w = ws.get_any(&[&format!("{name}.weight"), &format!("{name}.gamma")], &[h])?;
-            let b = ws.get_any(&[&format!("{name}.bias"), &format!("{name}.beta")], &[h])?;
-            Ok(LayerNorm {
-                w,
-                b,
-                eps: cfg.layer_norm_eps,
-            })
-        };
+        let eps = cfg.layer_norm_eps;
+        let norm = |ws: &mut Weights, name: &str| LayerNorm::load(ws, name, h as usize, eps);
         let (hu, nu) = (cfg.hidden_size, cfg.intermediate_size);
         let word = ws.get(&p("embeddings.word_embeddings.weight"), &[v, h])?;
         let position = ws.get(
@@ -166,11 +163,7 @@ impl Bert {
     }
 
     fn gelu(&self, x: &Tensor) -> Tensor {
-        x.gelu(if self.cfg.gelu_approximate {
-            "tanh"
-        } else {
-            "none"
-        })
+        gelu(x, self.cfg.gelu_approximate)
     }
 
     /// Right-pads `seqs`; `mask_pos[b]` is row b's `[MASK]` index.
@@ -218,18 +211,11 @@ impl Bert {
 
     /// The `[B, 1, W]` focus rows of `x` `[B, S, W]`.
     fn focus(x: &Tensor, batch: &MaskedBatch) -> Tensor {
-        let w = x.size()[2];
-        let idx = batch.pos.view([-1, 1, 1]).expand([-1, 1, w], false);
-        x.gather(1, &idx, false)
+        batch.focus().select(x)
     }
 
-    fn replace(x: &Tensor, new: &Tensor, batch: &MaskedBatch) -> Tensor {
-        new.expand_as(x).where_self(&batch.focus, x)
-    }
-
-    /// Layers `start..` from `h` (`[B, S, H]`, the input of layer `start`). Returns the last
-    /// layer's output and, when `keep_inputs`, every layer's input (L - start + 1 tensors, the
-    /// last being the output).
+    /// Layers `start..` from `h` (`[B, S, H]`, the input of layer `start`), with every layer's
+    /// input kept when `keep_inputs`.
     fn encode(
         &self,
         h: Tensor,
@@ -237,53 +223,29 @@ impl Bert {
         batch: &MaskedBatch,
         hooks: &mut Hooks,
         keep_inputs: bool,
-    ) -> (Tensor, Vec<Tensor>) {
-        let (b, s) = (h.size()[0], h.size()[1]);
-        let nh = self.cfg.num_heads as i64;
-        let hd = (self.cfg.hidden_size / self.cfg.num_heads) as i64;
-        let scale = (hd as f64).powf(-0.5);
+    ) -> Encoded {
+        let ctx = LayerContext {
+            num_heads: self.cfg.num_heads as i64,
+            head_dim: (self.cfg.hidden_size / self.cfg.num_heads) as i64,
+            kind: self.kind,
+            gelu_tanh: self.cfg.gelu_approximate,
+            batch,
+        };
         let mut h = h;
         let mut inputs = Vec::new();
         for (l, layer) in self.layers.iter().enumerate().skip(start) {
             if keep_inputs {
                 inputs.push(h.detach());
             }
-            if hooks.capture_inputs {
-                hooks.inputs.push(Self::focus(&h, batch).detach());
-            }
-            let heads = |t: Tensor| t.view([b, s, nh, hd]).transpose(1, 2);
-            let q = heads(layer.q.forward(&h));
-            let k = heads(layer.k.forward(&h));
-            let v = heads(layer.v.forward(&h));
-            let scores =
-                (q.matmul(&k.transpose(-2, -1)) * scale).to_kind(Kind::Float) + &batch.mask;
-            let probs = scores.softmax(-1, Kind::Float).to_kind(self.kind);
-            let att = probs.matmul(&v).transpose(1, 2).reshape([b, s, -1]);
-            let h1 = layer
-                .attn_norm
-                .forward(&(layer.attn_out.forward(&att) + &h));
-            if hooks.capture_pre_ff {
-                hooks.pre_ff.push(Self::focus(&h1, batch).detach());
-            }
-            let mut act = self.gelu(&layer.inter.forward(&h1));
-            if hooks.modifies_ff(l) {
-                let new = hooks.on_ff(l, Self::focus(&act, batch));
-                act = Self::replace(&act, &new, batch);
-            } else if hooks.capture_ff {
-                let _ = hooks.on_ff(l, Self::focus(&act, batch));
-            }
-            h = layer.out_norm.forward(&(layer.out.forward(&act) + &h1));
-            if hooks.modifies_resid(l) {
-                let new = hooks.on_resid(l, Self::focus(&h, batch));
-                h = Self::replace(&h, &new, batch);
-            } else if hooks.capture_resid {
-                let _ = hooks.on_resid(l, Self::focus(&h, batch));
-            }
+            h = layer.forward(l, h, &ctx, hooks);
         }
         if keep_inputs {
             inputs.push(h.detach());
         }
-        (h, inputs)
+        Encoded {
+            hidden: h,
+            layer_inputs: inputs,
+        }
     }
 
     /// f32 MLM logits `[B, V]` at the focus of the final hidden states `[B, S, H]`.
@@ -299,42 +261,52 @@ impl Bert {
         .to_kind(Kind::Float)
     }
 
-    /// As `Llama::forward_tokens`: probabilities `[P, T]`, activations `[P, L, N]`, layer
-    /// outputs `[P, L, H]` when asked, logits `[P, V]`.
+    /// As `Llama::forward_tokens`: probabilities, activations, layer outputs when asked,
+    /// logits, at each row's `[MASK]`.
     pub(crate) fn forward_tokens(
         &self,
         seqs: &[&[u32]],
         mask_pos: &[usize],
         targets: &[Vec<u32>],
         want_resid: bool,
-    ) -> (Tensor, Tensor, Option<Tensor>, Tensor) {
+    ) -> ForwardTensors {
         tch::no_grad(|| {
             let batch = self.batch(seqs, mask_pos);
-            let mut hooks = Hooks {
-                capture_ff: true,
-                capture_resid: want_resid,
-                ..Hooks::default()
-            };
-            let (h, _) = self.encode(self.embed(&batch.ids), 0, &batch, &mut hooks, false);
+            let mut hooks = Hooks::recording(Record {
+                ff: true,
+                resid: want_resid,
+                ..Record::default()
+            });
+            let h = self
+                .encode(self.embed(&batch.ids), 0, &batch, &mut hooks, false)
+                .hidden;
             let logits = self.logits(&h, &batch);
             let t = targets.first().map_or(0, |t| t.len()) as i64;
             let tgt = targets_tensor(targets, &[seqs.len() as i64, t], self.device);
             let probs = logits.softmax(-1, Kind::Float).gather(1, &tgt, false);
-            let acts = Tensor::cat(&hooks.ff, 1).to_kind(Kind::Float);
-            let resid = want_resid.then(|| Tensor::cat(&hooks.resid, 1).to_kind(Kind::Float));
-            (probs, acts, resid, logits)
+            let acts = Tensor::cat(&hooks.recorded.ff, 1).to_kind(Kind::Float);
+            let resid =
+                want_resid.then(|| Tensor::cat(&hooks.recorded.resid, 1).to_kind(Kind::Float));
+            ForwardTensors {
+                probs,
+                acts,
+                resid,
+                logits,
+            }
         })
     }
 
     /// Probabilities `[P, T]`, activations `[P, L, N]`, gradients `[P, T, L, N]`: each prompt
     /// repeated T times in one differentiated batch (the whole sequence is needed: every
-    /// position depends on the [MASK]'s activations through attention).
+    /// position depends on the [MASK]'s activations through attention). `patches` (one variant,
+    /// applied to every prompt) are the patch primitive's.
     pub(crate) fn gradients_tokens(
         &self,
         seqs: &[&[u32]],
         mask_pos: &[usize],
         targets: &[Vec<u32>],
-    ) -> (Tensor, Tensor, Tensor) {
+        patches: &[Patch],
+    ) -> GradientTensors {
         let p = seqs.len() as i64;
         let t = targets.first().map_or(0, |t| t.len()) as i64;
         let (n, nl) = (self.cfg.intermediate_size as i64, self.layers.len() as i64);
@@ -345,35 +317,48 @@ impl Bert {
                 Tensor::zeros([p * rows, 1, n], (self.kind, self.device)).set_requires_grad(true)
             })
             .collect();
-        let mut hooks = Hooks {
-            capture_ff: true,
-            ..Hooks::default()
+        let mut hooks = if patches.is_empty() {
+            Hooks::default()
+        } else {
+            self.patch_hooks(&[patches])
+        };
+        hooks.record = Record {
+            ff: true,
+            ..Record::default()
         };
         if t > 0 {
             for (l, leaf) in leaves.iter().enumerate() {
-                hooks.grad_leaves.insert(l, leaf.shallow_clone());
+                hooks.ff_edits.grad_leaves.insert(l, leaf.shallow_clone());
             }
         }
-        let (h, _) = self.encode(self.embed(&batch.ids), 0, &batch, &mut hooks, false);
+        let h = self
+            .encode(self.embed(&batch.ids), 0, &batch, &mut hooks, false)
+            .hidden;
         let logits = self.logits(&h, &batch); // [P * rows, V]
-        let acts = Tensor::cat(&hooks.ff, 1)
+        let acts = Tensor::cat(&hooks.recorded.ff, 1)
             .view([p, rows, nl, n])
             .select(1, 0)
             .to_kind(Kind::Float);
         if t == 0 {
-            let empty = Tensor::zeros([p, 0], (Kind::Float, self.device));
-            let grads = Tensor::zeros([p, 0, nl, n], (Kind::Float, self.device));
-            return (empty, acts, grads);
+            return GradientTensors {
+                probs: Tensor::zeros([p, 0], (Kind::Float, self.device)),
+                acts,
+                grads: Tensor::zeros([p, 0, nl, n], (Kind::Float, self.device)),
+            };
         }
         let tgt = targets_tensor(targets, &[p * t, 1], self.device);
         let probs = logits.softmax(-1, Kind::Float).gather(1, &tgt, false); // [P*T, 1]
         let grads = Tensor::run_backward(&[probs.sum(Kind::Float)], &leaves, false, false);
-        let grads = Tensor::stack(&grads, 1)
-            .view([p, t, nl, n])
-            .to_kind(Kind::Float);
-        (probs.detach().view([p, t]), acts, grads)
+        GradientTensors {
+            probs: probs.detach().view([p, t]),
+            acts,
+            grads: Tensor::stack(&grads, 1)
+                .view([p, t, nl, n])
+                .to_kind(Kind::Float),
+        }
     }
 
+    /// Hooks applying the patches of `vars`, one variant per batch row.
     fn patch_hooks(&self, vars: &[&[Patch]]) -> Hooks {
         let v = vars.len() as i64;
         crate::hooks::patch_hooks(
@@ -386,18 +371,21 @@ impl Bert {
         )
     }
 
-    /// Each layer's input for the whole sequence of one prompt (L + 1 tensors `[1, S, H]`).
-    pub(crate) fn layer_inputs(&self, seq: &[u32], mask_pos: usize) -> (MaskedBatch, Vec<Tensor>) {
+    /// Each layer's input for the whole sequence of one prompt.
+    pub(crate) fn layer_inputs(&self, seq: &[u32], mask_pos: usize) -> PromptStates {
         tch::no_grad(|| {
             let batch = self.batch(&[seq], &[mask_pos]);
-            let (_, inputs) = self.encode(
+            let encoded = self.encode(
                 self.embed(&batch.ids),
                 0,
                 &batch,
                 &mut Hooks::default(),
                 true,
             );
-            (batch, inputs)
+            PromptStates {
+                batch,
+                inputs: encoded.layer_inputs,
+            }
         })
     }
 
@@ -415,7 +403,7 @@ impl Bert {
     ) -> Tensor {
         let nl = self.layers.len();
         let t = targets.len() as i64;
-        let (batch, inputs) = self.layer_inputs(seq, mask_pos);
+        let PromptStates { batch, inputs } = self.layer_inputs(seq, mask_pos);
         let mut groups: std::collections::BTreeMap<usize, Vec<usize>> = Default::default();
         for (i, v) in variants.iter().enumerate() {
             let low = if naive {
@@ -440,7 +428,7 @@ impl Bert {
                     } else {
                         inputs[low].expand([vc, -1, -1], false)
                     };
-                    let (h, _) = self.encode(h0, low, &rows, &mut hooks, false);
+                    let h = self.encode(h0, low, &rows, &mut hooks, false).hidden;
                     let tgt = Tensor::from_slice(&tg)
                         .to_device(self.device)
                         .expand([vc, t], false);
@@ -466,14 +454,14 @@ impl Bert {
         max_batch: usize,
     ) -> Tensor {
         let n = self.cfg.intermediate_size as i64;
-        let (batch, inputs) = self.layer_inputs(seq, mask_pos);
+        let PromptStates { batch, inputs } = self.layer_inputs(seq, mask_pos);
         let acts = tch::no_grad(|| {
-            let mut hooks = Hooks {
-                capture_ff: true,
-                ..Hooks::default()
-            };
+            let mut hooks = Hooks::recording(Record {
+                ff: true,
+                ..Record::default()
+            });
             let _ = self.encode(inputs[0].shallow_clone(), 0, &batch, &mut hooks, false);
-            hooks.ff
+            hooks.recorded.ff
         });
         crate::hooks::ig_path_gradients(
             layers,
@@ -490,12 +478,18 @@ impl Bert {
                     .reshape([rc, 1, 1]);
                 let leaf = (&acts[l] * al).detach().set_requires_grad(true); // [rc, 1, N]
                 let mut hooks = Hooks {
-                    ff_replace: Some((l, leaf.shallow_clone())),
+                    ff_edits: FfEdits {
+                        replace: Some(Replacement {
+                            layer: l,
+                            value: leaf.shallow_clone(),
+                        }),
+                        ..FfEdits::default()
+                    },
                     ..Hooks::default()
                 };
                 let rows_b = batch.repeat_rows(rc);
                 let h0 = inputs[l].expand([rc, -1, -1], false);
-                let (h, _) = self.encode(h0, l, &rows_b, &mut hooks, false);
+                let h = self.encode(h0, l, &rows_b, &mut hooks, false).hidden;
                 let tgt = Tensor::from_slice(tg)
                     .to_device(self.device)
                     .reshape([rc, 1]);
@@ -507,5 +501,47 @@ impl Bert {
                 g[0].squeeze_dim(1).to_kind(Kind::Float)
             },
         )
+    }
+}
+
+/// What every layer of one pass needs besides its weights.
+struct LayerContext<'a> {
+    num_heads: i64,
+    head_dim: i64,
+    /// The model's kind: attention weights are computed in f32 and cast back to it.
+    kind: Kind,
+    /// GELU with the tanh approximation (`gelu_new`/`gelu_pytorch_tanh`) instead of erf.
+    gelu_tanh: bool,
+    batch: &'a MaskedBatch,
+}
+
+fn gelu(x: &Tensor, tanh: bool) -> Tensor {
+    x.gelu(if tanh { "tanh" } else { "none" })
+}
+
+impl Layer {
+    /// Layer `l` over the whole sequence `h` `[B, S, H]`; the hooks act at each row's `[MASK]`.
+    fn forward(&self, l: usize, h: Tensor, ctx: &LayerContext, hooks: &mut Hooks) -> Tensor {
+        let (b, s) = (h.size()[0], h.size()[1]);
+        let (nh, hd) = (ctx.num_heads, ctx.head_dim);
+        let scale = (hd as f64).powf(-0.5);
+        let focus = ctx.batch.focus();
+        hooks.layer_input(&h, &focus);
+        let split = |t: Tensor| t.view([b, s, nh, hd]).transpose(1, 2);
+        let q = split(self.q.forward(&h));
+        let k = split(self.k.forward(&h));
+        let v = split(self.v.forward(&h));
+        let scores =
+            (q.matmul(&k.transpose(-2, -1)) * scale).to_kind(Kind::Float) + &ctx.batch.mask;
+        let probs = scores.softmax(-1, Kind::Float).to_kind(ctx.kind);
+        let att = probs.matmul(&v).transpose(1, 2).reshape([b, s, -1]);
+        let h1 = self.attn_norm.forward(&(self.attn_out.forward(&att) + &h));
+        hooks.pre_ff(&h1, &focus);
+        // The FF neuron (`blocks.{l}.mlp.hook_post`): GELU(intermediate(h1)), captured or
+        // patched by `Hooks::ff`.
+        let act = gelu(&self.inter.forward(&h1), ctx.gelu_tanh);
+        let act = hooks.ff(l, act, &focus);
+        let h = self.out_norm.forward(&(self.out.forward(&act) + &h1));
+        hooks.resid(l, h, &focus)
     }
 }

@@ -1,12 +1,14 @@
-//! What a forward pass does at the measured position of each row: capture, patch, or attach
-//! gradient leaves. One struct serves every architecture; the model code calls it at the FF
-//! activation (input of the down projection), at each layer's output, and at each layer's
-//! input.
+//! What a forward pass does at the measured position of each row ([`Focus`]): record, patch,
+//! or attach gradient leaves. One struct serves every architecture; the model code calls
+//! [`Hooks::ff`] at the FF activation (input of the down projection), [`Hooks::resid`] at each
+//! layer's output, and the recorders at each layer's input and before each FF block.
 
 use std::collections::HashMap;
 
 use neg_core::{Patch, PatchOp, Site};
 use tch::{Device, Kind, Tensor};
+
+use crate::llama::{Kv, Tape};
 
 /// Writes `values`' rows into rows `rows` of `out` (`out[rows[i]] = values[i]`), as the
 /// chunked sweeps of every architecture do with each chunk's target probabilities.
@@ -55,25 +57,27 @@ pub(crate) fn build_patches(
     device: Device,
 ) -> HashMap<usize, PatchTensors> {
     let v = variants.len();
-    // Per layer: set mask, set values, additive shifts, each [V * width].
-    type Edits = (Vec<u8>, Vec<f32>, Vec<f32>);
-    let mut per_layer: HashMap<usize, Edits> = HashMap::new();
+    /// One layer's edits as flat `[V * width]` host vectors.
+    struct HostEdits {
+        set_mask: Vec<u8>,
+        set_val: Vec<f32>,
+        add: Vec<f32>,
+    }
+    let mut per_layer: HashMap<usize, HostEdits> = HashMap::new();
     for (row, patches) in variants.iter().enumerate() {
         for p in patches.iter().filter(|p| p.site == site) {
-            let (mask, val, add) = per_layer.entry(p.layer).or_insert_with(|| {
-                (
-                    vec![0; v * width],
-                    vec![0.0; v * width],
-                    vec![0.0; v * width],
-                )
+            let e = per_layer.entry(p.layer).or_insert_with(|| HostEdits {
+                set_mask: vec![0; v * width],
+                set_val: vec![0.0; v * width],
+                add: vec![0.0; v * width],
             });
             let i = row * width + p.index;
             match p.op {
-                PatchOp::Add(d) => add[i] += d,
+                PatchOp::Add(d) => e.add[i] += d,
                 PatchOp::Set(x) => {
-                    mask[i] = 1;
-                    val[i] = x;
-                    add[i] = 0.0;
+                    e.set_mask[i] = 1;
+                    e.set_val[i] = x;
+                    e.add[i] = 0.0;
                 }
             }
         }
@@ -81,7 +85,8 @@ pub(crate) fn build_patches(
     let shape = [v as i64, width as i64];
     per_layer
         .into_iter()
-        .map(|(layer, (mask, val, add))| {
+        .map(|(layer, e)| {
+            let (mask, val, add) = (e.set_mask, e.set_val, e.add);
             let t = PatchTensors {
                 set_mask: Tensor::from_slice(&mask)
                     .reshape(shape)
@@ -101,78 +106,185 @@ pub(crate) fn build_patches(
         .collect()
 }
 
-/// The hooks of one pass. Tensors handed to the hooks are the focus rows only (`[B, R, W]`:
-/// the last position of a full causal pass, all rows of a one-token pass, the [MASK] of BERT).
+/// Which rows of a `[B, S, W]` hidden state or activation are the measured position: where
+/// the hooks read and write.
+pub(crate) enum Focus<'a> {
+    /// The last position of a full causal pass (`[B, 1, W]`).
+    LastPosition,
+    /// Every row: a one-token pass, all of whose rows sit at the measured position.
+    AllRows,
+    /// Each row's `[MASK]` (BERT): `positions` `[B]` i64, `is_mask` `[B, S, 1]` bool.
+    Masked {
+        positions: &'a Tensor,
+        is_mask: &'a Tensor,
+    },
+}
+
+impl Focus<'_> {
+    /// The focus rows of `x`: `[B, 1 or R, W]`.
+    pub fn select(&self, x: &Tensor) -> Tensor {
+        match self {
+            Focus::LastPosition => {
+                let s = x.size()[1];
+                x.narrow(1, s - 1, 1)
+            }
+            Focus::AllRows => x.shallow_clone(),
+            Focus::Masked { positions, .. } => {
+                let w = x.size()[2];
+                let idx = positions.view([-1, 1, 1]).expand([-1, 1, w], false);
+                x.gather(1, &idx, false)
+            }
+        }
+    }
+
+    /// `x` with its focus rows replaced by `new`.
+    pub fn replace(&self, x: Tensor, new: Tensor) -> Tensor {
+        match self {
+            Focus::LastPosition => {
+                let s = x.size()[1];
+                Tensor::cat(&[x.narrow(1, 0, s - 1), new], 1)
+            }
+            Focus::AllRows => new,
+            Focus::Masked { is_mask, .. } => new.expand_as(&x).where_self(is_mask, &x),
+        }
+    }
+}
+
+/// What a pass records at the focus, in the layer order of the pass.
 #[derive(Default)]
-pub(crate) struct Hooks {
-    /// Record FF activations (in layer order of the pass).
-    pub capture_ff: bool,
+pub(crate) struct Record {
+    /// FF activations (after any edits).
+    pub ff: bool,
+    /// Layer outputs (after any residual patches).
+    pub resid: bool,
+    /// The hidden state entering each layer.
+    pub inputs: bool,
+    /// The residual stream entering each FF block (Llama: layer input + attention output;
+    /// BERT: after the attention LayerNorm).
+    pub pre_ff: bool,
+    /// Each layer's keys and values (Llama one-token passes, for generation).
+    pub kv: bool,
+    /// What the hand-written backward needs (Llama full passes, see `llama::backward`).
+    pub tape: bool,
+}
+
+/// What a pass recorded, per [`Record`] flag.
+#[derive(Default)]
+pub(crate) struct Recorded {
     pub ff: Vec<Tensor>,
-    /// Record layer outputs.
-    pub capture_resid: bool,
     pub resid: Vec<Tensor>,
-    /// Record the hidden state entering each layer.
-    pub capture_inputs: bool,
     pub inputs: Vec<Tensor>,
-    /// Record the residual stream entering each FF block (layer input + attention output).
-    pub capture_pre_ff: bool,
     pub pre_ff: Vec<Tensor>,
-    /// Record each layer's keys and values of the pass (causal one-token passes).
-    pub capture_kv: bool,
-    pub kv: Vec<(Tensor, Tensor)>,
-    pub ff_patch: HashMap<usize, PatchTensors>,
-    pub resid_patch: HashMap<usize, PatchTensors>,
+    pub kv: Vec<Kv>,
+    pub tape: Tape,
+}
+
+/// One layer's FF activation replaced by a tensor (the IG path's alpha * a leaf).
+pub(crate) struct Replacement {
+    pub layer: usize,
+    pub value: Tensor,
+}
+
+/// How a pass changes FF activations at the focus, applied in this order: replacement,
+/// patches, gradient leaves.
+#[derive(Default)]
+pub(crate) struct FfEdits {
+    pub replace: Option<Replacement>,
+    pub patch: HashMap<usize, PatchTensors>,
     /// Zero tensors requiring grad, added to the FF activation: their gradient is the gradient
     /// with respect to the activation (through every later layer).
     pub grad_leaves: HashMap<usize, Tensor>,
-    /// Replace one layer's FF activation by this tensor (the IG path's alpha * a leaf).
-    pub ff_replace: Option<(usize, Tensor)>,
-    /// Record, per layer of a full causal pass, what a hand-written backward through the last
-    /// position needs (see `Llama::gradients_tape`).
-    pub capture_tape: bool,
-    pub tape: Vec<Tensor>,
 }
 
-impl Hooks {
-    pub fn modifies_ff(&self, layer: usize) -> bool {
-        self.ff_patch.contains_key(&layer)
+impl FfEdits {
+    fn touch(&self, layer: usize) -> bool {
+        self.patch.contains_key(&layer)
             || self.grad_leaves.contains_key(&layer)
-            || matches!(&self.ff_replace, Some((l, _)) if *l == layer)
+            || matches!(&self.replace, Some(r) if r.layer == layer)
     }
 
-    pub fn modifies_resid(&self, layer: usize) -> bool {
-        self.resid_patch.contains_key(&layer)
-    }
-
-    /// The FF activation at the focus after this pass's edits (records it when asked).
-    pub fn on_ff(&mut self, layer: usize, act: Tensor) -> Tensor {
+    fn apply(&self, layer: usize, act: Tensor) -> Tensor {
         let mut a = act;
-        if let Some((l, leaf)) = &self.ff_replace {
-            if *l == layer {
-                a = leaf.shallow_clone();
-            }
+        if let Some(r) = self.replace.as_ref().filter(|r| r.layer == layer) {
+            a = r.value.shallow_clone();
         }
-        if let Some(p) = self.ff_patch.get(&layer) {
+        if let Some(p) = self.patch.get(&layer) {
             a = p.apply(&a);
         }
         if let Some(g) = self.grad_leaves.get(&layer) {
             a = a + g;
         }
-        if self.capture_ff {
-            self.ff.push(a.detach());
-        }
         a
     }
+}
 
-    pub fn on_resid(&mut self, layer: usize, h: Tensor) -> Tensor {
-        let h = match self.resid_patch.get(&layer) {
-            Some(p) => p.apply(&h),
-            None => h,
-        };
-        if self.capture_resid {
-            self.resid.push(h.detach());
+/// The hooks of one pass: what to record, what was recorded, and the edits at the focus.
+/// Tensors handed to the hooks are the focus rows only (`[B, R, W]`, see [`Focus`]).
+#[derive(Default)]
+pub(crate) struct Hooks {
+    pub record: Record,
+    pub recorded: Recorded,
+    pub ff_edits: FfEdits,
+    /// Residual-stream (layer output) patches by layer.
+    pub resid_patch: HashMap<usize, PatchTensors>,
+}
+
+impl Hooks {
+    /// Hooks that only record.
+    pub fn recording(record: Record) -> Self {
+        Self {
+            record,
+            ..Self::default()
         }
-        h
+    }
+
+    /// The one place that decides, for layer `layer`'s FF activation `act` (the input of the
+    /// down projection, `blocks.{layer}.mlp.hook_post`), whether the pass patches it, attaches
+    /// a gradient leaf to it or replaces it at the focus, and whether it records it. Returns
+    /// the activation the down projection reads.
+    pub fn ff(&mut self, layer: usize, act: Tensor, focus: &Focus) -> Tensor {
+        if self.ff_edits.touch(layer) {
+            let edited = self.ff_edits.apply(layer, focus.select(&act));
+            if self.record.ff {
+                self.recorded.ff.push(edited.detach());
+            }
+            focus.replace(act, edited)
+        } else {
+            if self.record.ff {
+                self.recorded.ff.push(focus.select(&act).detach());
+            }
+            act
+        }
+    }
+
+    /// As [`Hooks::ff`] for a layer's output (the residual stream).
+    pub fn resid(&mut self, layer: usize, h: Tensor, focus: &Focus) -> Tensor {
+        if let Some(p) = self.resid_patch.get(&layer) {
+            let patched = p.apply(&focus.select(&h));
+            if self.record.resid {
+                self.recorded.resid.push(patched.detach());
+            }
+            focus.replace(h, patched)
+        } else {
+            if self.record.resid {
+                self.recorded.resid.push(focus.select(&h).detach());
+            }
+            h
+        }
+    }
+
+    /// Records the hidden state entering a layer, when asked.
+    pub fn layer_input(&mut self, h: &Tensor, focus: &Focus) {
+        if self.record.inputs {
+            self.recorded.inputs.push(focus.select(h).detach());
+        }
+    }
+
+    /// Records the residual stream entering an FF block, when asked.
+    pub fn pre_ff(&mut self, h: &Tensor, focus: &Focus) {
+        if self.record.pre_ff {
+            self.recorded.pre_ff.push(focus.select(h).detach());
+        }
     }
 }
 
@@ -192,10 +304,13 @@ pub(crate) fn patch_hooks(
             .collect()
     };
     Hooks {
-        ff_patch: reshape(
-            build_patches(vars, Site::FeedForward, ff_width, kind, device),
-            ff_width,
-        ),
+        ff_edits: FfEdits {
+            patch: reshape(
+                build_patches(vars, Site::FeedForward, ff_width, kind, device),
+                ff_width,
+            ),
+            ..FfEdits::default()
+        },
         resid_patch: reshape(
             build_patches(vars, Site::Residual, hidden, kind, device),
             hidden,
@@ -203,6 +318,7 @@ pub(crate) fn patch_hooks(
         ..Hooks::default()
     }
 }
+
 /// The loop shared by the IG paths: for each layer and each chunk of at most `max_batch`
 /// (alpha, target) rows (alpha-major), `path(layer, alphas, targets)` returns the gradients
 /// `[rows, N]` (f32) of those rows' target probabilities with respect to the layer's scaled

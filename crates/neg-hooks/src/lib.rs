@@ -13,6 +13,11 @@
 //! - The FF neuron is the input of the down projection: SiLU(gate(x)) * up(x) for Llama/Qwen,
 //!   GELU(intermediate(x)) for BERT. The measured position is the last prompt token (causal)
 //!   or the single `[MASK]` (BERT). Probabilities are f32 softmax over the full vocabulary.
+//! - Layout (as candle-transformers' model files): `nn` holds the shared layers (`Linear`,
+//!   `Embedding`, `RmsNorm`, `LayerNorm`); `llama/` one file per concern (`block`: `Attention`,
+//!   `Mlp`, `Block`; `passes`; `backward`; `sweeps`; `rope`; `generate`), its module docs
+//!   mapping where an FF neuron is computed, patched and differentiated; `hooks`: what a pass
+//!   records or edits at the measured position, `Hooks::ff` deciding capture-or-patch.
 //! - Causal LMs: gradients come from one no-grad pass and a hand-written backward through the
 //!   last position for all T targets at once (f32; autograd over a one-token pass from cached
 //!   keys/values otherwise); intervention sweeps reuse the prefix and the
@@ -48,6 +53,7 @@ mod hooks;
 mod llama;
 pub mod loader;
 mod model;
+mod nn;
 mod tokenize;
 
 pub use config::{BertConfig, Family, LlamaConfig, ModelConfig, RopeConfig, RopeScaling};

@@ -159,12 +159,42 @@ impl PackagedModel {
 }
 
 /// Floating-point type of the weights and activations. Probabilities are always f32.
+/// Named `f32`, `bf16`, `f16` ([`DType::parse`] and `FromStr` also take the long names; with
+/// the `clap` feature, `clap::ValueEnum` takes the same names as aliases).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum DType {
     #[default]
+    #[cfg_attr(
+        feature = "clap",
+        value(name = "f32", alias = "float32", alias = "float")
+    )]
     F32,
+    #[cfg_attr(feature = "clap", value(name = "bf16", alias = "bfloat16"))]
     BF16,
+    #[cfg_attr(
+        feature = "clap",
+        value(name = "f16", alias = "float16", alias = "half")
+    )]
     F16,
+}
+
+impl std::str::FromStr for DType {
+    type Err = HooksError;
+    /// As [`DType::parse`].
+    fn from_str(s: &str) -> Result<Self> {
+        Self::parse(s)
+    }
+}
+
+impl std::fmt::Display for DType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            DType::F32 => "f32",
+            DType::BF16 => "bf16",
+            DType::F16 => "f16",
+        })
+    }
 }
 
 impl DType {
@@ -233,6 +263,14 @@ impl DeviceSpec {
                 }
             }
         }
+    }
+}
+
+impl std::str::FromStr for DeviceSpec {
+    type Err = HooksError;
+    /// As [`DeviceSpec::parse`]: `cpu`, `cuda`, `cuda:N`.
+    fn from_str(s: &str) -> Result<Self> {
+        Self::parse(s)
     }
 }
 
@@ -603,5 +641,23 @@ mod tests {
             matches!(DeviceSpec::parse("cuda:x"), Err(HooksError::Device { spec, .. }) if spec == "cuda:x")
         );
         assert_eq!(DeviceSpec::Cpu.device().unwrap(), Device::Cpu);
+        for d in [DType::F32, DType::BF16, DType::F16] {
+            assert_eq!(d.to_string().parse::<DType>().unwrap(), d);
+        }
+        assert_eq!("cuda:1".parse::<DeviceSpec>().unwrap(), DeviceSpec::Cuda(1));
+    }
+
+    /// With the `clap` feature, `DType`'s command-line names are the ones `parse` takes.
+    #[cfg(feature = "clap")]
+    #[test]
+    fn dtype_value_enum_names_match_parse() {
+        use clap::ValueEnum;
+        for d in DType::value_variants() {
+            let v = d.to_possible_value().unwrap();
+            assert_eq!(v.get_name(), d.to_string());
+            for name in v.get_name_and_aliases() {
+                assert_eq!(DType::parse(name).unwrap(), *d, "{name}");
+            }
+        }
     }
 }

@@ -10,6 +10,8 @@ use ndarray::{Axis, Ix2, Ix3, Ix4};
 use neg_core::{ModelAdapter, NeuronId, Patch, PatchOp, TargetedPrompt};
 use neg_hooks::{Family, HfModel, ModelConfig, RopeScaling};
 
+use common::tiny;
+
 /// Asserts the tolerances for `prompts` on `model` against transformers.
 fn check_parity(model: &HfModel, dir: &Path, prompts: &[(String, Vec<u32>)]) {
     let tmp = tempfile::tempdir().unwrap();
@@ -144,14 +146,6 @@ fn smollm2_gguf_matches_transformers() {
     .map(|p| (p.to_string(), targets(&model, p, 100)))
     .collect();
     check_parity(&model, &path, &prompts);
-}
-
-/// A random checkpoint of `kind` made by `make_tiny.py` in a temporary directory.
-fn tiny(kind: &str) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let stories = common::stories_dir();
-    common::run_python("make_tiny.py", &[Path::new(kind), dir.path(), &stories]);
-    dir
 }
 
 fn causal_prompts(model: &HfModel) -> Vec<(String, Vec<u32>)> {

@@ -71,6 +71,14 @@ pub fn stories() -> HfModel {
     load(&stories_dir())
 }
 
+/// A random checkpoint of `kind` made by `make_tiny.py` in a temporary directory.
+pub fn tiny(kind: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let stories = stories_dir();
+    run_python("make_tiny.py", &[Path::new(kind), dir.path(), &stories]);
+    dir
+}
+
 /// Reference tensors written by `reference.py` for `prompts` (text, targets).
 pub fn reference(
     model_dir: &Path,

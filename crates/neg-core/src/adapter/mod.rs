@@ -6,8 +6,21 @@
 //!
 //! Shapes use these letters: P prompts, T targets per prompt, L layers, N FF neurons per layer,
 //! H hidden size, V patch variants, A IG scaling factors.
+//!
+//! The FF neuron is TransformerLens's `blocks.{l}.mlp.hook_post`: the input of layer `l`'s FF
+//! down projection (SiLU(gate) * up for Llama/Qwen, the GELU output for BERT).
+//!
+//! [`ModelAdapter`] has eight required methods (ids and shape, [`ModelAdapter::target_token`],
+//! [`ModelAdapter::forward`], [`ModelAdapter::gradients`]): enough for NeurGrad and CG.
+//! Implementing the patch primitive [`ModelAdapter::patched_pass`] as well gives, through
+//! default methods ([`defaults`]), intervention sweeps (ground-truth NEG, NeuronLens masking,
+//! residual patches) and integrated gradients. The rest are overridden for speed (prefix
+//! reuse, batching) or model-specific measurements. `docs/ADAPTER.md` walks through a minimal
+//! implementation.
 
-use ndarray::{Array2, Array3, Array4};
+pub mod defaults;
+
+use ndarray::{Array1, Array2, Array3, Array4};
 use serde::{Deserialize, Serialize};
 
 /// What decides the measured position of a prompt.
@@ -52,9 +65,15 @@ impl NeuronId {
 
 /// Where a patched or captured unit lives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "snake_case")]
 pub enum Site {
-    /// FF neuron: the input of the down projection (width N).
+    /// FF neuron: the input of the down projection (width N). Command-line name `ff` (as the
+    /// examples' `--site ff`), also `feed_forward`/`feed-forward`.
+    #[cfg_attr(
+        feature = "clap",
+        value(name = "ff", alias = "feed_forward", alias = "feed-forward")
+    )]
     FeedForward,
     /// Residual stream: the output of a decoder/encoder layer (width H).
     Residual,
@@ -132,6 +151,46 @@ pub struct Generation {
     pub mean_activations: Array2<f32>,
 }
 
+/// What [`ModelAdapter::forward_with`] records besides the target probabilities and FF
+/// activations.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaptureOptions {
+    /// Each layer's output (the residual stream) at each prompt's position.
+    pub residual: bool,
+}
+
+/// [`Forward`] plus what [`CaptureOptions`] asked for, from one pass where the model allows.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CapturedForward {
+    /// [P, T]
+    pub probs: Array2<f32>,
+    /// [P, L, N]
+    pub activations: Array3<f32>,
+    /// [P, L, H] layer outputs, when [`CaptureOptions::residual`] was set.
+    pub residual: Option<Array3<f32>>,
+}
+
+/// What the patch primitive [`ModelAdapter::patched_pass`] must compute.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PassOutputs {
+    /// Target probabilities and FF activations.
+    Probs,
+    /// Also the gradient of every target probability with respect to every FF activation.
+    Gradients,
+}
+
+/// One prompt under one patch variant: the answer of [`ModelAdapter::patched_pass`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct PatchedPass {
+    /// `[T]`
+    pub probs: Array1<f32>,
+    /// [L, N] FF activations after the patches (a `Set` unit reads its set value).
+    pub activations: Array2<f32>,
+    /// [T, L, N] dP(target t) / da(l, n) at the patched point, the patched value of a unit
+    /// being the variable; `Some` exactly when [`PassOutputs::Gradients`] was asked for.
+    pub grads: Option<Array3<f32>>,
+}
+
 /// Errors at the adapter boundary. Implementations map their own typed errors into `Backend`
 /// (callers can downcast it) or `InvalidInput`.
 #[derive(Debug, thiserror::Error)]
@@ -140,6 +199,14 @@ pub enum AdapterError {
     Unsupported { what: String, model: String },
     #[error("invalid input: {0}")]
     InvalidInput(String),
+    /// An implementation returned something the contract rules out (a wrong shape, a missing
+    /// gradient), found by a default method that assembles its answers.
+    #[error("model {model}: {method} returned {problem}")]
+    InvalidOutput {
+        model: String,
+        method: &'static str,
+        problem: String,
+    },
     #[error(transparent)]
     Backend(Box<dyn std::error::Error + Send + Sync>),
 }
@@ -149,6 +216,13 @@ pub enum AdapterError {
 ///
 /// All prompts of one call must have the same number of targets T. Implementations batch and
 /// pad internally and must give the same numbers as one prompt at a time.
+///
+/// Required: the ids and shape, [`Self::target_token`], [`Self::forward`] and
+/// [`Self::gradients`]. Everything else has a default: the patch paths (sweeps, IG) are built
+/// on the patch primitive [`Self::patched_pass`], which itself defaults to
+/// [`AdapterError::Unsupported`]; model-specific measurements (LPI, residual stream,
+/// generation) default to `Unsupported`. Override a default for speed (reuse of a prompt's
+/// prefix across patch variants, batching) or to add a measurement.
 pub trait ModelAdapter {
     /// A human-readable id (directory or hub id) recorded in results.
     fn model_id(&self) -> &str;
@@ -171,18 +245,47 @@ pub trait ModelAdapter {
     /// Probabilities, activations and dP/da for every target and every FF neuron.
     fn gradients(&self, prompts: &[TargetedPrompt]) -> Result<Gradients, AdapterError>;
 
+    /// Longest prompt the model accepts, in tokens, when it has a limit.
+    fn max_context(&self) -> Option<usize> {
+        None
+    }
+
+    /// The patch primitive: one prompt's pass with the patches of one variant applied at its
+    /// position (in order: a later `Set` overrides an earlier `Add` on the same unit, a later
+    /// `Add` adds to an earlier `Set`; a [`Site::Residual`] patch changes a layer's output).
+    /// An empty variant is the unpatched pass. Out-of-range units are `InvalidInput`.
+    ///
+    /// The default methods [`Self::patched_probs`] and [`Self::scaled_gradients`] are built on
+    /// it (see [`defaults`]); without it they are `Unsupported`.
+    fn patched_pass(
+        &self,
+        _prompt: &TargetedPrompt,
+        _patches: &[Patch],
+        _outputs: PassOutputs,
+    ) -> Result<PatchedPass, AdapterError> {
+        Err(AdapterError::Unsupported {
+            what: "patching (the patch primitive `patched_pass`)".into(),
+            model: self.model_id().into(),
+        })
+    }
+
     /// Target probabilities of one prompt under each patch variant: [V, T]. Patches apply at the
-    /// prompt's position only; an empty variant gives the unpatched probabilities. This is the
-    /// fast path of intervention sweeps: implementations should not recompute what a patch
-    /// cannot change (layers below the lowest patched layer; for causal LMs, the prefix).
+    /// prompt's position only; an empty variant gives the unpatched probabilities.
+    ///
+    /// Default: one [`Self::patched_pass`] per variant ([`defaults::patched_probs_by_pass`]).
+    /// This is the fast path of intervention sweeps: an override should not recompute what a
+    /// patch cannot change (layers below the lowest patched layer; for causal LMs, the prefix).
     fn patched_probs(
         &self,
         prompt: &TargetedPrompt,
         variants: &[Vec<Patch>],
-    ) -> Result<Array2<f32>, AdapterError>;
+    ) -> Result<Array2<f32>, AdapterError> {
+        defaults::patched_probs_by_pass(self, prompt, variants)
+    }
 
     /// Same numbers as [`ModelAdapter::patched_probs`] by full recomputation of every variant.
-    /// The reference the fast path is checked and benchmarked against.
+    /// The reference the fast path is checked and benchmarked against. Default: whatever
+    /// [`Self::patched_probs`] does (one full pass per variant unless overridden).
     fn patched_probs_naive(
         &self,
         prompt: &TargetedPrompt,
@@ -195,12 +298,17 @@ pub trait ModelAdapter {
     /// of each target probability with respect to that layer's FF activations at the position
     /// when the layer's whole activation vector there is replaced by alpha * a (other layers as
     /// they follow from it). Shape [layers.len(), alphas.len(), T, N].
+    ///
+    /// Default: one [`Self::patched_pass`] with gradients per (layer, alpha), the layer's
+    /// neurons `Set` to alpha * a ([`defaults::scaled_gradients_by_pass`]).
     fn scaled_gradients(
         &self,
         prompt: &TargetedPrompt,
         layers: &[usize],
         alphas: &[f32],
-    ) -> Result<Array4<f32>, AdapterError>;
+    ) -> Result<Array4<f32>, AdapterError> {
+        defaults::scaled_gradients_by_pass(self, prompt, layers, alphas)
+    }
 
     /// Log-probability increase (Yu & Ananiadou 2024) of every FF neuron for every target:
     /// [T, L, N]. Defined for Llama-family models only.
@@ -217,6 +325,17 @@ pub trait ModelAdapter {
             what: "residual-stream capture".into(),
             model: self.model_id().into(),
         })
+    }
+
+    /// [`Self::forward`] plus the captures `capture` asks for. Default: [`Self::forward`], then
+    /// [`Self::residual`] when the residual stream is asked for (two passes); an override
+    /// should record everything in one pass.
+    fn forward_with(
+        &self,
+        prompts: &[TargetedPrompt],
+        capture: CaptureOptions,
+    ) -> Result<CapturedForward, AdapterError> {
+        defaults::forward_with_by_parts(self, prompts, capture)
     }
 
     /// Greedy generation of up to `max_new_tokens` tokens, with FF activations averaged over the

@@ -1,0 +1,283 @@
+//! One decoder layer: [`Attention`], [`Mlp`] and the [`Block`] that joins them with its two
+//! RMSNorms and residual adds, in the two pass shapes (full sequence, one token from a cache).
+
+use tch::{Kind, Tensor};
+
+use super::rope::{self, Angles};
+use super::{AttentionTape, MlpTape};
+use crate::config::LlamaConfig;
+use crate::error::Result;
+use crate::hooks::{Focus, Hooks};
+use crate::loader::Weights;
+use crate::nn::{Linear, RmsNorm};
+
+/// Keys and values of one layer, heads already repeated for GQA: `[B, heads, p, hd]` each.
+pub(crate) struct Kv {
+    pub keys: Tensor,
+    pub values: Tensor,
+}
+
+/// Rotated queries and (GQA-repeated) keys and values: `[B, heads, s, hd]` each.
+pub(crate) struct Qkv {
+    pub q: Tensor,
+    pub k: Tensor,
+    pub v: Tensor,
+}
+
+/// Self-attention with rotary embeddings and grouped-query heads.
+pub(crate) struct Attention {
+    pub q: Linear,
+    pub k: Linear,
+    pub v: Linear,
+    pub o: Linear,
+    pub num_heads: i64,
+    pub num_kv_heads: i64,
+    pub head_dim: i64,
+    /// The model's kind: attention weights are computed in f32 and cast back to it.
+    kind: Kind,
+}
+
+impl Attention {
+    fn load(ws: &mut Weights, prefix: &str, cfg: &LlamaConfig, kind: Kind) -> Result<Self> {
+        let (h, nh, kvh, hd) = (
+            cfg.hidden_size,
+            cfg.num_heads,
+            cfg.num_kv_heads,
+            cfg.head_dim,
+        );
+        let p = format!("{prefix}.self_attn");
+        Ok(Self {
+            q: Linear::load(ws, &format!("{p}.q_proj"), nh * hd, h, cfg.qkv_bias)?,
+            k: Linear::load(ws, &format!("{p}.k_proj"), kvh * hd, h, cfg.qkv_bias)?,
+            v: Linear::load(ws, &format!("{p}.v_proj"), kvh * hd, h, cfg.qkv_bias)?,
+            o: Linear::load(ws, &format!("{p}.o_proj"), h, nh * hd, cfg.o_bias)?,
+            num_heads: nh as i64,
+            num_kv_heads: kvh as i64,
+            head_dim: hd as i64,
+            kind,
+        })
+    }
+
+    /// `1 / sqrt(head_dim)`.
+    pub fn scale(&self) -> f64 {
+        (self.head_dim as f64).powf(-0.5)
+    }
+
+    fn repeat_kv(&self, t: Tensor) -> Tensor {
+        let rep = self.num_heads / self.num_kv_heads;
+        if rep == 1 {
+            return t;
+        }
+        let s = t.size();
+        t.unsqueeze(2)
+            .expand([s[0], s[1], rep, s[2], s[3]], false)
+            .reshape([s[0], s[1] * rep, s[2], s[3]])
+    }
+
+    /// Queries, keys and values of the normed input `x` `[B, s, H]`.
+    pub fn qkv(&self, x: &Tensor, angles: &Angles) -> Qkv {
+        let (b, s) = (x.size()[0], x.size()[1]);
+        let heads = |t: Tensor, n: i64| t.view([b, s, n, self.head_dim]).transpose(1, 2);
+        let q = heads(self.q.forward(x), self.num_heads);
+        let k = heads(self.k.forward(x), self.num_kv_heads);
+        let v = heads(self.v.forward(x), self.num_kv_heads);
+        let q = rope::apply(&q, angles);
+        let k = rope::apply(&k, angles);
+        Qkv {
+            q,
+            k: self.repeat_kv(k),
+            v: self.repeat_kv(v),
+        }
+    }
+
+    /// Softmax of scores in f32 (as transformers' eager attention), cast back.
+    fn weights(&self, scores: Tensor, mask: Option<&Tensor>) -> Tensor {
+        let scores = scores.to_kind(Kind::Float);
+        let scores = match mask {
+            Some(m) => scores + m,
+            None => scores,
+        };
+        scores.softmax(-1, Kind::Float).to_kind(self.kind)
+    }
+
+    /// Full-sequence attention under `mask` `[B, 1, s, s]`: the heads' output `[B, s, nh * hd]`
+    /// (before `o`) and the attention weights `[B, heads, s, s]`.
+    fn full(&self, qkv: &Qkv, mask: &Tensor) -> (Tensor, Tensor) {
+        let (b, s) = (qkv.q.size()[0], qkv.q.size()[2]);
+        let weights = self.weights(
+            qkv.q.matmul(&qkv.k.transpose(-2, -1)) * self.scale(),
+            Some(mask),
+        );
+        let out = weights.matmul(&qkv.v).transpose(1, 2).reshape([b, s, -1]);
+        (out, weights)
+    }
+
+    /// One-token attention: each of the `R` rows of `qkv` attends to the cached `past` keys and
+    /// values (`past_mask` `[B, 1, 1, p + 1]` masks their padding) and to itself. `[B, R, nh * hd]`.
+    fn step(&self, qkv: &Qkv, past: &Kv, past_mask: Option<&Tensor>) -> Tensor {
+        let (b, r) = (qkv.q.size()[0], qkv.q.size()[2]);
+        let p = past.keys.size()[2];
+        let s_past = qkv.q.matmul(&past.keys.transpose(-2, -1));
+        let s_self = (&qkv.q * &qkv.k).sum_dim_intlist([-1i64].as_slice(), true, None::<Kind>);
+        let weights = self.weights(Tensor::cat(&[s_past, s_self], -1) * self.scale(), past_mask);
+        let out = weights.narrow(-1, 0, p).matmul(&past.values) + weights.narrow(-1, p, 1) * &qkv.v;
+        out.transpose(1, 2).reshape([b, r, -1])
+    }
+}
+
+/// The SwiGLU feed-forward block: `down(SiLU(gate(x)) * up(x))`.
+pub(crate) struct Mlp {
+    pub gate: Linear,
+    pub up: Linear,
+    pub down: Linear,
+}
+
+/// The FF neurons of a normed input, with the two projections they are made of.
+pub(crate) struct Neurons {
+    pub gate: Tensor,
+    pub up: Tensor,
+    /// SiLU(gate) * up: the FF neuron activations (TransformerLens `blocks.{l}.mlp.hook_post`),
+    /// the input of the down projection.
+    pub act: Tensor,
+}
+
+impl Mlp {
+    fn load(ws: &mut Weights, prefix: &str, cfg: &LlamaConfig) -> Result<Self> {
+        let (h, n, bias) = (cfg.hidden_size, cfg.intermediate_size, cfg.mlp_bias);
+        let p = format!("{prefix}.mlp");
+        Ok(Self {
+            gate: Linear::load(ws, &format!("{p}.gate_proj"), n, h, bias)?,
+            up: Linear::load(ws, &format!("{p}.up_proj"), n, h, bias)?,
+            down: Linear::load(ws, &format!("{p}.down_proj"), h, n, bias)?,
+        })
+    }
+
+    /// The FF neurons of `x`: SiLU(gate(x)) * up(x).
+    pub fn neurons(&self, x: &Tensor) -> Neurons {
+        let (gate, up) = (self.gate.forward(x), self.up.forward(x));
+        let act = gate.silu() * &up;
+        Neurons { gate, up, act }
+    }
+}
+
+/// One decoder layer: `h + attention(in_norm(h))`, then `+ mlp(post_norm(.))`.
+pub(crate) struct Block {
+    pub in_norm: RmsNorm,
+    pub attention: Attention,
+    pub post_norm: RmsNorm,
+    pub mlp: Mlp,
+}
+
+/// What a full pass needs at every layer.
+pub(crate) struct FullContext {
+    pub angles: Angles,
+    /// `[B, 1, s, s]` causal + padding mask.
+    pub mask: Tensor,
+}
+
+/// What a one-token pass needs at every layer.
+pub(crate) struct StepContext<'a> {
+    pub angles: Angles,
+    /// Per layer, the cached keys and values the rows attend to.
+    pub past: &'a [Kv],
+    pub past_mask: Option<&'a Tensor>,
+}
+
+/// A layer's output and its keys and values.
+pub(crate) struct BlockOutput {
+    pub hidden: Tensor,
+    pub kv: Kv,
+}
+
+impl Block {
+    pub fn load(ws: &mut Weights, layer: usize, cfg: &LlamaConfig, kind: Kind) -> Result<Self> {
+        let (h, eps) = (cfg.hidden_size, cfg.rms_norm_eps);
+        let p = format!("model.layers.{layer}");
+        Ok(Self {
+            in_norm: RmsNorm::load(ws, &format!("{p}.input_layernorm.weight"), h, eps)?,
+            post_norm: RmsNorm::load(ws, &format!("{p}.post_attention_layernorm.weight"), h, eps)?,
+            attention: Attention::load(ws, &p, cfg, kind)?,
+            mlp: Mlp::load(ws, &p, cfg)?,
+        })
+    }
+
+    /// Keys and values of this layer for input `h` (a prefix pass needs nothing else).
+    pub fn keys_values(&self, h: &Tensor, angles: &Angles) -> Kv {
+        let qkv = self.attention.qkv(&self.in_norm.forward(h), angles);
+        Kv {
+            keys: qkv.k,
+            values: qkv.v,
+        }
+    }
+
+    /// Layer `layer` over a whole left-padded sequence `h` `[B, s, H]`; the hooks act at the
+    /// last position.
+    pub fn forward_full(
+        &self,
+        layer: usize,
+        h: Tensor,
+        ctx: &FullContext,
+        hooks: &mut Hooks,
+    ) -> BlockOutput {
+        let s = h.size()[1];
+        hooks.layer_input(&h, &Focus::LastPosition);
+        let qkv = self.attention.qkv(&self.in_norm.forward(&h), &ctx.angles);
+        let (attended, weights) = self.attention.full(&qkv, &ctx.mask);
+        if hooks.record.tape {
+            hooks.recorded.tape.attention.push(AttentionTape {
+                input: h.narrow(1, s - 1, 1),
+                query: qkv.q.narrow(2, s - 1, 1),
+                keys: qkv.k.shallow_clone(),
+                values: qkv.v.shallow_clone(),
+                weights: weights.narrow(2, s - 1, 1),
+            });
+        }
+        let h = h + self.attention.o.forward(&attended);
+        BlockOutput {
+            hidden: self.feed_forward(layer, h, hooks, &Focus::LastPosition),
+            kv: Kv {
+                keys: qkv.k,
+                values: qkv.v,
+            },
+        }
+    }
+
+    /// Layer `layer` for `R` rows `h` `[B, R, H]` at one position each, attending to the cache
+    /// in `ctx` and to themselves; the hooks act on every row.
+    pub fn forward_step(
+        &self,
+        layer: usize,
+        h: Tensor,
+        ctx: &StepContext,
+        hooks: &mut Hooks,
+    ) -> Tensor {
+        hooks.layer_input(&h, &Focus::AllRows);
+        let qkv = self.attention.qkv(&self.in_norm.forward(&h), &ctx.angles);
+        let attended = self.attention.step(&qkv, &ctx.past[layer], ctx.past_mask);
+        if hooks.record.kv {
+            hooks.recorded.kv.push(Kv {
+                keys: qkv.k,
+                values: qkv.v,
+            });
+        }
+        let h = h + self.attention.o.forward(&attended);
+        self.feed_forward(layer, h, hooks, &Focus::AllRows)
+    }
+
+    /// The FF half: `h + down(hooks.ff(SiLU(gate(x)) * up(x)))` with `x = post_norm(h)`, then
+    /// the residual hook. Where a Llama FF neuron is computed, and captured or patched.
+    fn feed_forward(&self, layer: usize, h: Tensor, hooks: &mut Hooks, focus: &Focus) -> Tensor {
+        hooks.pre_ff(&h, focus);
+        let neurons = self.mlp.neurons(&self.post_norm.forward(&h));
+        if hooks.record.tape {
+            hooks.recorded.tape.mlp.push(MlpTape {
+                residual: focus.select(&h),
+                gate: focus.select(&neurons.gate),
+                up: focus.select(&neurons.up),
+            });
+        }
+        let act = hooks.ff(layer, neurons.act, focus);
+        let h = h + self.mlp.down.forward(&act);
+        hooks.resid(layer, h, focus)
+    }
+}
