@@ -257,6 +257,11 @@ pub fn run(args: &Args) -> Result<AttributionResult> {
 /// Runs and prints Fig. 3's numbers.
 pub fn main(args: &Args) -> Result<()> {
     let result = run(args)?;
-    common::print_result(&attribution_table(&result), &args.common, "attribution", &result.info);
+    common::print_result(
+        &attribution_table(&result),
+        &args.common,
+        "attribution",
+        &result.info,
+    );
     Ok(())
 }

@@ -278,6 +278,11 @@ pub fn run(args: &Args) -> Result<DistributionResult> {
 /// Runs and prints the distribution summary.
 pub fn main(args: &Args) -> Result<()> {
     let result = run(args)?;
-    common::print_result(&distribution_table(&result), &args.common, "distribution", &result.info);
+    common::print_result(
+        &distribution_table(&result),
+        &args.common,
+        "distribution",
+        &result.info,
+    );
     Ok(())
 }

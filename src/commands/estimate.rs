@@ -285,6 +285,11 @@ pub fn run(args: &Args) -> Result<EstimationResult> {
 /// Runs and prints Table 2.
 pub fn main(args: &Args) -> Result<()> {
     let result = run(args)?;
-    common::print_result(&estimation_table(&result), &args.common, "estimate", &result.info);
+    common::print_result(
+        &estimation_table(&result),
+        &args.common,
+        "estimate",
+        &result.info,
+    );
     Ok(())
 }

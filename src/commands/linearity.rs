@@ -381,6 +381,11 @@ pub fn run(args: &Args) -> Result<LinearityResult> {
 /// Runs and prints Fig. 2 and Tables 1 and 5.
 pub fn main(args: &Args) -> Result<()> {
     let result = run(args)?;
-    common::print_result(&linearity_table(&result), &args.common, "linearity", &result.info);
+    common::print_result(
+        &linearity_table(&result),
+        &args.common,
+        "linearity",
+        &result.info,
+    );
     Ok(())
 }

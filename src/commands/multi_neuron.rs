@@ -225,6 +225,11 @@ pub fn run(args: &Args) -> Result<MultiNeuronResult> {
 /// Runs and prints Figs. 5 and 14's numbers.
 pub fn main(args: &Args) -> Result<()> {
     let result = run(args)?;
-    common::print_result(&multi_neuron_table(&result), &args.common, "multi-neuron", &result.info);
+    common::print_result(
+        &multi_neuron_table(&result),
+        &args.common,
+        "multi-neuron",
+        &result.info,
+    );
     Ok(())
 }
