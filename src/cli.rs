@@ -30,10 +30,10 @@ pub struct ModelArgs {
     #[arg(long)]
     pub model: Option<String>,
     /// cpu, cuda or cuda:N.
-    #[arg(long, default_value = "cpu")]
+    #[arg(long, default_value = "cpu", value_parser = parse_device)]
     pub device: String,
-    /// Weights and activations: f32, bf16 or f16.
-    #[arg(long, default_value = "f32")]
+    /// Weights and activations.
+    #[arg(long, default_value = "f32", value_parser = ["f32", "bf16", "f16"])]
     pub dtype: String,
 }
 
@@ -67,6 +67,13 @@ impl ModelArgs {
         let m = self.resolve(default)?;
         self.load(&m.spec, neg_hooks::LoadOptions::default().max_batch)
     }
+}
+
+/// `--device`, checked when parsed (the library's [`neg_hooks::DeviceSpec`]) and kept as typed.
+fn parse_device(s: &str) -> std::result::Result<String, String> {
+    neg_hooks::DeviceSpec::parse(s)
+        .map(|_| s.to_string())
+        .map_err(|e| e.to_string())
 }
 
 /// `--out` and `--quiet`: where results go and whether progress is drawn.

@@ -27,7 +27,7 @@ pub struct Args {
     #[arg(long, default_value_t = 0.2, allow_negative_numbers = true)]
     pub step: f32,
     /// magnitude (a -> a + d * sign(a)) or additive (a -> a + d)
-    #[arg(long, default_value = "magnitude")]
+    #[arg(long, value_enum, default_value = "magnitude")]
     pub mode: ShiftMode,
 }
 

@@ -34,15 +34,6 @@ use crate::sources::DefaultModel;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum SiteArg {
-    /// Residual stream: decoder-layer outputs (the original work's units).
-    Residual,
-    /// FF neurons (input of the down projection).
-    Ff,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
-#[serde(rename_all = "snake_case")]
 pub enum FitOn {
     /// `correct` when every class has at least two correctly answered train prompts, else
     /// `all` (said in the output): a near-chance model such as stories260k answers some
@@ -103,9 +94,10 @@ impl TaskArgs {
 pub struct Args {
     #[command(flatten)]
     pub common: TaskArgs,
-    /// Units to read and mask.
+    /// Units to read and mask: the residual stream (decoder-layer outputs, the original work's
+    /// units) or FF neurons (input of the down projection).
     #[arg(long, value_enum, default_value = "residual")]
-    pub site: SiteArg,
+    pub site: Site,
     /// Layers (comma-separated); default: the middle layer.
     #[arg(long, value_delimiter = ',')]
     pub layers: Vec<usize>,
@@ -160,7 +152,7 @@ pub struct ClassRow {
 pub struct Report {
     pub model: String,
     pub task: String,
-    pub site: SiteArg,
+    pub site: Site,
     pub layers: Vec<usize>,
     pub units: Vec<String>,
     pub tau: f64,
@@ -297,7 +289,7 @@ pub fn run(args: &Args) -> Result<Report> {
     if args.n_fit < 2 || args.n_eval == 0 {
         bail!("--n-fit must be >= 2 and --n-eval >= 1");
     }
-    if args.salience == Salience::Neurgrad && args.site != SiteArg::Ff {
+    if args.salience == Salience::Neurgrad && args.site != Site::FeedForward {
         bail!("--salience neurgrad needs --site ff (gradients are defined for FF neurons)");
     }
     crate::output::check_out_dir(&args.run.out_dir("lens"))?;
@@ -309,10 +301,7 @@ pub fn run(args: &Args) -> Result<Report> {
         args.layers.clone()
     };
     let selection = UnitSelection {
-        site: match args.site {
-            SiteArg::Residual => Site::Residual,
-            SiteArg::Ff => Site::FeedForward,
-        },
+        site: args.site,
         layers: layers.clone(),
     };
     let Items {
@@ -503,8 +492,8 @@ fn plot_svg(report: &Report) -> Result<String> {
         "NeuronLens {} ({} L{:?}, tau {}, top {:.0}%)",
         report.task,
         match report.site {
-            SiteArg::Residual => "residual",
-            SiteArg::Ff => "FF",
+            Site::Residual => "residual",
+            Site::FeedForward => "FF",
         },
         report.layers,
         report.tau,

@@ -354,7 +354,7 @@ pub struct Args {
     #[arg(long, default_value_t = 0.95)]
     pub threshold: f32,
     /// magnitude (a -> a + d sign(a), the paper's) or additive (a -> a + d).
-    #[arg(long, default_value = "magnitude")]
+    #[arg(long, value_enum, default_value = "magnitude")]
     pub mode: ShiftMode,
 }
 

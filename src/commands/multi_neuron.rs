@@ -204,7 +204,7 @@ pub struct Args {
     #[arg(long, default_value_t = 12)]
     pub max_log2: u32,
     /// magnitude (a -> a + d pol sign(a), the paper's) or additive (a -> a + d pol).
-    #[arg(long, default_value = "magnitude")]
+    #[arg(long, value_enum, default_value = "magnitude")]
     pub mode: ShiftMode,
 }
 

@@ -18,7 +18,7 @@ pub struct Args {
     #[command(flatten)]
     pub io: ExportArgs,
     /// neurgrad | cg | ig | lpi
-    #[arg(long, default_value = "neurgrad")]
+    #[arg(long, value_enum, default_value = "neurgrad")]
     pub method: Method,
 }
 

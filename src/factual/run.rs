@@ -165,10 +165,15 @@ pub struct FactualArgs {
 pub struct MethodArgs {
     /// magnitude (a -> a + d sign(a), the paper's) or additive (a -> a + d); top-K
     /// enhancement (Fig. 3) also multiplies d by each neuron's NeurGrad polarity.
-    #[arg(long, default_value = "magnitude")]
+    #[arg(long, value_enum, default_value = "magnitude")]
     pub mode: ShiftMode,
     /// Estimators to compare (neurgrad, cg, ig, lpi).
-    #[arg(long, value_delimiter = ',', default_value = "neurgrad,cg,ig,lpi")]
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "neurgrad,cg,ig,lpi"
+    )]
     pub methods: Vec<Method>,
 }
 

@@ -68,8 +68,8 @@ impl NeuronId {
 #[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "snake_case")]
 pub enum Site {
-    /// FF neuron: the input of the down projection (width N). Command-line name `ff` (as the
-    /// examples' `--site ff`), also `feed_forward`/`feed-forward`.
+    /// FF neuron: the input of the down projection (width N; TransformerLens'
+    /// `blocks.{l}.mlp.hook_post`). On command lines `ff` (also `feed-forward`).
     #[cfg_attr(
         feature = "clap",
         value(name = "ff", alias = "feed_forward", alias = "feed-forward")
