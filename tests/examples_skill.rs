@@ -334,6 +334,10 @@ fn skill_probe_bad_inputs_fail_before_writing() {
     let dir = tempfile::tempdir().unwrap();
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (vec!["--tasks", "nope"], "nope"),
+        (
+            vec!["--tasks", "myriadlama", "--batch", "0"],
+            "--batch must be at least 1",
+        ),
         // fever's answers `False` / `True` are several tokens for stories260k.
         (
             vec![

@@ -102,6 +102,9 @@ pub fn run_skill_probe(cfg: &SkillProbeConfig) -> Result<SkillProbeReport> {
     if cfg.tasks.is_empty() {
         bail!("no tasks given");
     }
+    if cfg.batch == 0 {
+        bail!("--batch must be at least 1");
+    }
     let registry = TaskRegistry::builtin();
     for t in &cfg.tasks {
         registry.get(t)?;
@@ -163,6 +166,10 @@ pub fn run_skill_probe(cfg: &SkillProbeConfig) -> Result<SkillProbeReport> {
         };
         let (sets, selection) = select_prompts(task, &[context], cfg.sizes, cfg.seed, &fits)?;
         let set = &sets[0];
+        for w in selection_warnings(set, cfg.sizes) {
+            eprintln!("warning: {w}");
+            warnings.push(w);
+        }
         let bar = progress_bar(set.items.len(), task.spec.name, cfg.progress);
         let features = compute_features(&model, set, cfg.batch, !cfg.compact, &bar)?;
         bar.finish_and_clear();
@@ -332,7 +339,7 @@ pub fn main(args: &Args) -> Result<()> {
     let r = run(args)?;
     let s = &args.skill;
     println!(
-        "{} | {:?} | {:?} splits | {} train / {} valid / {} test prompts per task\n",
+        "{} | {:?} | {:?} splits | {} train / {} valid / {} test prompts per task requested\n",
         r.model, s.shots, s.splits, s.train_size, s.valid_size, s.test_size
     );
     print!("{}", format_table(&r.tasks));

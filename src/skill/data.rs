@@ -237,6 +237,42 @@ pub struct SelectionStats {
     pub too_long: [usize; 3],
 }
 
+/// What is legal but suspicious about a drawn prompt set, one line each: a split with fewer
+/// prompts than requested (the task has too few records that fit), and a valid or test split
+/// whose prompts all have one gold answer (accuracy there says nothing about a probe).
+pub fn selection_warnings(set: &PromptSet, sizes: Sizes) -> Vec<String> {
+    let mut out = Vec::new();
+    for (split, want) in [
+        (Split::Train, sizes.train),
+        (Split::Valid, sizes.valid),
+        (Split::Test, sizes.test),
+    ] {
+        let labels: Vec<usize> = set
+            .items
+            .iter()
+            .zip(&set.splits)
+            .filter(|(_, s)| **s == split)
+            .map(|(item, _)| item.label)
+            .collect();
+        let name = format!("{split:?}").to_lowercase();
+        if labels.len() < want {
+            out.push(format!(
+                "task {}: {} {name} prompts of the {want} requested (too few records fit)",
+                set.task,
+                labels.len()
+            ));
+        }
+        if split != Split::Train && labels.len() > 1 && labels.iter().all(|&y| y == labels[0]) {
+            out.push(format!(
+                "task {}: every {name} prompt has gold option {}, so {name} accuracy cannot \
+                 tell a probe from a constant guess",
+                set.task, labels[0]
+            ));
+        }
+    }
+    out
+}
+
 /// Renders every context of `task` and draws, per split, the first `sizes` records of a
 /// seeded shuffle whose prompts all fit (`fits`), so every context holds the same records in
 /// the same order. Errors when a split is missing or has no prompt that fits.
@@ -350,4 +386,62 @@ pub fn resolve_sources(model: Option<&str>, data: Option<&str>) -> Result<Source
         data: d,
         note: (!notes.is_empty()).then(|| notes.join("; ")),
     })
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A prompt set of `labels` per split (train, valid, test), two options `tok1`/`tok2`.
+    pub(crate) fn prompt_set(labels: [&[usize]; 3], options: [&str; 2]) -> PromptSet {
+        let mut set = PromptSet {
+            task: "toy".into(),
+            context: "zero-shot".into(),
+            items: Vec::new(),
+            splits: Vec::new(),
+            origins: Vec::new(),
+        };
+        for (split, ls) in [Split::Train, Split::Valid, Split::Test]
+            .into_iter()
+            .zip(labels)
+        {
+            for &label in ls {
+                set.items.push(RenderedItem {
+                    task: "toy".into(),
+                    index: set.items.len(),
+                    prompt: format!("tok0 tok{}", set.items.len() % 3),
+                    options: options.iter().map(|o| o.to_string()).collect(),
+                    label,
+                    lang: None,
+                });
+                set.splits.push(split);
+                set.origins.push((McSplit::Train, set.origins.len()));
+            }
+        }
+        set
+    }
+
+    #[test]
+    fn short_and_one_class_splits_are_named() {
+        let sizes = Sizes {
+            train: 4,
+            valid: 2,
+            test: 3,
+        };
+        let fine = prompt_set([&[0, 1, 0, 1], &[0, 1], &[1, 0, 1]], ["tok1", "tok2"]);
+        assert!(selection_warnings(&fine, sizes).is_empty());
+        let odd = prompt_set([&[0, 1], &[1, 1], &[0, 1, 0]], ["tok1", "tok2"]);
+        let w = selection_warnings(&odd, sizes);
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(
+            w[0].contains("2 train prompts of the 4 requested"),
+            "{}",
+            w[0]
+        );
+        assert!(
+            w[1].contains("every valid prompt has gold option 1"),
+            "{}",
+            w[1]
+        );
+    }
 }

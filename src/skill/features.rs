@@ -117,6 +117,19 @@ pub fn compute_features(
                 })
             })
             .collect::<Result<Vec<u32>>>()?;
+        // Two options on one token id would be indistinguishable to every method.
+        for (i, id) in ids.iter().enumerate() {
+            if let Some(j) = ids[..i].iter().position(|x| x == id) {
+                bail!(
+                    "task {}: answers `{}` and `{}` are the same token (id {id}) for model {}, \
+                     so the options are indistinguishable",
+                    set.task,
+                    item.options[j],
+                    item.options[i],
+                    adapter.model_id()
+                );
+            }
+        }
         targeted.push(TargetedPrompt::new(item.prompt.clone(), ids));
     }
     let mut builder = ProbeDataBuilder::new(p, k, width, true, true)?;
@@ -214,4 +227,27 @@ pub fn compute_features(
 /// terminal, which indicatif detects).
 pub fn progress_bar(len: usize, message: &str, show: bool) -> ProgressBar {
     crate::progress::bar(len, "prompts", message, show)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::skill::data::tests::prompt_set;
+    use neg_core::testing::AnalyticAdapter;
+
+    #[test]
+    fn options_on_one_token_are_an_error_naming_them() {
+        // The analytic model's vocabulary is tok0..tok4, one token each.
+        let model = AnalyticAdapter::new(1, 2, 3, 5, 2);
+        let ok = prompt_set([&[0, 1], &[0], &[1]], ["tok1", "tok2"]);
+        let f = compute_features(&model, &ok, 2, false, &ProgressBar::hidden()).unwrap();
+        assert_eq!(f.answer_ids, vec![1, 2]);
+        let same = prompt_set([&[0, 1], &[0], &[1]], ["tok3", "tok3"]);
+        let e = compute_features(&model, &same, 2, false, &ProgressBar::hidden()).unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.contains("`tok3` and `tok3` are the same token (id 3)"),
+            "{msg}"
+        );
+    }
 }

@@ -205,6 +205,9 @@ pub fn default_context(
 /// `args.task` in every context `contexts` makes.
 pub fn study_features(args: &StudyArgs, contexts: &ContextMaker) -> Result<StudyFeatures> {
     let spec = TaskRegistry::builtin().get(&args.task)?;
+    if args.run.batch == 0 {
+        bail!("--batch must be at least 1");
+    }
     crate::output::check_out_dir(args.out_dir())?;
     let run = &args.run;
     let sources = resolve_sources(run.model.model.as_deref(), run.data.as_deref())?;
@@ -220,6 +223,13 @@ pub fn study_features(args: &StudyArgs, contexts: &ContextMaker) -> Result<Study
     })?;
     let fits = |prompt: &str| model.encode(prompt).is_ok();
     let (sets, selection) = select_prompts(&task, &ctx, run.sizes(), run.seed, &fits)?;
+    let mut warnings = warnings;
+    if let Some(first) = sets.first() {
+        for w in selection_warnings(first, run.sizes()) {
+            eprintln!("warning: {w}");
+            warnings.push(w);
+        }
+    }
     let mut features = Vec::with_capacity(sets.len());
     for set in &sets {
         let bar = progress_bar(

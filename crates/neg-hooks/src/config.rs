@@ -186,12 +186,57 @@ fn field_err(path: &Path, field: &str, reason: impl Into<String>) -> HooksError 
     }
 }
 
-/// Fails naming the first of `fields` (name, value) that is zero. Both architectures need the
-/// same dimensions positive before any other check divides by them.
+/// Upper bounds on the sizes a config may claim, far above any released model (Llama 3 405B:
+/// hidden 16384, FF 53248, 126 layers, 128 heads, vocab 128256; context 131072): a value past
+/// them is a typo or a hostile file, and would otherwise reach libtorch as an allocation that
+/// aborts the process instead of returning an error.
+const MAX_SIZES: [(&str, usize); 7] = [
+    ("hidden_size", 1 << 17),
+    ("intermediate_size", 1 << 19),
+    ("num_hidden_layers", 1 << 10),
+    ("num_attention_heads", 1 << 10),
+    ("vocab_size", 1 << 22),
+    ("max_position_embeddings", 1 << 24),
+    ("head_dim", 1 << 12),
+];
+
+/// Fails naming the first of `fields` (name, value) that is zero or above its [`MAX_SIZES`]
+/// bound. Both architectures need the same dimensions positive before any other check divides
+/// by them.
 fn require_positive<const N: usize>(path: &Path, fields: [(&str, usize); N]) -> Result<()> {
-    match fields.iter().find(|(_, v)| *v == 0) {
-        Some((name, _)) => Err(field_err(path, name, "must be positive")),
-        None => Ok(()),
+    for (name, v) in fields {
+        if v == 0 {
+            return Err(field_err(path, name, "must be positive"));
+        }
+        if let Some((_, max)) = MAX_SIZES.iter().find(|(n, _)| *n == name) {
+            if v > *max {
+                return Err(field_err(
+                    path,
+                    name,
+                    format!("{v} is larger than any supported model (at most {max})"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A normalisation epsilon: finite, > 0 and at most 0.1 (larger would swamp the variance it
+/// stabilises; released models use 1e-12 .. 1e-5).
+fn check_eps(path: &Path, field: &str, eps: f64) -> Result<f64> {
+    if eps.is_finite() && eps > 0.0 && eps <= 0.1 {
+        Ok(eps)
+    } else {
+        Err(field_err(path, field, format!("{eps} must be in (0, 0.1]")))
+    }
+}
+
+/// A RoPE scaling factor: finite and > 0 (it divides frequencies).
+fn check_factor(path: &Path, field: String, v: f64) -> Result<f64> {
+    if v.is_finite() && v > 0.0 {
+        Ok(v)
+    } else {
+        Err(field_err(path, &field, format!("{v} must be > 0")))
     }
 }
 
@@ -258,11 +303,26 @@ impl LlamaConfig {
         if head_dim % 2 != 0 {
             return Err(field_err(path, "head_dim", "must be even for RoPE"));
         }
+        require_positive(
+            path,
+            [
+                ("head_dim", head_dim),
+                (
+                    "max_position_embeddings",
+                    raw.max_position_embeddings.unwrap_or(2048),
+                ),
+            ],
+        )?;
         let rope = resolve_rope(&raw, path)?;
         let default_eps = match family {
             Family::Llama => 1e-6,
             Family::Qwen2 => 1e-6,
         };
+        let rms_norm_eps = check_eps(
+            path,
+            "rms_norm_eps",
+            raw.rms_norm_eps.unwrap_or(default_eps),
+        )?;
         Ok(LlamaConfig {
             family,
             hidden_size: raw.hidden_size,
@@ -273,7 +333,7 @@ impl LlamaConfig {
             head_dim,
             vocab_size: raw.vocab_size,
             max_position_embeddings: raw.max_position_embeddings.unwrap_or(2048),
-            rms_norm_eps: raw.rms_norm_eps.unwrap_or(default_eps),
+            rms_norm_eps,
             rope,
             tie_word_embeddings: raw.tie_word_embeddings.unwrap_or(false),
             qkv_bias: family == Family::Qwen2 || raw.attention_bias.unwrap_or(false),
@@ -290,7 +350,7 @@ fn resolve_rope(raw: &RawLlama, path: &Path) -> Result<RopeConfig> {
         .and_then(|p| p.rope_theta)
         .or(raw.rope_theta)
         .unwrap_or(10000.0);
-    if theta.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) {
+    if !(theta.is_finite() && theta > 0.0) {
         return Err(field_err(
             path,
             "rope_theta",
@@ -308,7 +368,8 @@ fn resolve_rope(raw: &RawLlama, path: &Path) -> Result<RopeConfig> {
         Some(s) => {
             let kind = s.rope_type.as_deref().unwrap_or("default");
             let need = |name: &str, v: Option<f64>| {
-                v.ok_or_else(|| field_err(path, &format!("{field}.{name}"), "missing"))
+                let v = v.ok_or_else(|| field_err(path, &format!("{field}.{name}"), "missing"))?;
+                check_factor(path, format!("{field}.{name}"), v)
             };
             match kind {
                 "default" => RopeScaling::None,
@@ -403,6 +464,15 @@ impl BertConfig {
                 ),
             ));
         }
+        require_positive(
+            path,
+            [(
+                "max_position_embeddings",
+                raw.max_position_embeddings.unwrap_or(512),
+            )],
+        )?;
+        let layer_norm_eps =
+            check_eps(path, "layer_norm_eps", raw.layer_norm_eps.unwrap_or(1e-12))?;
         let gelu_approximate = match raw.hidden_act.as_deref().unwrap_or("gelu") {
             "gelu" => false,
             "gelu_new" | "gelu_pytorch_tanh" => true,
@@ -422,7 +492,7 @@ impl BertConfig {
             intermediate_size: raw.intermediate_size,
             max_position_embeddings: raw.max_position_embeddings.unwrap_or(512),
             type_vocab_size: raw.type_vocab_size.unwrap_or(2),
-            layer_norm_eps: raw.layer_norm_eps.unwrap_or(1e-12),
+            layer_norm_eps,
             gelu_approximate,
         })
     }
@@ -533,6 +603,36 @@ mod tests {
             "rope_parameters.low_freq_factor"
         );
         assert_eq!(field(err(r#", "rope_theta": -1.0"#)), "rope_theta");
+        // Bounds that keep a typo or a hostile file away from libtorch's allocator, and
+        // numerics that would only show later as non-finite probabilities.
+        for (extra, name) in [
+            (r#", "rms_norm_eps": 1e300"#, "rms_norm_eps"),
+            (r#", "rms_norm_eps": -1e-6"#, "rms_norm_eps"),
+            (r#", "rms_norm_eps": 0.0"#, "rms_norm_eps"),
+            (
+                r#", "max_position_embeddings": 0"#,
+                "max_position_embeddings",
+            ),
+            (
+                r#", "rope_scaling": {"rope_type": "linear", "factor": 0.0}"#,
+                "rope_scaling.factor",
+            ),
+            (
+                r#", "rope_scaling": {"rope_type": "linear", "factor": -2.0}"#,
+                "rope_scaling.factor",
+            ),
+        ] {
+            assert_eq!(field(err(extra)), name, "{extra}");
+        }
+        let huge = parse(&format!(
+            "{{{}}}",
+            BASE.replace(
+                r#""num_hidden_layers": 2"#,
+                r#""num_hidden_layers": 1000000000000"#
+            )
+        ))
+        .unwrap_err();
+        assert_eq!(field(huge), "num_hidden_layers");
         assert!(
             matches!(parse(r#"{"hidden_size": 3}"#), Err(HooksError::ConfigField { field, .. }) if field == "model_type")
         );

@@ -35,6 +35,16 @@ pub enum HooksError {
     Safetensors { path: PathBuf, message: String },
     #[error("missing weight `{name}` in {location}")]
     MissingWeight { name: String, location: String },
+    #[error(
+        "{location} holds `{name}`, a weight of layer {layer}, but the config has {num_layers} \
+         layers (num_hidden_layers does not match the checkpoint)"
+    )]
+    ExtraLayer {
+        name: String,
+        layer: usize,
+        num_layers: usize,
+        location: String,
+    },
     #[error("weight `{name}` has shape {actual:?}, expected {expected:?}")]
     WeightShape {
         name: String,

@@ -581,6 +581,38 @@ impl Weights {
         self.get_any(&[name], shape)
     }
 
+    /// Fails when a tensor not taken by the model belongs to a layer at or past `num_layers`
+    /// (`...layers.N...` for Llama/Qwen2, `...layer.N...` for BERT): a config with fewer layers
+    /// than its checkpoint would otherwise run a truncated model without a word. Other leftover
+    /// tensors (buffers such as `rotary_emb.inv_freq`, BERT's pooler, a tied `lm_head`) are
+    /// fine.
+    pub fn check_no_extra_layers(&self, num_layers: usize) -> Result<()> {
+        let layer_of = |name: &str| -> Option<usize> {
+            let mut parts = name.split('.');
+            while let Some(p) = parts.next() {
+                if p == "layers" || p == "layer" {
+                    return parts.next()?.parse().ok();
+                }
+            }
+            None
+        };
+        let mut extra: Vec<(&String, usize)> = self
+            .map
+            .keys()
+            .filter_map(|n| layer_of(n).filter(|&l| l >= num_layers).map(|l| (n, l)))
+            .collect();
+        extra.sort();
+        match extra.first() {
+            Some((name, layer)) => Err(HooksError::ExtraLayer {
+                name: name.to_string(),
+                layer: *layer,
+                num_layers,
+                location: self.location.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
     /// `Some` when any of `names` is present.
     pub fn get_opt(&mut self, names: &[&str], shape: &[i64]) -> Result<Option<Tensor>> {
         if names.iter().any(|n| self.map.contains_key(*n)) {
@@ -594,6 +626,37 @@ impl Weights {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn weights_of_layers_past_the_config_are_an_error() {
+        let t = || Tensor::zeros([2], (Kind::Float, Device::Cpu));
+        let map: HashMap<String, Tensor> = [
+            "model.layers.1.mlp.up_proj.weight",
+            "model.rotary_emb.inv_freq",
+            "bert.pooler.dense.weight",
+        ]
+        .into_iter()
+        .map(|n| (n.to_string(), t()))
+        .collect();
+        let ws = Weights::from_map(map, "ck".into(), Kind::Float, Device::Cpu);
+        assert!(ws.check_no_extra_layers(2).is_ok());
+        let e = ws.check_no_extra_layers(1).unwrap_err();
+        assert!(
+            matches!(
+                &e,
+                HooksError::ExtraLayer {
+                    layer: 1,
+                    num_layers: 1,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        assert!(
+            e.to_string().contains("model.layers.1.mlp.up_proj.weight"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn source_parse_tells_directories_from_hub_ids() {

@@ -99,6 +99,15 @@ impl HfModel {
                 )
             }
         };
+        let num_layers = match &config {
+            ModelConfig::Llama(c) => c.num_layers,
+            ModelConfig::Bert(c) => c.num_layers,
+        };
+        ws.check_no_extra_layers(num_layers)
+            .map_err(|e| match &gguf_file {
+                Some(file) => crate::gguf::in_file_terms(file, e),
+                None => e,
+            })?;
         Ok(HfModel {
             id: source.id(),
             config,

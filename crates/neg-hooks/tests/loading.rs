@@ -277,6 +277,36 @@ fn missing_or_malformed_config_is_a_typed_error() {
     assert!(
         matches!(load_err(dir.path()), HooksError::ConfigField { field, .. } if field == "rope_scaling.high_freq_factor")
     );
+
+    // Sizes and numerics that used to pass: a layer count that aborted on allocation, an eps
+    // that only showed later as non-finite probabilities, a zero context.
+    for (field, value) in [
+        ("num_hidden_layers", serde_json::json!(1_000_000_000_000u64)),
+        ("rms_norm_eps", serde_json::json!(1e300)),
+        ("rms_norm_eps", serde_json::json!(-1e-5)),
+        ("max_position_embeddings", serde_json::json!(0)),
+    ] {
+        let mut v: serde_json::Value = serde_json::from_str(&original).unwrap();
+        v[field] = value;
+        std::fs::write(&cfg, v.to_string()).unwrap();
+        let err = load_err(dir.path());
+        assert!(
+            matches!(&err, HooksError::ConfigField { field: f, .. } if f == field),
+            "{field}: {err}"
+        );
+    }
+
+    // Fewer layers in the config than in the checkpoint: an error, not a truncated model.
+    let mut v: serde_json::Value = serde_json::from_str(&original).unwrap();
+    let layers = v["num_hidden_layers"].as_u64().unwrap();
+    v["num_hidden_layers"] = serde_json::json!(layers - 1);
+    std::fs::write(&cfg, v.to_string()).unwrap();
+    let err = load_err(dir.path());
+    assert!(
+        matches!(&err, HooksError::ExtraLayer { layer, num_layers, .. }
+            if *layer as u64 == layers - 1 && *num_layers as u64 == layers - 1),
+        "{err}"
+    );
 }
 
 /// Rewrites the copy's weights with `edit` applied to the tensor list.
