@@ -56,8 +56,9 @@ pub struct RunOutput {
     out: PathBuf,
     staging: PathBuf,
     committed: bool,
-    // Held (and so locked) until the run ends; the OS releases it if the process dies.
-    _lock: std::fs::File,
+    // Held (and so locked) until the run ends; the OS releases it if the process dies. `None`
+    // when an [`OutLock`] of this process already holds `out`.
+    _lock: Option<std::fs::File>,
 }
 
 fn sibling(out: &Path, suffix: &str) -> Result<PathBuf> {
@@ -77,6 +78,71 @@ fn replaceable(dir: &Path) -> bool {
         || std::fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_none())
 }
 
+/// Takes the exclusive lock `<out>.lock` (its directory must exist), or fails at once
+/// naming the process that holds it.
+fn lock_file(out: &Path) -> Result<std::fs::File> {
+    let lock_path = sibling(out, ".lock")?;
+    let mut lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&lock_path)
+        .with_context(|| format!("cannot open lock file {}", lock_path.display()))?;
+    if lock.try_lock().is_err() {
+        let holder = std::fs::read_to_string(&lock_path).unwrap_or_default();
+        anyhow::bail!(
+            "--out {} is in use by another run (pid {}); wait for it or choose another --out",
+            out.display(),
+            holder.trim()
+        );
+    }
+    lock.set_len(0).ok();
+    write!(lock, "{}", std::process::id()).ok();
+    Ok(lock)
+}
+
+/// Output directories this process holds an [`OutLock`] on.
+fn held() -> std::sync::MutexGuard<'static, Vec<PathBuf>> {
+    static HELD: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+    HELD.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The lock on `--out` for the whole of a run, taken once its inputs are checked and before
+/// the long computation, so that a second run on the same `--out` fails at once instead of
+/// when it writes. The run's [`RunOutput`] (or [`Outputs::write`]) on the same path then
+/// works under it; dropping the guard releases it.
+#[derive(Debug)]
+pub struct OutLock {
+    out: PathBuf,
+    _file: std::fs::File,
+}
+
+impl OutLock {
+    /// Locks `out` (see [`RunOutput`]); fails at once, naming the holder, if another run has it.
+    pub fn acquire(out: &Path) -> Result<Self> {
+        if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("cannot create {}", parent.display()))?;
+        }
+        let file = lock_file(out)?;
+        held().push(out.to_path_buf());
+        Ok(OutLock {
+            out: out.to_path_buf(),
+            _file: file,
+        })
+    }
+}
+
+impl Drop for OutLock {
+    fn drop(&mut self) {
+        let mut h = held();
+        if let Some(i) = h.iter().position(|p| *p == self.out) {
+            h.remove(i);
+        }
+    }
+}
+
 fn process_alive(pid: u32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
 }
@@ -90,24 +156,14 @@ impl RunOutput {
             .unwrap_or(Path::new("."));
         std::fs::create_dir_all(parent)
             .with_context(|| format!("cannot create {}", parent.display()))?;
-        let lock_path = sibling(out, ".lock")?;
-        let mut lock = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .write(true)
-            .open(&lock_path)
-            .with_context(|| format!("cannot open lock file {}", lock_path.display()))?;
-        if lock.try_lock().is_err() {
-            let holder = std::fs::read_to_string(&lock_path).unwrap_or_default();
-            anyhow::bail!(
-                "--out {} is in use by another run (pid {}); wait for it or choose another --out",
-                out.display(),
-                holder.trim()
-            );
-        }
-        lock.set_len(0).ok();
-        write!(lock, "{}", std::process::id()).ok();
+        // Already held by this run (an [`OutLock`] taken at its start): no second lock, which
+        // the OS would refuse to the same process.
+        let held_here = held().iter().any(|p| p == out);
+        let lock = if held_here {
+            None
+        } else {
+            Some(lock_file(out)?)
+        };
         // Staging directories of processes that died (kill -9) are removed.
         let prefix = format!(
             "{}.staging-",
@@ -440,6 +496,27 @@ impl TensorFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_run_lock_taken_at_start_excludes_others_and_covers_its_own_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("run");
+        let lock = OutLock::acquire(&out).unwrap();
+        // Another holder (a second run) fails at once, naming this process.
+        let e = OutLock::acquire(&out).unwrap_err().to_string();
+        assert!(
+            e.contains("in use by another run") && e.contains(&std::process::id().to_string()),
+            "{e}"
+        );
+        // The run itself still writes its files as a unit under its lock.
+        let mut files = Outputs::default();
+        files.text("a.txt", "x".into());
+        files.write(&out).unwrap();
+        assert_eq!(std::fs::read_to_string(out.join("a.txt")).unwrap(), "x");
+        drop(lock);
+        let again = OutLock::acquire(&out);
+        assert!(again.is_ok(), "released on drop");
+    }
 
     #[test]
     fn out_dir_check_rejects_a_file_parent() {

@@ -239,7 +239,7 @@ pub fn run(args: &Args) -> Result<AttributionResult> {
             args.max_shift
         );
     }
-    let (model, set, out) = common::setup(&args.common, "attribution", 0)?;
+    let (model, set, out, _lock) = common::setup(&args.common, "attribution", 0)?;
     eprintln!("{}", set.describe());
     let n = (args.max_shift / args.step + 1e-4).floor() as usize;
     let config = AttributionRun {

@@ -232,6 +232,7 @@ pub fn run(args: &Args) -> Result<Report> {
     };
     crate::output::check_out_dir(&args.run.out_dir("aux-metrics"))?;
     let (data, model) = args.common.load(args.run.progress())?;
+    let _lock = crate::output::OutLock::acquire(&args.run.out_dir("aux-metrics"))?;
     let working = crate::progress::spinner("auxiliary metrics", args.run.progress());
     let neurons = all_neurons(model.num_layers(), model.ff_width());
     if neurons.len() < 2 * args.top_k {

@@ -294,6 +294,7 @@ pub fn run(args: &Args) -> Result<Report> {
     }
     crate::output::check_out_dir(&args.run.out_dir("lens"))?;
     let (data, model) = args.common.load(args.run.progress())?;
+    let _lock = crate::output::OutLock::acquire(&args.run.out_dir("lens"))?;
     let working = crate::progress::spinner("neuronlens", args.run.progress());
     let layers = if args.layers.is_empty() {
         vec![model.num_layers() / 2]

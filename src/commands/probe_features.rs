@@ -248,6 +248,7 @@ pub fn run(args: &Args) -> Result<Report> {
     let out = args.run.out_dir("probe-features");
     crate::output::check_out_dir(&out)?;
     let (data, feature_tensor) = load(&args.features, args.options)?;
+    let _lock = crate::output::OutLock::acquire(&out)?;
     let mut fixed_k = None;
     let mut probe: Box<dyn Probe> = match kind {
         ProbeKind::Polar => Box::new(PolarProbe::new(None)),

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cli::{ModelArgs, RunArgs};
 use crate::factual::{FactualSet, FactualSummary};
+use crate::output::OutLock;
 use crate::sources::DefaultModel;
 
 /// The model and prompt set a result was computed on.
@@ -180,14 +181,16 @@ pub struct MethodArgs {
 /// The MyriadLAMA prompt set of the shared folder, relative to it.
 pub const MYRIADLAMA: &str = "data/myriadlama-probing/llama2-7b-it.jsonl";
 
-/// Everything a factual experiment needs before computing: the model, the prompts and a
-/// writable output directory. Inputs are checked first (prompt file, model, answers), the
-/// output directory before the model loads, so a bad input creates nothing.
+/// Everything a factual experiment needs before computing: the model, the prompts, a
+/// writable output directory and the lock on it. Inputs are checked first (prompt file,
+/// model, answers), the output directory before the model loads, so a bad input creates
+/// nothing; the lock is taken last, so a second run on the same `--out` fails before the
+/// computation.
 pub fn setup(
     args: &FactualArgs,
     command: &str,
     default_max_prompts: usize,
-) -> Result<(neg_hooks::HfModel, FactualSet, PathBuf)> {
+) -> Result<(neg_hooks::HfModel, FactualSet, PathBuf, OutLock)> {
     use crate::factual::{self, ResolveOptions};
     let model_spec = args.model.resolve(DefaultModel::Stories260k)?;
     let prompts = match &args.prompts {
@@ -225,7 +228,8 @@ pub fn setup(
             seed: args.seed,
         },
     )?;
-    Ok((model, set, out))
+    let lock = OutLock::acquire(&out)?;
+    Ok((model, set, out, lock))
 }
 
 /// The progress bar of a factual experiment: `len` steps (prompts, or prompt-sweeps).

@@ -129,6 +129,8 @@ pub struct StudyFeatures {
     pub selection: SelectionStats,
     /// Warnings printed while loading (e.g. leaking published splits).
     pub warnings: Vec<String>,
+    /// The lock on `--out`, held until the study has written its files.
+    _lock: crate::output::OutLock,
 }
 
 /// The first fields of every study's JSON report: where its features came from and the
@@ -223,6 +225,7 @@ pub fn study_features(args: &StudyArgs, contexts: &ContextMaker) -> Result<Study
     })?;
     let fits = |prompt: &str| model.encode(prompt).is_ok();
     let (sets, selection) = select_prompts(&task, &ctx, run.sizes(), run.seed, &fits)?;
+    let lock = crate::output::OutLock::acquire(args.out_dir())?;
     let mut warnings = warnings;
     if let Some(first) = sets.first() {
         for w in selection_warnings(first, run.sizes()) {
@@ -247,6 +250,7 @@ pub fn study_features(args: &StudyArgs, contexts: &ContextMaker) -> Result<Study
         features,
         selection,
         warnings,
+        _lock: lock,
     })
 }
 
