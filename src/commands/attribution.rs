@@ -240,7 +240,6 @@ pub fn run(args: &Args) -> Result<AttributionResult> {
         );
     }
     let (model, set, out, _lock) = common::setup(&args.common, "attribution", 0)?;
-    eprintln!("{}", set.describe());
     let n = (args.max_shift / args.step + 1e-4).floor() as usize;
     let config = AttributionRun {
         methods: args.estimators.methods.clone(),

@@ -270,7 +270,6 @@ pub fn run(args: &Args) -> Result<DistributionResult> {
         bail!("--bins must be at least 1");
     }
     let (model, set, out, _lock) = common::setup(&args.common, "distribution", 0)?;
-    eprintln!("{}", set.describe());
     let config = DistributionRun { bins: args.bins };
     run_distribution(&model, &set, &config, &out, args.common.run.progress())
 }

@@ -267,7 +267,6 @@ pub struct Args {
 /// Checks the inputs, sweeps the ground truth, runs every estimator and writes the files.
 pub fn run(args: &Args) -> Result<EstimationResult> {
     let (model, set, out, _lock) = common::setup(&args.common, "estimate", 0)?;
-    eprintln!("{}", set.describe());
     let config = EstimationRun {
         neurons: args.neurons,
         sweep: SweepConfig {

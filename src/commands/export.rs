@@ -58,9 +58,11 @@ impl ExportArgs {
         // Row p of every tensor is prompt p: its text, so rows join back to the input file.
         t.meta("prompts", serde_json::to_string(&texts)?);
         t.meta("prompts_file", self.prompts.display().to_string());
+        let name = format!("{command}.safetensors");
+        let dir = self.run.out_dir(command);
         let mut files = crate::output::Outputs::default();
-        files.tensors(&format!("{command}.safetensors"), &t)?;
-        let written = files.write(&self.run.out_dir(command))?;
-        Ok(written.into_iter().next().unwrap_or_default())
+        files.tensors(&name, &t)?;
+        files.write(&dir)?;
+        Ok(dir.join(name))
     }
 }

@@ -361,7 +361,6 @@ pub struct Args {
 /// Checks the inputs, runs the sweeps and writes the files.
 pub fn run(args: &Args) -> Result<LinearityResult> {
     let (model, set, out, _lock) = common::setup(&args.common, "linearity", 10)?;
-    eprintln!("{}", set.describe());
     let config = LinearityRun {
         random_neurons: args.neurons,
         top_neurons: args.top_neurons,

@@ -211,7 +211,6 @@ pub struct Args {
 /// Checks the inputs, shifts growing neuron sets and writes the files.
 pub fn run(args: &Args) -> Result<MultiNeuronResult> {
     let (model, set, out, _lock) = common::setup(&args.common, "multi-neuron", 16)?;
-    eprintln!("{}", set.describe());
     let config = MultiNeuronRun {
         ranges: args.ranges.clone(),
         step: args.step,

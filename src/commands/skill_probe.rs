@@ -166,10 +166,7 @@ pub fn run_skill_probe(cfg: &SkillProbeConfig) -> Result<SkillProbeReport> {
         };
         let (sets, selection) = select_prompts(task, &[context], cfg.sizes, cfg.seed, &fits)?;
         let set = &sets[0];
-        for w in selection_warnings(set, cfg.sizes) {
-            eprintln!("warning: {w}");
-            warnings.push(w);
-        }
+        warnings.extend(warn_selection(set, cfg.sizes));
         let bar = progress_bar(set.items.len(), task.spec.name, cfg.progress);
         let features = compute_features(&model, set, cfg.batch, !cfg.compact, &bar)?;
         bar.finish_and_clear();

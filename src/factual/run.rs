@@ -182,7 +182,8 @@ pub struct MethodArgs {
 pub const MYRIADLAMA: &str = "data/myriadlama-probing/llama2-7b-it.jsonl";
 
 /// Everything a factual experiment needs before computing: the model, the prompts, a
-/// writable output directory and the lock on it. Inputs are checked first (prompt file,
+/// writable output directory and the lock on it; prints what the prompt set holds. Inputs
+/// are checked first (prompt file,
 /// model, answers), the output directory before the model loads, so a bad input creates
 /// nothing; the lock is taken last, so a second run on the same `--out` fails before the
 /// computation.
@@ -228,6 +229,7 @@ pub fn setup(
             seed: args.seed,
         },
     )?;
+    eprintln!("{}", set.describe());
     let lock = OutLock::acquire(&out)?;
     Ok((model, set, out, lock))
 }

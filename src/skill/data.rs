@@ -237,10 +237,11 @@ pub struct SelectionStats {
     pub too_long: [usize; 3],
 }
 
-/// What is legal but suspicious about a drawn prompt set, one line each: a split with fewer
-/// prompts than requested (the task has too few records that fit), and a valid or test split
-/// whose prompts all have one gold answer (accuracy there says nothing about a probe).
-pub fn selection_warnings(set: &PromptSet, sizes: Sizes) -> Vec<String> {
+/// Prints and returns (for the report) what is legal but suspicious about a drawn prompt set,
+/// one line each, like [`warn_if_leaking`]: a split with fewer prompts than requested (the
+/// task has too few records that fit), and a valid or test split whose prompts all have one
+/// gold answer (accuracy there says nothing about a probe).
+pub fn warn_selection(set: &PromptSet, sizes: Sizes) -> Vec<String> {
     let mut out = Vec::new();
     for (split, want) in [
         (Split::Train, sizes.train),
@@ -269,6 +270,9 @@ pub fn selection_warnings(set: &PromptSet, sizes: Sizes) -> Vec<String> {
                 set.task, labels[0]
             ));
         }
+    }
+    for w in &out {
+        eprintln!("warning: {w}");
     }
     out
 }
@@ -429,9 +433,9 @@ pub(crate) mod tests {
             test: 3,
         };
         let fine = prompt_set([&[0, 1, 0, 1], &[0, 1], &[1, 0, 1]], ["tok1", "tok2"]);
-        assert!(selection_warnings(&fine, sizes).is_empty());
+        assert!(warn_selection(&fine, sizes).is_empty());
         let odd = prompt_set([&[0, 1], &[1, 1], &[0, 1, 0]], ["tok1", "tok2"]);
-        let w = selection_warnings(&odd, sizes);
+        let w = warn_selection(&odd, sizes);
         assert_eq!(w.len(), 2, "{w:?}");
         assert!(
             w[0].contains("2 train prompts of the 4 requested"),

@@ -219,19 +219,15 @@ pub fn study_features(args: &StudyArgs, contexts: &ContextMaker) -> Result<Study
     let templates = sources.data.template_set()?;
     let task = load_task(&sources.data.source, spec.name, run.splits, run.seed)?;
     let ctx = contexts(spec, &templates, sources.data.templates.is_some())?;
-    let warnings: Vec<String> = warn_if_leaking(&task, run.splits).into_iter().collect();
+    let mut warnings: Vec<String> = warn_if_leaking(&task, run.splits).into_iter().collect();
     let model = crate::progress::with_spinner("loading model", args.output.progress(), || {
         run.model.load(&sources.model, run.batch * 8)
     })?;
     let fits = |prompt: &str| model.encode(prompt).is_ok();
     let (sets, selection) = select_prompts(&task, &ctx, run.sizes(), run.seed, &fits)?;
     let lock = crate::output::OutLock::acquire(args.out_dir())?;
-    let mut warnings = warnings;
     if let Some(first) = sets.first() {
-        for w in selection_warnings(first, run.sizes()) {
-            eprintln!("warning: {w}");
-            warnings.push(w);
-        }
+        warnings.extend(warn_selection(first, run.sizes()));
     }
     let mut features = Vec::with_capacity(sets.len());
     for set in &sets {
