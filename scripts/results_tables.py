@@ -75,7 +75,9 @@ def skill_table(out, step, title):
         print(f"| {t['task']} (n_test {t['n_test']}) | {chance:.2f} | " + " | ".join(cells) + f" | {gap:+.3f} |")
     if r.get("warnings"):
         print("\nWarnings of this run: " + "; ".join(r["warnings"]))
-    print(f"\nWall time {r['seconds']:.0f} s.\n")
+    # skill-probe keeps wall-clock times out of results.json (byte-identical reruns).
+    timings = load(os.path.join(out, step, "timings.json")) or {}
+    print(f"\nWall time {timings.get('seconds', float('nan')):.0f} s.\n")
 
 
 def seeds_of(out, prefix):

@@ -12,6 +12,32 @@ use ndarray::{ArrayBase, Data, Dimension};
 use safetensors::tensor::TensorView;
 use safetensors::Dtype;
 
+/// Paths (substrings) at which [`write_atomic`] fails part-way, as a full disk or a kill in
+/// the middle of writing would: a test-only fault injector ([`fail_writes_to`]).
+fn failing_writes() -> std::sync::MutexGuard<'static, Vec<String>> {
+    static FAILING: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    FAILING
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Test support: every later [`write_atomic`] to a path containing `pattern` writes half its
+/// bytes and then fails with "injected write failure", as a full disk would. Returns a guard
+/// that removes the pattern when dropped. Patterns are matched against whole paths, so tests
+/// running in parallel in one process do not disturb each other when each names its own
+/// temporary directory.
+#[doc(hidden)]
+pub fn fail_writes_to(pattern: &str) -> impl Drop {
+    struct Guard(String);
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            failing_writes().retain(|p| *p != self.0);
+        }
+    }
+    failing_writes().push(pattern.to_string());
+    Guard(pattern.to_string())
+}
+
 /// Writes `bytes` to `path` atomically (temporary file in the same directory, then rename).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path
@@ -31,6 +57,11 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let result = (|| -> Result<()> {
         let mut file = std::fs::File::create(&tmp)
             .with_context(|| format!("cannot write {}", tmp.display()))?;
+        let full = path.to_string_lossy();
+        if failing_writes().iter().any(|p| full.contains(p.as_str())) {
+            file.write_all(&bytes[..bytes.len() / 2]).ok();
+            anyhow::bail!("cannot write {}: injected write failure", tmp.display());
+        }
         file.write_all(bytes)
             .with_context(|| format!("cannot write {}", tmp.display()))?;
         file.sync_all().ok();
@@ -147,6 +178,28 @@ fn process_alive(pid: u32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
 }
 
+/// Removes the temporary files [`write_atomic`] leaves in `dir` when its process is killed
+/// mid-write (`.<name>.tmp-<pid>` of a process that no longer runs); those of live processes,
+/// which may still be writing, stay.
+pub fn remove_stale_temporaries(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let pid = name
+            .starts_with('.')
+            .then(|| name.rsplit_once(".tmp-"))
+            .flatten()
+            .and_then(|(_, pid)| pid.parse::<u32>().ok());
+        if let Some(pid) = pid {
+            if pid != std::process::id() && !process_alive(pid) {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+}
+
 impl RunOutput {
     /// Locks `out` for this run and opens its staging directory.
     pub fn begin(out: &Path) -> Result<Self> {
@@ -164,24 +217,31 @@ impl RunOutput {
         } else {
             Some(lock_file(out)?)
         };
-        // Staging directories of processes that died (kill -9) are removed.
-        let prefix = format!(
-            "{}.staging-",
-            out.file_name().unwrap_or_default().to_string_lossy()
-        );
+        // What processes that died (kill -9) left: their staging directories are removed; an
+        // earlier run's directory that one had moved aside (`<out>.old-<pid>`, killed between
+        // the two renames of its commit) is put back when `out` is missing, else removed; and
+        // temporaries of their atomic writes are removed.
+        let name = out.file_name().unwrap_or_default().to_string_lossy();
+        let (staging_prefix, old_prefix) = (format!("{name}.staging-"), format!("{name}.old-"));
         if let Ok(entries) = std::fs::read_dir(parent) {
             for e in entries.flatten() {
-                let name = e.file_name().to_string_lossy().into_owned();
-                if let Some(pid) = name
-                    .strip_prefix(&prefix)
-                    .and_then(|p| p.parse::<u32>().ok())
-                {
-                    if pid == std::process::id() || !process_alive(pid) {
+                let entry = e.file_name().to_string_lossy().into_owned();
+                let dead = |p: &str| {
+                    p.parse::<u32>()
+                        .is_ok_and(|pid| pid == std::process::id() || !process_alive(pid))
+                };
+                if entry.strip_prefix(&staging_prefix).is_some_and(dead) {
+                    let _ = std::fs::remove_dir_all(e.path());
+                } else if entry.strip_prefix(&old_prefix).is_some_and(dead) {
+                    if !out.exists() {
+                        let _ = std::fs::rename(e.path(), out);
+                    } else {
                         let _ = std::fs::remove_dir_all(e.path());
                     }
                 }
             }
         }
+        remove_stale_temporaries(parent);
         let staging = sibling(out, &format!(".staging-{}", std::process::id()))?;
         std::fs::create_dir_all(&staging)
             .with_context(|| format!("cannot create {}", staging.display()))?;
@@ -356,6 +416,53 @@ pub fn csv(header: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
+/// Whether the JSON key `key` records how a run went rather than what it found: wall-clock
+/// times (`seconds`, `*_seconds`) and `resumed_batches`.
+fn run_only_key(key: &str) -> bool {
+    key == "seconds" || key.ends_with("_seconds") || key == "resumed_batches"
+}
+
+/// Splits a report into what it found and how the run went: the first value is `report`
+/// without any wall-clock time or resume count (so identical runs give identical bytes); the
+/// second holds exactly those values at the same paths (arrays keep their length, objects
+/// keep only the keys that lead to such a value).
+pub fn split_timings(report: serde_json::Value) -> (serde_json::Value, serde_json::Value) {
+    use serde_json::Value;
+    fn split(v: Value) -> (Value, Option<Value>) {
+        match v {
+            Value::Object(map) => {
+                let (mut kept, mut moved) = (serde_json::Map::new(), serde_json::Map::new());
+                for (k, v) in map {
+                    if run_only_key(&k) {
+                        moved.insert(k, v);
+                    } else {
+                        let (a, b) = split(v);
+                        kept.insert(k.clone(), a);
+                        if let Some(b) = b {
+                            moved.insert(k, b);
+                        }
+                    }
+                }
+                let moved = (!moved.is_empty()).then_some(Value::Object(moved));
+                (Value::Object(kept), moved)
+            }
+            Value::Array(items) => {
+                let (kept, moved): (Vec<Value>, Vec<Option<Value>>) =
+                    items.into_iter().map(split).unzip();
+                let any = moved.iter().any(Option::is_some);
+                let moved = moved
+                    .into_iter()
+                    .map(|m| m.unwrap_or(Value::Null))
+                    .collect();
+                (Value::Array(kept), any.then_some(Value::Array(moved)))
+            }
+            other => (other, None),
+        }
+    }
+    let (kept, moved) = split(report);
+    (kept, moved.unwrap_or(Value::Object(Default::default())))
+}
+
 /// Serialises `value` as pretty JSON and writes it atomically.
 pub fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<()> {
     let text = serde_json::to_string_pretty(value).context("cannot serialise results as JSON")?;
@@ -496,6 +603,78 @@ impl TensorFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn split_timings_moves_exactly_the_run_only_values() {
+        let report = serde_json::json!({
+            "model": "m",
+            "seconds": 12.5,
+            "tasks": [
+                {"task": "a", "feature_seconds": 1.0, "resumed_batches": 2,
+                 "methods": [{"method": "tree", "evaluation": {"fit_seconds": 0.5, "acc": 0.75}}]},
+                {"task": "b", "methods": []}
+            ],
+            "sizes": {"train": 3}
+        });
+        let (kept, moved) = split_timings(report);
+        assert_eq!(
+            kept,
+            serde_json::json!({
+                "model": "m",
+                "tasks": [
+                    {"task": "a", "methods": [{"method": "tree", "evaluation": {"acc": 0.75}}]},
+                    {"task": "b", "methods": []}
+                ],
+                "sizes": {"train": 3}
+            })
+        );
+        assert_eq!(
+            moved,
+            serde_json::json!({
+                "seconds": 12.5,
+                "tasks": [
+                    {"feature_seconds": 1.0, "resumed_batches": 2,
+                     "methods": [{"evaluation": {"fit_seconds": 0.5}}]},
+                    null
+                ]
+            })
+        );
+        let (kept, moved) = split_timings(serde_json::json!({"x": [1, 2]}));
+        assert_eq!(
+            (kept, moved),
+            (serde_json::json!({"x": [1, 2]}), serde_json::json!({}))
+        );
+    }
+
+    #[test]
+    fn stale_temporaries_and_a_half_committed_run_are_cleaned_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("run");
+        // A process (pid 0: never alive) killed between the two renames of its commit: the
+        // earlier results sit in `run.old-0` and `run` is missing; one killed mid-write left a
+        // temporary.
+        let old = dir.path().join("run.old-0");
+        std::fs::create_dir_all(&old).unwrap();
+        std::fs::write(old.join("results.json"), b"earlier").unwrap();
+        std::fs::write(old.join(RUN_MARKER), b"0.1.0").unwrap();
+        let tmp = dir.path().join(".notes.json.tmp-0");
+        std::fs::write(&tmp, b"half").unwrap();
+        let live = dir
+            .path()
+            .join(format!(".mine.json.tmp-{}", std::process::id()));
+        std::fs::write(&live, b"writing").unwrap();
+        {
+            let _run = RunOutput::begin(&out).unwrap();
+            assert_eq!(std::fs::read(out.join("results.json")).unwrap(), b"earlier");
+            assert!(!old.exists() && !tmp.exists());
+            assert!(live.exists(), "a live process's temporary was removed");
+        }
+        // With `run` present, a dead process's `.old-` copy is simply removed.
+        std::fs::create_dir_all(&old).unwrap();
+        let _run = RunOutput::begin(&out).unwrap();
+        assert!(!old.exists());
+        assert_eq!(std::fs::read(out.join("results.json")).unwrap(), b"earlier");
+    }
 
     #[test]
     fn a_run_lock_taken_at_start_excludes_others_and_covers_its_own_writes() {

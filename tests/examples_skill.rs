@@ -677,3 +677,195 @@ fn skill_probe_out_is_exclusive_and_replaced_as_a_unit() {
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
+
+/// Every file under `dir`, as (path relative to `dir`, bytes), sorted.
+fn tree_bytes(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut files: Vec<(String, Vec<u8>)> = files_under(dir)
+        .into_iter()
+        .map(|p| {
+            let rel = p.strip_prefix(dir).unwrap().display().to_string();
+            (rel, std::fs::read(&p).unwrap())
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+/// `kill -9` in the middle of a skill-probe run, then a rerun: the rerun takes the batches the
+/// killed run finished from `<out>.resume` and writes exactly the bytes of an uninterrupted run
+/// (results.json, features, rows, figure); wall-clock times are only in timings.json.
+#[test]
+fn skill_probe_resumes_after_kill_9_with_byte_identical_outputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("sp");
+    let out_s = out.display().to_string();
+    let (m, d) = (model(), data());
+    // Batches of one prompt: many entries, so that the kill lands part-way.
+    let flags = [
+        "--model",
+        &m,
+        "--data",
+        &d,
+        "--tasks",
+        "myriadlama",
+        "--train-size",
+        "160",
+        "--valid-size",
+        "40",
+        "--test-size",
+        "40",
+        "--batch",
+        "1",
+        "--trees",
+        "20",
+        "--quiet",
+        "--out",
+        &out_s,
+    ];
+    let args = args!(
+        SkillProbe,
+        [&["skill_probe"][..], &flags[..]].concat().to_vec()
+    );
+    // The uninterrupted run, kept aside as the reference.
+    let fresh = skill_probe::run(&args).unwrap();
+    assert_eq!(fresh.tasks[0].resumed_batches, 0);
+    let reference = tree_bytes(&out);
+    let names: Vec<&str> = reference.iter().map(|(n, _)| n.as_str()).collect();
+    for f in [
+        "results.json",
+        "timings.json",
+        "accuracy_vs_neurons.svg",
+        "features/myriadlama.safetensors",
+        "features/myriadlama.rows.jsonl",
+    ] {
+        assert!(names.contains(&f), "{f} not in {names:?}");
+    }
+    let results = read_json(&out.join("results.json"));
+    assert!(results.get("seconds").is_none());
+    assert!(results["tasks"][0].get("feature_seconds").is_none());
+    let timings = read_json(&out.join("timings.json"));
+    assert!(timings["seconds"].as_f64().unwrap() > 0.0);
+    assert_eq!(timings["tasks"][0]["resumed_batches"], 0);
+    let cache = neg_rs::skill::FeatureCache::beside(&out);
+    assert!(!cache.exists(), "the resume cache outlived a committed run");
+    std::fs::remove_dir_all(&out).unwrap();
+
+    // The same run as a process, killed once it has stored a few batches.
+    let mut child = Command::new(example_binary("skill_probe"))
+        .args(flags)
+        .current_dir(workspace())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let entries = || {
+        std::fs::read_dir(&cache).map_or(0, |d| {
+            d.flatten()
+                .filter(|e| e.file_name().to_string_lossy().ends_with(".safetensors"))
+                .count()
+        })
+    };
+    let start = std::time::Instant::now();
+    while entries() < 3 {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before it could be killed"
+        );
+        assert!(start.elapsed().as_secs() < 300, "no batch stored in 300 s");
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    child.kill().unwrap(); // SIGKILL: no destructor, no clean-up
+    child.wait().unwrap();
+    let stored = entries();
+    assert!(stored >= 3, "{stored}");
+    assert!(!out.exists(), "a killed run left results in --out");
+
+    let resumed = skill_probe::run(&args).unwrap();
+    let task = &resumed.tasks[0];
+    assert!(
+        task.resumed_batches >= 3 && task.resumed_batches <= 240,
+        "{} batches resumed",
+        task.resumed_batches
+    );
+    let again = tree_bytes(&out);
+    let differing: Vec<&str> = reference
+        .iter()
+        .zip(&again)
+        .filter(|(a, b)| a != b)
+        .map(|(a, _)| a.0.as_str())
+        .collect();
+    assert_eq!(again.len(), reference.len());
+    // Only the wall-clock file differs.
+    assert_eq!(differing, vec!["timings.json"], "differing files");
+    assert_eq!(
+        read_json(&out.join("timings.json"))["tasks"][0]["resumed_batches"],
+        task.resumed_batches
+    );
+    assert!(!cache.exists());
+    let leftovers: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("staging") || n.contains(".old-") || n.contains(".tmp-"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+/// A write failing part-way through the result set (a full disk at the second file) fails the
+/// run with a message naming the file, leaves the earlier run's files byte-identical and no
+/// temporary or staging file behind, and keeps the computed batches for the rerun.
+#[test]
+fn a_write_failing_mid_set_leaves_the_earlier_run_intact() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("sp");
+    let args = skill_args(
+        &[
+            "--tasks",
+            "myriadlama,clang8",
+            "--train-size",
+            "12",
+            "--valid-size",
+            "6",
+            "--test-size",
+            "6",
+        ],
+        &out,
+    );
+    skill_probe::run(&args).unwrap();
+    let earlier = tree_bytes(&out);
+    // The first task's features file goes through; its rows file, the second file, fails
+    // half-written. The pattern names this test's own staging directory.
+    let e = {
+        let _fault = neg_rs::output::fail_writes_to(&format!(
+            "{}.staging-{}/features/myriadlama.rows.jsonl",
+            out.display(),
+            std::process::id()
+        ));
+        skill_probe::run(&args).unwrap_err()
+    };
+    let msg = format!("{e:#}");
+    assert!(
+        msg.contains("myriadlama.rows.jsonl") && msg.contains("injected write failure"),
+        "{msg}"
+    );
+    assert_eq!(tree_bytes(&out), earlier, "the earlier run's files changed");
+    let leftovers: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("staging") || n.contains(".tmp-"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    // The computed batches were kept: the rerun resumes them all.
+    assert!(neg_rs::skill::FeatureCache::beside(&out).is_dir());
+    let rerun = skill_probe::run(&args).unwrap();
+    assert!(rerun.tasks.iter().all(|t| t.resumed_batches > 0));
+    assert_eq!(
+        tree_bytes(&out)
+            .into_iter()
+            .filter(|(n, _)| n != "timings.json")
+            .collect::<Vec<_>>(),
+        earlier
+            .into_iter()
+            .filter(|(n, _)| n != "timings.json")
+            .collect::<Vec<_>>()
+    );
+}

@@ -90,13 +90,16 @@ pub struct SkillProbeReport {
     pub seconds: f64,
 }
 
-/// Everything `skill_probe` writes, relative to `--out`.
-pub const SKILL_PROBE_FILES: [&str; 2] = ["results.json", "accuracy_vs_neurons.svg"];
+/// The files `skill_probe` writes at the top of `--out` (besides `features/`).
+pub const SKILL_PROBE_FILES: [&str; 3] =
+    ["results.json", "accuracy_vs_neurons.svg", "timings.json"];
 
 /// The `skill_probe` job: checks every input first (tasks, model, data, `--out`), locks `--out`
 /// ([`crate::output::RunOutput`]), computes features and evaluates every method per task, then
-/// writes `results.json`, `features/<task>.{safetensors,rows.jsonl}` and
-/// `accuracy_vs_neurons.svg` and moves them into `out` as a unit.
+/// writes `results.json`, `timings.json`, `features/<task>.{safetensors,rows.jsonl}` and
+/// `accuracy_vs_neurons.svg` and moves them into `out` as a unit. Each batch's NeurGrad is
+/// kept in `<out>.resume` ([`FeatureCache`]) until then, so a rerun after an interruption
+/// resumes; the outputs of identical runs are byte-identical, resumed or not.
 pub fn run_skill_probe(cfg: &SkillProbeConfig) -> Result<SkillProbeReport> {
     let start = Instant::now();
     if cfg.tasks.is_empty() {
@@ -127,6 +130,14 @@ pub fn run_skill_probe(cfg: &SkillProbeConfig) -> Result<SkillProbeReport> {
     let model = crate::progress::with_spinner("loading model", cfg.progress, || {
         crate::sources::load_model(&sources.model, &cfg.device, &cfg.dtype, cfg.batch * 8)
     })?;
+    // Each batch's NeurGrad is kept beside `--out` until the results are committed, so an
+    // interrupted run continues where it stopped (keyed by the model files' contents).
+    let cache = FeatureCache::open(
+        &FeatureCache::beside(&cfg.out),
+        &files_digest(model.files())?,
+        &cfg.dtype,
+        &cfg.device,
+    )?;
     let fits = |prompt: &str| model.encode(prompt).is_ok();
     let provenance = |context: &str| -> Vec<(&'static str, String)> {
         vec![
@@ -168,8 +179,18 @@ pub fn run_skill_probe(cfg: &SkillProbeConfig) -> Result<SkillProbeReport> {
         let set = &sets[0];
         warnings.extend(warn_selection(set, cfg.sizes));
         let bar = progress_bar(set.items.len(), task.spec.name, cfg.progress);
-        let features = compute_features(&model, set, cfg.batch, !cfg.compact, &bar)?;
+        let hits_before = cache.hits();
+        let features = compute_features(&model, set, cfg.batch, !cfg.compact, Some(&cache), &bar)?;
         bar.finish_and_clear();
+        let resumed_batches = cache.hits() - hits_before;
+        if resumed_batches > 0 {
+            eprintln!(
+                "note: {}: {resumed_batches} of {} batches resumed from {}",
+                task.spec.name,
+                set.items.len().div_ceil(cfg.batch),
+                FeatureCache::beside(&cfg.out).display()
+            );
+        }
         let probe_start = Instant::now();
         let fitting = crate::progress::spinner(&format!("{} probes", task.spec.name), cfg.progress);
         let evals = evaluate_methods_with_neurons(
@@ -205,6 +226,7 @@ pub fn run_skill_probe(cfg: &SkillProbeConfig) -> Result<SkillProbeReport> {
             selection,
             feature_seconds: features.seconds,
             probe_seconds,
+            resumed_batches,
             features_file,
             methods: evals
                 .into_iter()
@@ -250,8 +272,13 @@ pub fn run_skill_probe(cfg: &SkillProbeConfig) -> Result<SkillProbeReport> {
         crate::output::write_atomic(&output.path(rel), bytes)?;
     }
     crate::plot::write_svg(&output.path(SKILL_PROBE_FILES[1]), &svg)?;
-    crate::output::write_json(&output.path(SKILL_PROBE_FILES[0]), &report)?;
+    // Wall-clock times go to timings.json, so that results.json (like every other file) is
+    // byte-identical between identical runs, resumed or not.
+    let (results, timings) = crate::output::split_timings(serde_json::to_value(&report)?);
+    crate::output::write_json(&output.path(SKILL_PROBE_FILES[0]), &results)?;
+    crate::output::write_json(&output.path(SKILL_PROBE_FILES[2]), &timings)?;
     output.commit()?;
+    cache.remove()?;
     Ok(report)
 }
 

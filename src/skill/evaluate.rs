@@ -196,6 +196,9 @@ pub struct TaskResult {
     pub feature_seconds: f64,
     /// Seconds fitting and evaluating the probes.
     pub probe_seconds: f64,
+    /// Batches of NeurGrad taken from the resume cache instead of computed (written to
+    /// `timings.json` with the times, not to `results.json`).
+    pub resumed_batches: usize,
     /// Features file, relative to `--out`.
     pub features_file: String,
     /// One entry per method, in [`METHODS`] order.
@@ -216,6 +219,7 @@ impl TaskResult {
             selection: SelectionStats::default(),
             feature_seconds: 0.0,
             probe_seconds: 0.0,
+            resumed_batches: 0,
             features_file: String::new(),
             methods: accs
                 .iter()

@@ -77,12 +77,14 @@ pub struct FeatureRow {
 /// Computes NeurGrad for every option of every prompt of `set` in batches of `batch` prompts
 /// (one target per option: `adapter.target_token(prompt, answer)`; an answer that is not one
 /// token is an error naming the task and the answer). `keep_scores` keeps the full f32
-/// `[P, K, L*N]` tensor besides the compact features.
+/// `[P, K, L*N]` tensor besides the compact features. With a `cache`, each batch's NeurGrad is
+/// taken from it when an earlier (interrupted) run computed it, and stored in it otherwise.
 pub fn compute_features(
     adapter: &dyn ModelAdapter,
     set: &PromptSet,
     batch: usize,
     keep_scores: bool,
+    cache: Option<&FeatureCache>,
     progress: &ProgressBar,
 ) -> Result<SkillFeatures> {
     let start = Instant::now();
@@ -139,8 +141,19 @@ pub fn compute_features(
     let mut scores = keep_scores.then(|| Array3::<f32>::zeros((p, k, width)));
     let batch = batch.max(1);
     for (b, chunk) in targeted.chunks(batch).enumerate() {
-        let att = neg_core::methods::neurgrad(adapter, chunk)
-            .with_context(|| format!("NeurGrad on task {} ({})", set.task, set.context))?;
+        let neurgrad = || -> Result<BatchFeatures> {
+            let att = neg_core::methods::neurgrad(adapter, chunk)
+                .with_context(|| format!("NeurGrad on task {} ({})", set.task, set.context))?;
+            Ok(BatchFeatures {
+                scores: att.scores,
+                activations: att.activations,
+                probs: att.probs,
+            })
+        };
+        let att = match cache {
+            Some(c) => c.get_or_compute(chunk, neurgrad)?,
+            None => neurgrad()?,
+        };
         for i in 0..chunk.len() {
             let row = b * batch + i;
             // [T, L, N] -> [K, L*N]; activations [L, N] -> [L*N].
@@ -240,10 +253,11 @@ mod tests {
         // The analytic model's vocabulary is tok0..tok4, one token each.
         let model = AnalyticAdapter::new(1, 2, 3, 5, 2);
         let ok = prompt_set([&[0, 1], &[0], &[1]], ["tok1", "tok2"]);
-        let f = compute_features(&model, &ok, 2, false, &ProgressBar::hidden()).unwrap();
+        let f = compute_features(&model, &ok, 2, false, None, &ProgressBar::hidden()).unwrap();
         assert_eq!(f.answer_ids, vec![1, 2]);
         let same = prompt_set([&[0, 1], &[0], &[1]], ["tok3", "tok3"]);
-        let e = compute_features(&model, &same, 2, false, &ProgressBar::hidden()).unwrap_err();
+        let e =
+            compute_features(&model, &same, 2, false, None, &ProgressBar::hidden()).unwrap_err();
         let msg = e.to_string();
         assert!(
             msg.contains("`tok3` and `tok3` are the same token (id 3)"),

@@ -13,7 +13,8 @@
 //! 4. [`evaluate_methods`] trains and evaluates Rand, LM-Prob, Polar-, Magn-, Tree- and
 //!    Act-Probe with the neuron count chosen on valid.
 //!
-//! Modules: [`data`] (steps 1-2), [`features`] (3), [`evaluate`] (4), [`files`] (feature
+//! Modules: [`data`] (steps 1-2), [`features`] (3; [`cache`] keeps each batch's NeurGrad so
+//! an interrupted run resumes), [`evaluate`] (4), [`files`] (feature
 //! files), [`study`] (what the four studies share). The `skill-probe` command
 //! ([`crate::commands::skill_probe`]) runs the whole flow for several tasks and writes its
 //! files as a unit.
@@ -26,12 +27,14 @@
 //! assert!(table.contains("agnews") && table.contains("0.500"));
 //! # let _ = MethodRow::default();
 //! ```
+pub mod cache;
 pub mod data;
 pub mod evaluate;
 pub mod features;
 pub mod files;
 pub mod study;
 
+pub use cache::{files_digest, BatchFeatures, FeatureCache};
 pub use data::*;
 pub use evaluate::*;
 pub use features::*;

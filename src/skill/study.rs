@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use mceval::TemplateSet;
 use mceval::{TaskRegistry, TaskSpec};
 use serde::Serialize;
@@ -174,6 +174,12 @@ pub fn write_study<T: Serialize>(
     files.json(&format!("{name}.json"), report)?;
     files.text(&format!("{name}.svg"), svg.to_string());
     files.write(args.out_dir())?;
+    // The results are in place: the features kept for a resume are no longer needed.
+    let cache = FeatureCache::beside(args.out_dir());
+    if cache.exists() {
+        std::fs::remove_dir_all(&cache)
+            .with_context(|| format!("cannot remove resume cache {}", cache.display()))?;
+    }
     Ok(())
 }
 
@@ -204,7 +210,8 @@ pub fn default_context(
 }
 
 /// Checks `args` (task, `--out`, model and data), then computes NeurGrad features of
-/// `args.task` in every context `contexts` makes.
+/// `args.task` in every context `contexts` makes, each batch kept in the resume cache
+/// `<out>.resume` ([`FeatureCache`]) until [`write_study`] has written the results.
 pub fn study_features(args: &StudyArgs, contexts: &ContextMaker) -> Result<StudyFeatures> {
     let spec = TaskRegistry::builtin().get(&args.task)?;
     if args.run.batch == 0 {
@@ -226,6 +233,12 @@ pub fn study_features(args: &StudyArgs, contexts: &ContextMaker) -> Result<Study
     let fits = |prompt: &str| model.encode(prompt).is_ok();
     let (sets, selection) = select_prompts(&task, &ctx, run.sizes(), run.seed, &fits)?;
     let lock = crate::output::OutLock::acquire(args.out_dir())?;
+    let cache = FeatureCache::open(
+        &FeatureCache::beside(args.out_dir()),
+        &files_digest(model.files())?,
+        &run.model.dtype,
+        &run.model.device,
+    )?;
     if let Some(first) = sets.first() {
         warnings.extend(warn_selection(first, run.sizes()));
     }
@@ -236,7 +249,14 @@ pub fn study_features(args: &StudyArgs, contexts: &ContextMaker) -> Result<Study
             &format!("{} {}", set.task, set.context),
             args.output.progress(),
         );
-        features.push(compute_features(&model, set, run.batch, false, &bar)?);
+        features.push(compute_features(
+            &model,
+            set,
+            run.batch,
+            false,
+            Some(&cache),
+            &bar,
+        )?);
         bar.finish_and_clear();
     }
     Ok(StudyFeatures {

@@ -8,6 +8,7 @@ use neg_core::{
 use tch::{Device, Kind, Tensor};
 
 use crate::error::{HooksError, Result};
+use crate::guard::libtorch;
 use crate::model::{Arch, HfModel};
 use crate::tokenize;
 
@@ -76,7 +77,7 @@ impl HfModel {
             .iter()
             .map(|p| TargetedPrompt::new(*p, vec![]))
             .collect();
-        Ok(self.forward_impl(&tp, false)?.logits)
+        Ok(libtorch("forward", || self.forward_impl(&tp, false))?.logits)
     }
 
     /// One batched no-grad pass per chunk of prompts, recording the residual stream too when
@@ -317,7 +318,7 @@ impl ModelAdapter for HfModel {
     }
 
     fn forward(&self, prompts: &[TargetedPrompt]) -> std::result::Result<Forward, AdapterError> {
-        let out = self.forward_impl(prompts, false)?;
+        let out = libtorch("forward", || self.forward_impl(prompts, false))?;
         Ok(Forward {
             probs: out.probs,
             activations: out.activations,
@@ -330,7 +331,7 @@ impl ModelAdapter for HfModel {
         prompts: &[TargetedPrompt],
         capture: CaptureOptions,
     ) -> std::result::Result<CapturedForward, AdapterError> {
-        let out = self.forward_impl(prompts, capture.residual)?;
+        let out = libtorch("forward", || self.forward_impl(prompts, capture.residual))?;
         Ok(CapturedForward {
             probs: out.probs,
             activations: out.activations,
@@ -348,14 +349,16 @@ impl ModelAdapter for HfModel {
         patches: &[Patch],
         outputs: PassOutputs,
     ) -> std::result::Result<PatchedPass, AdapterError> {
-        Ok(self.patched_pass_impl(prompt, patches, outputs)?)
+        Ok(libtorch("patched pass", || {
+            self.patched_pass_impl(prompt, patches, outputs)
+        })?)
     }
 
     fn gradients(
         &self,
         prompts: &[TargetedPrompt],
     ) -> std::result::Result<Gradients, AdapterError> {
-        Ok(self.gradients_impl(prompts)?)
+        Ok(libtorch("gradients", || self.gradients_impl(prompts))?)
     }
 
     fn patched_probs(
@@ -363,7 +366,9 @@ impl ModelAdapter for HfModel {
         prompt: &TargetedPrompt,
         variants: &[Vec<Patch>],
     ) -> std::result::Result<Array2<f32>, AdapterError> {
-        Ok(self.patched_impl(prompt, variants, false)?)
+        Ok(libtorch("patched forward", || {
+            self.patched_impl(prompt, variants, false)
+        })?)
     }
 
     fn patched_probs_naive(
@@ -371,7 +376,9 @@ impl ModelAdapter for HfModel {
         prompt: &TargetedPrompt,
         variants: &[Vec<Patch>],
     ) -> std::result::Result<Array2<f32>, AdapterError> {
-        Ok(self.patched_impl(prompt, variants, true)?)
+        Ok(libtorch("patched forward", || {
+            self.patched_impl(prompt, variants, true)
+        })?)
     }
 
     fn scaled_gradients(
@@ -380,7 +387,9 @@ impl ModelAdapter for HfModel {
         layers: &[usize],
         alphas: &[f32],
     ) -> std::result::Result<Array4<f32>, AdapterError> {
-        Ok(self.scaled_impl(prompt, layers, alphas)?)
+        Ok(libtorch("scaled gradients", || {
+            self.scaled_impl(prompt, layers, alphas)
+        })?)
     }
 
     fn log_prob_increase(
@@ -393,15 +402,17 @@ impl ModelAdapter for HfModel {
         let Arch::Llama(m) = &self.arch else {
             unreachable!("checked by not_bert")
         };
-        let cache = m.prompt_cache(&seq);
-        Ok(to_array(&m.log_prob_increase(&cache, &prompt.targets))?)
+        Ok(libtorch("log-probability increase", || {
+            let cache = m.prompt_cache(&seq);
+            to_array(&m.log_prob_increase(&cache, &prompt.targets))
+        })?)
     }
 
     fn residual(
         &self,
         prompts: &[TargetedPrompt],
     ) -> std::result::Result<Array3<f32>, AdapterError> {
-        let out = self.forward_impl(prompts, true)?;
+        let out = libtorch("forward", || self.forward_impl(prompts, true))?;
         out.residual
             .ok_or_else(|| AdapterError::InvalidInput("no residual stream captured".into()))
     }
@@ -416,10 +427,12 @@ impl ModelAdapter for HfModel {
         let Arch::Llama(m) = &self.arch else {
             unreachable!("checked by not_bert")
         };
-        let generated = m.generate(&seq, max_new_tokens, &self.eos);
-        let ids = generated.tokens;
-        let mean =
-            to_array::<ndarray::Ix2>(&generated.act_sum)? / generated.positions.max(1) as f32;
+        let (ids, mean) = libtorch("generation", || {
+            let generated = m.generate(&seq, max_new_tokens, &self.eos);
+            let mean =
+                to_array::<ndarray::Ix2>(&generated.act_sum)? / generated.positions.max(1) as f32;
+            Ok((generated.tokens, mean))
+        })?;
         let text = self
             .tokenizer
             .decode(&ids, true)

@@ -51,6 +51,15 @@ pub enum HooksError {
         expected: Vec<i64>,
         actual: Vec<i64>,
     },
+    #[error(
+        "weight `{name}` in {location} is of type {actual}, not a floating-point type: the \
+         checkpoint does not hold this model's weights"
+    )]
+    WeightDtype {
+        name: String,
+        actual: String,
+        location: String,
+    },
     #[error("cannot load tokenizer {path}: {message}")]
     Tokenizer { path: PathBuf, message: String },
     #[error("cannot tokenize {text:?}: {message}")]
@@ -120,6 +129,8 @@ pub enum HooksError {
     NotInstalled { name: String, hint: String },
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),
+    #[error("libtorch failed in {op}: {message}")]
+    Libtorch { op: &'static str, message: String },
 }
 
 impl HooksError {

@@ -49,6 +49,7 @@ pub mod config;
 pub mod cuda;
 pub mod error;
 pub mod gguf;
+pub mod guard;
 mod hooks;
 mod llama;
 pub mod loader;

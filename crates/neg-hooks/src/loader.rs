@@ -557,6 +557,19 @@ impl Weights {
     pub fn get_any(&mut self, names: &[&str], shape: &[i64]) -> Result<Tensor> {
         for n in names {
             if let Some(t) = self.map.remove(*n) {
+                // An integer or bool tensor where the model expects weights would be cast to
+                // float without a word (and computed with): the checkpoint is not this model's.
+                let kind = t.kind();
+                if !matches!(
+                    kind,
+                    Kind::Float | Kind::Double | Kind::Half | Kind::BFloat16
+                ) {
+                    return Err(HooksError::WeightDtype {
+                        name: n.to_string(),
+                        actual: format!("{kind:?}"),
+                        location: self.location.clone(),
+                    });
+                }
                 let actual = t.size();
                 if actual != shape {
                     return Err(HooksError::WeightShape {

@@ -1,6 +1,8 @@
 //! [`HfModel`]: a loaded checkpoint with its tokenizer, and the input checks shared by every
 //! method of the adapter.
 
+use std::path::PathBuf;
+
 use neg_core::{Patch, Site, TargetedPrompt};
 use tokenizers::Tokenizer;
 
@@ -27,6 +29,8 @@ pub struct HfModel {
     pub(crate) mask_id: Option<u32>,
     /// Generation stops at these ids.
     pub(crate) eos: Vec<u32>,
+    /// The files it was loaded from (config, tokenizer and weights, or the one GGUF file).
+    pub(crate) files: Vec<PathBuf>,
 }
 
 impl std::fmt::Debug for HfModel {
@@ -43,11 +47,23 @@ impl HfModel {
     /// Loads config, tokenizer and weights from a directory, a GGUF file, a packaged model or the
     /// hub, onto `opts.device` in `opts.dtype` (GGUF tensors are dequantized to it).
     pub fn load(source: &ModelSource, opts: &LoadOptions) -> Result<Self> {
+        crate::guard::libtorch("loading the model", || Self::load_unguarded(source, opts))
+    }
+
+    fn load_unguarded(source: &ModelSource, opts: &LoadOptions) -> Result<Self> {
         let device = opts.device.device()?;
         let kind = opts.dtype.kind();
         // `gguf_file`: errors about the weights are restated in the GGUF file's terms.
-        let (config, tokenizer, mut ws, tokenizer_path, gguf_file) = match loader::resolve(source)?
-        {
+        let resolved = loader::resolve(source)?;
+        let files = match &resolved {
+            Resolved::Safetensors(f) => [
+                vec![f.config.clone(), f.tokenizer.clone()],
+                f.weights.clone(),
+            ]
+            .concat(),
+            Resolved::Gguf(path) => vec![path.clone()],
+        };
+        let (config, tokenizer, mut ws, tokenizer_path, gguf_file) = match resolved {
             Resolved::Safetensors(files) => (
                 ModelConfig::from_file(&files.config)?,
                 tokenize::load(&files.tokenizer)?,
@@ -116,7 +132,15 @@ impl HfModel {
             arch,
             mask_id,
             eos,
+            files,
         })
+    }
+
+    /// The files this model was loaded from, in a stable order: `config.json`,
+    /// `tokenizer.json` and the safetensors weights, or the one GGUF file. Resume caches key
+    /// their entries by these files' contents.
+    pub fn files(&self) -> &[PathBuf] {
+        &self.files
     }
 
     /// The tokenizer read from `tokenizer.json`.

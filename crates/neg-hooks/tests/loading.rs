@@ -341,6 +341,26 @@ fn missing_or_misshapen_weight_is_a_typed_error() {
         "{err}"
     );
 
+    // Integer weights of the right shape: not this model's checkpoint (before, they were cast
+    // to float and computed with).
+    let dir = stories_copy();
+    edit_weights(dir.path(), |t| {
+        for (n, w) in t.iter_mut() {
+            if n == "model.layers.2.mlp.down_proj.weight" {
+                *w = w.to_kind(tch::Kind::Int64);
+            }
+        }
+    });
+    let err = load_err(dir.path());
+    assert!(
+        matches!(&err, HooksError::WeightDtype { name, actual, .. } if name == "model.layers.2.mlp.down_proj.weight" && actual == "Int64"),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("not a floating-point type"),
+        "{err}"
+    );
+
     let dir = stories_copy();
     std::fs::remove_file(dir.path().join("model.safetensors")).unwrap();
     assert!(matches!(load_err(dir.path()), HooksError::NoWeights { .. }));

@@ -1,0 +1,282 @@
+//! The resume cache of NeurGrad features: one file per batch of prompts, so that a run killed
+//! part-way (`kill -9`, a power cut, a failed later task) continues where it stopped.
+//!
+//! An entry is named by the SHA-256 of everything that determines its numbers: the format
+//! version, the contents of the model's files ([`neg_hooks::HfModel::files`]), dtype, device,
+//! and each prompt of the batch with its target ids (which fixes the task, split, template,
+//! shots, seed and sizes that chose and rendered them) in batch order. So an entry is only ever
+//! reused for exactly the computation that made it, and a reused entry holds the very bytes
+//! that computation returned: the outputs of a resumed run are byte-identical to those of an
+//! uninterrupted one.
+//!
+//! The cache sits beside `--out` (`<out>.resume/`) and is used under the run's lock on `--out`;
+//! a run that commits its results removes it. Entries are written atomically (temporary file,
+//! then rename); a temporary left by a killed process is removed when the cache is opened; an
+//! unreadable or misshapen entry is recomputed and rewritten.
+use std::cell::Cell;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use ndarray::{Array2, Array3, Array4};
+use neg_core::TargetedPrompt;
+use safetensors::SafeTensors;
+use sha2::{Digest, Sha256};
+
+use crate::output::TensorFile;
+
+/// Bumped whenever what an entry holds, or how it is computed, changes.
+const FORMAT: &str = "neg-rs feature cache v1";
+
+/// NeurGrad of one batch, as `neg_core::methods::neurgrad` returns it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchFeatures {
+    /// `[P, T, L, N]` NeurGrad.
+    pub scores: Array4<f32>,
+    /// `[P, L, N]` activations.
+    pub activations: Array3<f32>,
+    /// `[P, T]` target probabilities.
+    pub probs: Array2<f32>,
+}
+
+/// SHA-256 (hex) of the contents of `files`, each prefixed by its length, in order.
+pub fn files_digest(files: &[PathBuf]) -> Result<String> {
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    for f in files {
+        let mut file =
+            std::fs::File::open(f).with_context(|| format!("cannot read {}", f.display()))?;
+        let len = file
+            .metadata()
+            .with_context(|| format!("cannot read {}", f.display()))?
+            .len();
+        h.update(len.to_le_bytes());
+        loop {
+            let n = file
+                .read(&mut buf)
+                .with_context(|| format!("cannot read {}", f.display()))?;
+            if n == 0 {
+                break;
+            }
+            h.update(&buf[..n]);
+        }
+    }
+    Ok(format!("{:x}", h.finalize()))
+}
+
+/// A directory of cached batches for one model, dtype and device.
+#[derive(Debug)]
+pub struct FeatureCache {
+    dir: PathBuf,
+    base: String,
+    hits: Cell<usize>,
+    misses: Cell<usize>,
+}
+
+impl FeatureCache {
+    /// Opens (creating it) the cache `dir` for a model whose files hash to `model_digest`, run
+    /// in `dtype` on `device`, and removes temporaries that dead processes left in it.
+    pub fn open(dir: &Path, model_digest: &str, dtype: &str, device: &str) -> Result<Self> {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create resume cache {}", dir.display()))?;
+        crate::output::remove_stale_temporaries(dir);
+        Ok(FeatureCache {
+            dir: dir.to_path_buf(),
+            base: format!("{FORMAT}\n{model_digest}\n{dtype}\n{device}\n"),
+            hits: Cell::new(0),
+            misses: Cell::new(0),
+        })
+    }
+
+    /// The cache beside `out`: `<out>.resume`.
+    pub fn beside(out: &Path) -> PathBuf {
+        let name = out.file_name().unwrap_or_default().to_string_lossy();
+        out.with_file_name(format!("{name}.resume"))
+    }
+
+    /// Where the entry of `batch` lives.
+    fn entry(&self, batch: &[TargetedPrompt]) -> PathBuf {
+        let mut h = Sha256::new();
+        h.update(self.base.as_bytes());
+        for p in batch {
+            h.update((p.text.len() as u64).to_le_bytes());
+            h.update(p.text.as_bytes());
+            h.update((p.targets.len() as u64).to_le_bytes());
+            for t in &p.targets {
+                h.update(t.to_le_bytes());
+            }
+        }
+        self.dir.join(format!("{:x}.safetensors", h.finalize()))
+    }
+
+    /// The cached NeurGrad of `batch`, else `compute()` (stored before it is returned).
+    pub fn get_or_compute(
+        &self,
+        batch: &[TargetedPrompt],
+        compute: impl FnOnce() -> Result<BatchFeatures>,
+    ) -> Result<BatchFeatures> {
+        let path = self.entry(batch);
+        let targets = batch.first().map_or(0, |p| p.targets.len());
+        if let Some(found) = read_entry(&path, batch.len(), targets) {
+            self.hits.set(self.hits.get() + 1);
+            return Ok(found);
+        }
+        let computed = compute()?;
+        let mut t = TensorFile::default();
+        t.add("scores", &computed.scores);
+        t.add("activations", &computed.activations);
+        t.add("probs", &computed.probs);
+        t.write(&path)
+            .with_context(|| format!("cannot write resume cache entry {}", path.display()))?;
+        self.misses.set(self.misses.get() + 1);
+        Ok(computed)
+    }
+
+    /// Batches found in the cache so far.
+    pub fn hits(&self) -> usize {
+        self.hits.get()
+    }
+
+    /// Batches computed (and stored) so far.
+    pub fn misses(&self) -> usize {
+        self.misses.get()
+    }
+
+    /// Removes the cache (after the run's results are committed).
+    pub fn remove(self) -> Result<()> {
+        std::fs::remove_dir_all(&self.dir)
+            .with_context(|| format!("cannot remove resume cache {}", self.dir.display()))
+    }
+}
+
+/// The entry at `path` when it is readable and of the expected shape (`p` prompts of `t`
+/// targets, the same layers and width for every tensor); `None` otherwise, so it is recomputed.
+fn read_entry(path: &Path, p: usize, t: usize) -> Option<BatchFeatures> {
+    let bytes = std::fs::read(path).ok()?;
+    let st = SafeTensors::deserialize(&bytes).ok()?;
+    let get = |name: &str| -> Option<(Vec<usize>, Vec<f32>)> {
+        let v = st.tensor(name).ok()?;
+        if v.dtype() != safetensors::Dtype::F32 {
+            return None;
+        }
+        let values = v
+            .data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        Some((v.shape().to_vec(), values))
+    };
+    let (ss, sv) = get("scores")?;
+    let (as_, av) = get("activations")?;
+    let (ps, pv) = get("probs")?;
+    let [sp, st_, l, n] = ss[..] else { return None };
+    if sp != p || st_ != t || as_ != [p, l, n] || ps != [p, t] {
+        return None;
+    }
+    Some(BatchFeatures {
+        scores: Array4::from_shape_vec((p, t, l, n), sv).ok()?,
+        activations: Array3::from_shape_vec((p, l, n), av).ok()?,
+        probs: Array2::from_shape_vec((p, t), pv).ok()?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(texts: &[&str]) -> Vec<TargetedPrompt> {
+        texts
+            .iter()
+            .map(|t| TargetedPrompt::new(*t, vec![1, 2]))
+            .collect()
+    }
+
+    fn features(p: usize, seed: f32) -> BatchFeatures {
+        BatchFeatures {
+            scores: Array4::from_shape_fn((p, 2, 3, 4), |(a, b, c, d)| {
+                seed + (a * 1000 + b * 100 + c * 10 + d) as f32
+            }),
+            activations: Array3::from_shape_fn((p, 3, 4), |(a, b, c)| seed - (a + b + c) as f32),
+            probs: Array2::from_elem((p, 2), seed / 10.0),
+        }
+    }
+
+    #[test]
+    fn entries_are_reused_only_for_the_same_computation() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c");
+        let cache = FeatureCache::open(&path, "model-a", "f32", "cpu").unwrap();
+        let b = batch(&["one", "two"]);
+        let first = cache.get_or_compute(&b, || Ok(features(2, 1.0))).unwrap();
+        // The same batch again: the stored bytes, the closure is not run.
+        let again = cache
+            .get_or_compute(&b, || panic!("recomputed a cached batch"))
+            .unwrap();
+        assert_eq!(first, again);
+        assert_eq!((cache.hits(), cache.misses()), (1, 1));
+        // A different prompt, target, order, model, dtype or device is another entry.
+        let other_targets = vec![TargetedPrompt::new("one", vec![1, 3]), b[1].clone()];
+        for (cache, batch) in [
+            (&cache, batch(&["two", "one"])),
+            (&cache, batch(&["one", "three"])),
+            (&cache, other_targets),
+        ] {
+            let got = cache
+                .get_or_compute(&batch, || Ok(features(2, 7.0)))
+                .unwrap();
+            assert_eq!(got, features(2, 7.0));
+        }
+        for (model, dtype, device) in [
+            ("model-b", "f32", "cpu"),
+            ("model-a", "bf16", "cpu"),
+            ("model-a", "f32", "cuda:0"),
+        ] {
+            let c = FeatureCache::open(&path, model, dtype, device).unwrap();
+            let got = c.get_or_compute(&b, || Ok(features(2, 9.0))).unwrap();
+            assert_eq!(got, features(2, 9.0), "{model} {dtype} {device}");
+        }
+        // A damaged entry is recomputed and rewritten, not trusted.
+        let entry = cache.entry(&b);
+        std::fs::write(&entry, b"garbage").unwrap();
+        let fixed = cache.get_or_compute(&b, || Ok(features(2, 3.0))).unwrap();
+        assert_eq!(fixed, features(2, 3.0));
+        assert_eq!(read_entry(&entry, 2, 2), Some(features(2, 3.0)));
+        // The wrong shape (another batch size) is a miss.
+        assert_eq!(read_entry(&entry, 3, 2), None);
+        cache.remove().unwrap();
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn open_removes_temporaries_of_dead_processes_only() {
+        let dir = tempfile::tempdir().unwrap();
+        // pid 0 is never a user process; this process is alive.
+        let dead = dir.path().join(".x.safetensors.tmp-0");
+        let alive = dir
+            .path()
+            .join(format!(".y.safetensors.tmp-{}", std::process::id()));
+        let entry = dir.path().join("abc.safetensors");
+        for f in [&dead, &alive, &entry] {
+            std::fs::write(f, b"x").unwrap();
+        }
+        FeatureCache::open(dir.path(), "m", "f32", "cpu").unwrap();
+        assert!(!dead.exists());
+        assert!(alive.exists() && entry.exists());
+    }
+
+    #[test]
+    fn files_digest_depends_on_content_and_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a");
+        let b = dir.path().join("b");
+        std::fs::write(&a, b"ab").unwrap();
+        std::fs::write(&b, b"c").unwrap();
+        let ab = files_digest(&[a.clone(), b.clone()]).unwrap();
+        assert_eq!(ab.len(), 64);
+        assert_ne!(ab, files_digest(&[b.clone(), a.clone()]).unwrap());
+        std::fs::write(&b, b"d").unwrap();
+        assert_ne!(ab, files_digest(&[a.clone(), b.clone()]).unwrap());
+        let e = files_digest(&[dir.path().join("missing")]).unwrap_err();
+        assert!(format!("{e:#}").contains("missing"));
+    }
+}
