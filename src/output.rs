@@ -370,6 +370,16 @@ impl Outputs {
         Ok(())
     }
 
+    /// Adds `name` holding `value` as pretty JSON without its wall-clock values, and
+    /// `timings.json` holding just those ([`split_timings`]): identical runs then write an
+    /// identical `name`.
+    pub fn json_and_timings<T: serde::Serialize>(&mut self, name: &str, value: &T) -> Result<()> {
+        let value = serde_json::to_value(value).context("cannot serialise results")?;
+        let (results, timings) = split_timings(value);
+        self.json(name, &results)?;
+        self.json("timings.json", &timings)
+    }
+
     /// Adds the text file `name`.
     pub fn text(&mut self, name: &str, text: String) {
         self.files.push((name.to_string(), text.into_bytes()));

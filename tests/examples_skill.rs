@@ -402,6 +402,11 @@ fn studies_write_json_and_svg_of_the_expected_shape() {
     ]);
     let r = training_size::run(&args!(TrainingSize, argv)).unwrap();
     let json = read_json(&Path::new(&out).join("training_size.json"));
+    // Wall-clock values live in timings.json only; the resume cache is gone after the write.
+    assert!(json.get("feature_seconds").is_none());
+    let timings = read_json(&Path::new(&out).join("timings.json"));
+    assert!(timings["feature_seconds"].as_f64().unwrap() >= 0.0);
+    assert!(!neg_rs::skill::FeatureCache::beside(Path::new(&out)).exists());
     let curves = json["curves"].as_array().unwrap();
     assert_eq!(curves.len(), 2);
     for c in curves {

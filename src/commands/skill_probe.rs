@@ -227,6 +227,7 @@ pub fn run_skill_probe(cfg: &SkillProbeConfig) -> Result<SkillProbeReport> {
             feature_seconds: features.seconds,
             probe_seconds,
             resumed_batches,
+            tokens: features.tokens,
             features_file,
             methods: evals
                 .into_iter()

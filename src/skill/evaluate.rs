@@ -196,6 +196,9 @@ pub struct TaskResult {
     pub feature_seconds: f64,
     /// Seconds fitting and evaluating the probes.
     pub probe_seconds: f64,
+    /// Token counts of the NeurGrad batches (prompts grouped by length; `padded / real` is the
+    /// work spent on padding).
+    pub tokens: TokenCounts,
     /// Batches of NeurGrad taken from the resume cache instead of computed (written to
     /// `timings.json` with the times, not to `results.json`).
     pub resumed_batches: usize,
@@ -220,6 +223,7 @@ impl TaskResult {
             feature_seconds: 0.0,
             probe_seconds: 0.0,
             resumed_batches: 0,
+            tokens: TokenCounts::default(),
             features_file: String::new(),
             methods: accs
                 .iter()

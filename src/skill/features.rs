@@ -45,8 +45,49 @@ pub struct SkillFeatures {
     pub splits: Vec<Split>,
     /// What each row is: its record, prompt and targets.
     pub rows: Vec<FeatureRow>,
+    /// Token counts of the batches NeurGrad ran.
+    pub tokens: TokenCounts,
     /// Seconds spent in the model.
     pub seconds: f64,
+}
+
+/// How many tokens the batches of a features run held: the prompts' own and, with the
+/// left padding of each batch to its longest prompt, in all.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenCounts {
+    /// Sum of the prompts' lengths (token counts, or bytes when the model cannot tell).
+    pub real: usize,
+    /// Sum over batches of batch size x longest prompt.
+    pub padded: usize,
+}
+
+impl TokenCounts {
+    /// The counts of running prompts of `lengths` in the batches `batches` (row indices).
+    pub fn of_batches<'a>(
+        lengths: &[usize],
+        batches: impl IntoIterator<Item = &'a [usize]>,
+    ) -> Self {
+        let mut c = TokenCounts::default();
+        for rows in batches {
+            let longest = rows.iter().map(|&i| lengths[i]).max().unwrap_or(0);
+            c.real += rows.iter().map(|&i| lengths[i]).sum::<usize>();
+            c.padded += longest * rows.len();
+        }
+        c
+    }
+
+    /// Padded / real tokens (1 when nothing is padded).
+    pub fn ratio(&self) -> f64 {
+        self.padded as f64 / self.real.max(1) as f64
+    }
+}
+
+/// The order in which [`compute_features`] runs prompts of `lengths`: shortest first, ties in
+/// input order, so that consecutive batches hold prompts of similar length.
+pub fn length_order(lengths: &[usize]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..lengths.len()).collect();
+    order.sort_by_key(|&i| lengths[i]);
+    order
 }
 
 /// One row of a features file, traceable to its MCEval8K record (written as one JSON line of
@@ -140,7 +181,18 @@ pub fn compute_features(
     let mut probs = Array2::<f32>::zeros((p, k));
     let mut scores = keep_scores.then(|| Array3::<f32>::zeros((p, k, width)));
     let batch = batch.max(1);
-    for (b, chunk) in targeted.chunks(batch).enumerate() {
+    // Prompts go to NeurGrad in batches of similar length (shortest first; ties in set
+    // order), so that a left-padded batch is mostly real tokens; results go back to the set's
+    // order. Lengths are token counts when the model tells them, else bytes.
+    let lengths: Vec<usize> = targeted
+        .iter()
+        .map(|tp| adapter.token_count(&tp.text).unwrap_or(tp.text.len()))
+        .collect();
+    let order = length_order(&lengths);
+    let tokens = TokenCounts::of_batches(&lengths, order.chunks(batch));
+    for rows in order.chunks(batch) {
+        let chunk: Vec<TargetedPrompt> = rows.iter().map(|&i| targeted[i].clone()).collect();
+        let chunk = chunk.as_slice();
         let neurgrad = || -> Result<BatchFeatures> {
             let att = neg_core::methods::neurgrad(adapter, chunk)
                 .with_context(|| format!("NeurGrad on task {} ({})", set.task, set.context))?;
@@ -154,8 +206,7 @@ pub fn compute_features(
             Some(c) => c.get_or_compute(chunk, neurgrad)?,
             None => neurgrad()?,
         };
-        for i in 0..chunk.len() {
-            let row = b * batch + i;
+        for (i, &row) in rows.iter().enumerate() {
             // [T, L, N] -> [K, L*N]; activations [L, N] -> [L*N].
             let g = att
                 .scores
@@ -168,7 +219,8 @@ pub fn compute_features(
                 .to_owned()
                 .into_shape_with_order(width)?;
             let pr = att.probs.index_axis(Axis(0), i);
-            builder.push_scores(
+            builder.push_scores_at(
+                row,
                 g.view(),
                 set.items[row].label as i64,
                 set.splits[row],
@@ -232,6 +284,7 @@ pub fn compute_features(
                 }
             })
             .collect(),
+        tokens,
         seconds: start.elapsed().as_secs_f64(),
     })
 }
@@ -247,6 +300,20 @@ mod tests {
     use super::*;
     use crate::skill::data::tests::prompt_set;
     use neg_core::testing::AnalyticAdapter;
+
+    #[test]
+    fn length_ordered_batches_carry_less_padding() {
+        let lengths = [10, 3, 9, 2, 11, 4];
+        let order = length_order(&lengths);
+        assert_eq!(order, vec![3, 1, 5, 2, 0, 4]);
+        let file = TokenCounts::of_batches(&lengths, [&[0, 1][..], &[2, 3], &[4, 5]]);
+        let sorted = TokenCounts::of_batches(&lengths, order.chunks(2));
+        assert_eq!(file.real, 39);
+        assert_eq!(sorted.real, 39);
+        assert_eq!(file.padded, 20 + 18 + 22);
+        assert_eq!(sorted.padded, 6 + 18 + 22);
+        assert!(sorted.ratio() < file.ratio());
+    }
 
     #[test]
     fn options_on_one_token_are_an_error_naming_them() {

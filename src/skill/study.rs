@@ -162,8 +162,8 @@ impl StudyFeatures {
     }
 }
 
-/// Writes a study's figure `<name>.svg` and report `<name>.json` into `args.out_dir()` as a
-/// unit, once everything is computed.
+/// Writes a study's figure `<name>.svg`, report `<name>.json` and its wall-clock times
+/// `timings.json` into `args.out_dir()` as a unit, once everything is computed.
 pub fn write_study<T: Serialize>(
     args: &StudyArgs,
     name: &str,
@@ -171,7 +171,7 @@ pub fn write_study<T: Serialize>(
     report: &T,
 ) -> Result<()> {
     let mut files = crate::output::Outputs::default();
-    files.json(&format!("{name}.json"), report)?;
+    files.json_and_timings(&format!("{name}.json"), report)?;
     files.text(&format!("{name}.svg"), svg.to_string());
     files.write(args.out_dir())?;
     // The results are in place: the features kept for a resume are no longer needed.

@@ -1,6 +1,6 @@
 //! The [`neg_core::ModelAdapter`] implementation of [`HfModel`].
 
-use ndarray::{Array, Array2, Array3, Array4, Dimension, IxDyn};
+use ndarray::{Array, Array2, Array3, Array4, Axis, Dimension, IxDyn};
 use neg_core::{
     AdapterError, CaptureOptions, CapturedForward, Forward, Generation, Gradients, ModelAdapter,
     ModelKind, PassOutputs, Patch, PatchedPass, TargetedPrompt,
@@ -70,6 +70,15 @@ impl HfModel {
         (self.opts.max_batch / rows_per_prompt.max(1)).max(1)
     }
 
+    /// The prompts' indices in chunks of `step`, shortest sequences first, so that each
+    /// left-padded chunk holds sequences of similar length (few padding tokens). Ties keep
+    /// input order, so the chunking is deterministic; results go back to input order.
+    fn length_chunks(seqs: &[Vec<u32>], step: usize) -> Vec<Vec<usize>> {
+        let mut order: Vec<usize> = (0..seqs.len()).collect();
+        order.sort_by_key(|&i| seqs[i].len());
+        order.chunks(step.max(1)).map(<[usize]>::to_vec).collect()
+    }
+
     /// f32 logits `[P, vocab]` at each prompt's measured position (last token, or the
     /// `[MASK]`), from the same batched pass as [`ModelAdapter::forward`].
     pub fn logits(&self, prompts: &[&str]) -> Result<Array2<f32>> {
@@ -95,32 +104,32 @@ impl HfModel {
         let mut acts = Array3::zeros((p, l, n));
         let mut resid = Array3::zeros((p, l, h));
         let mut logits = Array2::zeros((p, self.vocab_size()));
-        let step = self.chunk_len(1);
-        for start in (0..p).step_by(step) {
-            let end = (start + step).min(p);
-            let s: Vec<&[u32]> = seqs[start..end].iter().map(|s| s.as_slice()).collect();
-            let targets: Vec<Vec<u32>> = prompts[start..end]
-                .iter()
-                .map(|p| p.targets.clone())
-                .collect();
+        for rows in Self::length_chunks(&seqs, self.chunk_len(1)) {
+            let s: Vec<&[u32]> = rows.iter().map(|&i| seqs[i].as_slice()).collect();
+            let targets: Vec<Vec<u32>> = rows.iter().map(|&i| prompts[i].targets.clone()).collect();
             let out = match &self.arch {
                 Arch::Llama(m) => m.forward_tokens(&s, &targets, want_resid),
                 Arch::Bert(m) => {
                     m.forward_tokens(&s, &self.mask_positions(&s), &targets, want_resid)
                 }
             };
-            probs
-                .slice_mut(ndarray::s![start..end, ..])
-                .assign(&to_array::<ndarray::Ix2>(&out.probs)?);
-            acts.slice_mut(ndarray::s![start..end, .., ..])
-                .assign(&to_array::<ndarray::Ix3>(&out.acts)?);
-            logits
-                .slice_mut(ndarray::s![start..end, ..])
-                .assign(&to_array::<ndarray::Ix2>(&out.logits)?);
-            if let Some(re) = out.resid {
-                resid
-                    .slice_mut(ndarray::s![start..end, .., ..])
-                    .assign(&to_array::<ndarray::Ix3>(&re)?);
+            let chunk_probs = to_array::<ndarray::Ix2>(&out.probs)?;
+            let chunk_acts = to_array::<ndarray::Ix3>(&out.acts)?;
+            let chunk_logits = to_array::<ndarray::Ix2>(&out.logits)?;
+            let chunk_resid = out
+                .resid
+                .map(|re| to_array::<ndarray::Ix3>(&re))
+                .transpose()?;
+            for (j, &row) in rows.iter().enumerate() {
+                probs.row_mut(row).assign(&chunk_probs.row(j));
+                acts.index_axis_mut(Axis(0), row)
+                    .assign(&chunk_acts.index_axis(Axis(0), j));
+                logits.row_mut(row).assign(&chunk_logits.row(j));
+                if let Some(re) = &chunk_resid {
+                    resid
+                        .index_axis_mut(Axis(0), row)
+                        .assign(&re.index_axis(Axis(0), j));
+                }
             }
         }
         Ok(ForwardArrays {
@@ -139,26 +148,24 @@ impl HfModel {
         let mut probs = Array2::zeros((p, t));
         let mut acts = Array3::zeros((p, l, n));
         let mut grads = Array4::zeros((p, t, l, n));
-        let step = self.chunk_len(t);
-        for start in (0..p).step_by(step) {
-            let end = (start + step).min(p);
-            let s: Vec<&[u32]> = seqs[start..end].iter().map(|s| s.as_slice()).collect();
-            let targets: Vec<Vec<u32>> = prompts[start..end]
-                .iter()
-                .map(|p| p.targets.clone())
-                .collect();
+        for rows in Self::length_chunks(&seqs, self.chunk_len(t)) {
+            let s: Vec<&[u32]> = rows.iter().map(|&i| seqs[i].as_slice()).collect();
+            let targets: Vec<Vec<u32>> = rows.iter().map(|&i| prompts[i].targets.clone()).collect();
             let out = match &self.arch {
                 Arch::Llama(m) => m.gradients_tokens(&s, &targets),
                 Arch::Bert(m) => m.gradients_tokens(&s, &self.mask_positions(&s), &targets, &[]),
             };
-            probs
-                .slice_mut(ndarray::s![start..end, ..])
-                .assign(&to_array::<ndarray::Ix2>(&out.probs)?);
-            acts.slice_mut(ndarray::s![start..end, .., ..])
-                .assign(&to_array::<ndarray::Ix3>(&out.acts)?);
-            grads
-                .slice_mut(ndarray::s![start..end, .., .., ..])
-                .assign(&to_array::<ndarray::Ix4>(&out.grads)?);
+            let chunk_probs = to_array::<ndarray::Ix2>(&out.probs)?;
+            let chunk_acts = to_array::<ndarray::Ix3>(&out.acts)?;
+            let chunk_grads = to_array::<ndarray::Ix4>(&out.grads)?;
+            for (j, &row) in rows.iter().enumerate() {
+                probs.row_mut(row).assign(&chunk_probs.row(j));
+                acts.index_axis_mut(Axis(0), row)
+                    .assign(&chunk_acts.index_axis(Axis(0), j));
+                grads
+                    .index_axis_mut(Axis(0), row)
+                    .assign(&chunk_grads.index_axis(Axis(0), j));
+            }
         }
         Ok(Gradients {
             probs,
@@ -341,6 +348,10 @@ impl ModelAdapter for HfModel {
 
     fn max_context(&self) -> Option<usize> {
         Some(HfModel::max_context(self))
+    }
+
+    fn token_count(&self, prompt: &str) -> Option<usize> {
+        self.encode(prompt).ok().map(|ids| ids.len())
     }
 
     fn patched_pass(

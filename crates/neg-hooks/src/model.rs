@@ -136,6 +136,15 @@ impl HfModel {
         })
     }
 
+    /// Whether the prompts of a batch that share a prefix (few-shot demonstrations) run it
+    /// once (the default) or each in full, for measuring what sharing saves. Results are the
+    /// same either way (to float rounding). Llama/Qwen2 only; BERT runs every prompt whole.
+    pub fn set_prefix_sharing(&mut self, on: bool) {
+        if let Arch::Llama(m) = &mut self.arch {
+            m.share_prefix = on;
+        }
+    }
+
     /// The files this model was loaded from, in a stable order: `config.json`,
     /// `tokenizer.json` and the safetensors weights, or the one GGUF file. Resume caches key
     /// their entries by these files' contents.

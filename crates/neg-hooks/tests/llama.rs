@@ -90,6 +90,46 @@ fn batched_padded_equals_one_at_a_time() {
             "prompt {i}: batched gradients differ by {d}"
         );
     }
+    // In chunks of two, prompts run grouped by length (shortest first), and come back in
+    // input order with the same numbers.
+    let small = neg_hooks::HfModel::load(
+        &neg_hooks::ModelSource::Dir(common::stories_dir()),
+        &neg_hooks::LoadOptions {
+            max_batch: 2,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let mut many = ps.clone();
+    many.extend(ps.iter().rev().cloned());
+    let chunked = small.forward(&many).unwrap();
+    let chunked_grads = small.gradients(&many).unwrap();
+    for (i, p) in many.iter().enumerate() {
+        let j = ps.iter().position(|q| q.text == p.text).unwrap();
+        let d = max_diff(
+            chunked.activations.index_axis(Axis(0), i).iter().copied(),
+            batch.activations.index_axis(Axis(0), j).iter().copied(),
+        );
+        assert!(
+            d <= 1e-5,
+            "row {i}: length-chunked activations differ by {d}"
+        );
+        let d = max_diff(
+            chunked_grads.grads.index_axis(Axis(0), i).iter().copied(),
+            grads.grads.index_axis(Axis(0), j).iter().copied(),
+        );
+        let scale = grads.grads.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+        assert!(
+            d <= 1e-5 * scale.max(1.0),
+            "row {i}: length-chunked gradients differ by {d}"
+        );
+        assert!(
+            max_diff(
+                chunked.probs.row(i).iter().copied(),
+                batch.probs.row(j).iter().copied()
+            ) <= 1e-5
+        );
+    }
     // The gradient path (prefix + one-token pass) gives the forward pass's numbers.
     assert!(max_diff(grads.probs.iter().copied(), batch.probs.iter().copied()) <= 1e-5);
     assert!(

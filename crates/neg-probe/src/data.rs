@@ -136,14 +136,19 @@ impl FeatureView<'_> {
 }
 
 /// Builds a [`ProbeData`] prompt by prompt, so that full `[K, N]` f32 NEG never needs to be
-/// held for more than one prompt at a time.
+/// held for more than one prompt at a time. `push_*` fill the lowest row not yet filled;
+/// `*_at` fill a given row, so that prompts computed in another order (batches of similar
+/// length) go straight to their place.
 #[derive(Debug)]
 pub struct ProbeDataBuilder {
     n_prompts: usize,
-    /// Prompts pushed so far.
+    /// The lowest row not yet filled.
     next: usize,
-    /// The data set being filled: `[N, n_prompts]` tensors allocated up front, labels and
-    /// splits growing prompt by prompt, score features from the first `push_scores`.
+    /// Which rows are filled, and how many.
+    filled: Vec<bool>,
+    n_filled: usize,
+    /// The data set being filled: `[N, n_prompts]` tensors, labels and splits allocated up
+    /// front, score features from the first scores.
     data: ProbeData,
 }
 
@@ -168,10 +173,12 @@ impl ProbeDataBuilder {
         Ok(Self {
             n_prompts,
             next: 0,
+            filled: vec![false; n_prompts],
+            n_filled: 0,
             data: ProbeData {
                 n_options,
-                labels: Vec::with_capacity(n_prompts),
-                split: Vec::with_capacity(n_prompts),
+                labels: vec![0; n_prompts],
+                split: vec![Split::Train; n_prompts],
                 top: Array2::zeros((n_neurons, n_prompts)),
                 scores: None,
                 activations: with_activations.then(|| Array2::zeros((n_neurons, n_prompts))),
@@ -182,16 +189,23 @@ impl ProbeDataBuilder {
 
     fn row_checks(
         &self,
+        p: usize,
         label: i64,
         activations: Option<ArrayView1<f32>>,
         probs: Option<ArrayView1<f32>>,
     ) -> Result<usize> {
-        let p = self.next;
         if p >= self.n_prompts {
             return Err(ProbeError::ShapeMismatch {
                 what: "prompts pushed".into(),
                 expected: format!("{}", self.n_prompts),
                 found: format!("more than {}", self.n_prompts),
+            });
+        }
+        if self.filled[p] {
+            return Err(ProbeError::ShapeMismatch {
+                what: format!("prompt {p}"),
+                expected: "filled once".into(),
+                found: "filled twice".into(),
             });
         }
         let d = &self.data;
@@ -224,12 +238,16 @@ impl ProbeDataBuilder {
         if let (Some(dst), Some(pr)) = (d.probs.as_mut(), probs) {
             dst.row_mut(p).assign(&pr);
         }
-        d.labels.push(label);
-        d.split.push(split);
-        self.next += 1;
+        d.labels[p] = label;
+        d.split[p] = split;
+        self.filled[p] = true;
+        self.n_filled += 1;
+        while self.next < self.n_prompts && self.filled[self.next] {
+            self.next += 1;
+        }
     }
 
-    /// Adds one prompt from its full NEG scores `[K, N]`.
+    /// Adds one prompt (the lowest row not yet filled) from its full NEG scores `[K, N]`.
     pub fn push_scores(
         &mut self,
         scores: ArrayView2<f32>,
@@ -238,8 +256,22 @@ impl ProbeDataBuilder {
         activations: Option<ArrayView1<f32>>,
         probs: Option<ArrayView1<f32>>,
     ) -> Result<()> {
-        let p = self.row_checks(label, activations, probs)?;
-        if p > 0 && !self.data.has_scores() {
+        self.push_scores_at(self.next, scores, label, split, activations, probs)
+    }
+
+    /// Fills row `row` from its full NEG scores `[K, N]`; each row is filled once, in any
+    /// order.
+    pub fn push_scores_at(
+        &mut self,
+        row: usize,
+        scores: ArrayView2<f32>,
+        label: i64,
+        split: Split,
+        activations: Option<ArrayView1<f32>>,
+        probs: Option<ArrayView1<f32>>,
+    ) -> Result<()> {
+        let p = self.row_checks(row, label, activations, probs)?;
+        if self.n_filled > 0 && !self.data.has_scores() {
             return Err(ProbeError::ShapeMismatch {
                 what: format!("features of prompt {p}"),
                 expected: "option_index like the earlier prompts".into(),
@@ -311,7 +343,7 @@ impl ProbeDataBuilder {
         activations: Option<ArrayView1<f32>>,
         probs: Option<ArrayView1<f32>>,
     ) -> Result<()> {
-        let p = self.row_checks(label, activations, probs)?;
+        let p = self.row_checks(self.next, label, activations, probs)?;
         if self.data.has_scores() {
             return Err(ProbeError::ShapeMismatch {
                 what: format!("features of prompt {p}"),
@@ -346,11 +378,11 @@ impl ProbeDataBuilder {
 
     /// Finishes the data set; errors unless exactly `n_prompts` prompts were pushed.
     pub fn finish(self) -> Result<ProbeData> {
-        if self.next != self.n_prompts {
+        if self.n_filled != self.n_prompts {
             return Err(ProbeError::ShapeMismatch {
                 what: "prompts pushed".into(),
                 expected: format!("{}", self.n_prompts),
-                found: format!("{}", self.next),
+                found: format!("{}", self.n_filled),
             });
         }
         Ok(self.data)
@@ -659,6 +691,65 @@ mod tests {
         let oi = d.option_index().t().to_owned();
         let d2 = ProbeData::from_option_index(oi.view(), k, &labels, &split, None, None).unwrap();
         assert_eq!(d2.option_index(), d.option_index());
+    }
+
+    #[test]
+    fn builder_rows_filled_out_of_order_equal_rows_pushed_in_order() {
+        let (p, k, n) = (4usize, 3usize, 5usize);
+        let scores: Vec<Array2<f32>> = (0..p)
+            .map(|i| Array2::from_shape_fn((k, n), |(o, j)| ((i * 7 + o * 3 + j) % 5) as f32 - 2.0))
+            .collect();
+        let acts: Vec<ndarray::Array1<f32>> = (0..p)
+            .map(|i| ndarray::Array1::from_elem(n, i as f32))
+            .collect();
+        let splits = [Split::Train, Split::Valid, Split::Test, Split::Train];
+        let mut in_order = ProbeDataBuilder::new(p, k, n, true, false).unwrap();
+        for i in 0..p {
+            in_order
+                .push_scores(
+                    scores[i].view(),
+                    (i % k) as i64,
+                    splits[i],
+                    Some(acts[i].view()),
+                    None,
+                )
+                .unwrap();
+        }
+        let in_order = in_order.finish().unwrap();
+        let mut shuffled = ProbeDataBuilder::new(p, k, n, true, false).unwrap();
+        for i in [2, 0, 3, 1] {
+            shuffled
+                .push_scores_at(
+                    i,
+                    scores[i].view(),
+                    (i % k) as i64,
+                    splits[i],
+                    Some(acts[i].view()),
+                    None,
+                )
+                .unwrap();
+        }
+        let err = shuffled
+            .push_scores_at(
+                3,
+                scores[3].view(),
+                0,
+                Split::Test,
+                Some(acts[3].view()),
+                None,
+            )
+            .unwrap_err();
+        assert!(err.to_string().contains("filled twice"), "{err}");
+        let shuffled = shuffled.finish().unwrap();
+        assert_eq!(shuffled.labels(), in_order.labels());
+        assert_eq!(shuffled.splits(), in_order.splits());
+        assert_eq!(shuffled.option_index(), in_order.option_index());
+        assert_eq!(shuffled.activations(), in_order.activations());
+        // A missing row is an error at finish.
+        let mut gap = ProbeDataBuilder::new(2, k, n, false, false).unwrap();
+        gap.push_scores_at(1, scores[1].view(), 0, Split::Test, None, None)
+            .unwrap();
+        assert!(gap.finish().is_err());
     }
 
     #[test]

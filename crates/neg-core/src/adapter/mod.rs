@@ -250,6 +250,13 @@ pub trait ModelAdapter {
         None
     }
 
+    /// How many tokens `prompt` runs as, when the model can tell (`None`: unknown). Callers
+    /// that batch many prompts use it to put prompts of similar length together, so that
+    /// batches carry few padding tokens.
+    fn token_count(&self, _prompt: &str) -> Option<usize> {
+        None
+    }
+
     /// The patch primitive: one prompt's pass with the patches of one variant applied at its
     /// position (in order: a later `Set` overrides an earlier `Add` on the same unit, a later
     /// `Add` adds to an earlier `Set`; a [`Site::Residual`] patch changes a layer's output).

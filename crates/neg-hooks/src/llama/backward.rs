@@ -222,14 +222,23 @@ impl Llama {
         tch::no_grad(|| {
             let p = seqs.len() as i64;
             let t = targets.first().map_or(0, |t| t.len()) as i64;
-            let batch = left_pad(seqs, self.device);
+            // A prefix all rows share runs once; each row's own tokens continue it.
+            let (shared, own) = self.split_shared(seqs);
+            let c = shared.as_ref().map_or(0, |p| p.len);
+            let batch = left_pad(&own, self.device);
             let mut hooks = Hooks::recording(Record {
                 ff: true,
                 tape: true,
                 ..Record::default()
             });
             let h_last = self
-                .full(&batch.ids, &batch.pads, &mut hooks, KvMode::None)
+                .full(
+                    &batch.ids,
+                    &batch.pads,
+                    shared.as_ref(),
+                    &mut hooks,
+                    KvMode::None,
+                )
                 .last_hidden
                 .expect("non-empty sequences give a last position");
             let acts = Tensor::cat(&hooks.recorded.ff, 1).to_kind(Kind::Float); // [P, L, N]
@@ -248,7 +257,7 @@ impl Llama {
             let mut g = self.norm.backward(&h_last, &d_normed); // [P, T, H]
 
             // Per layer, top down, at each row's last position.
-            let pos = (batch.len - 1) - Tensor::from_slice(&batch.pads).to_device(self.device);
+            let pos = (batch.len - 1 + c) - Tensor::from_slice(&batch.pads).to_device(self.device);
             let angles = self.rope.angles(&pos.unsqueeze(1)); // [P, 1, hd]
             let angles = Angles {
                 cos: angles.cos.unsqueeze(1),

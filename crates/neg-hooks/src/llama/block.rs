@@ -100,16 +100,30 @@ impl Attention {
         scores.softmax(-1, Kind::Float).to_kind(self.kind)
     }
 
-    /// Full-sequence attention under `mask` `[B, 1, s, s]`: the heads' output `[B, s, nh * hd]`
-    /// (before `o`) and the attention weights `[B, heads, s, s]`.
-    fn full(&self, qkv: &Qkv, mask: &Tensor) -> (Tensor, Tensor) {
+    /// Full-sequence attention under `mask` `[B, 1, s, p + s]`, after the `p` positions of
+    /// `shared` when given: the heads' output `[B, s, nh * hd]` (before `o`), the attention
+    /// weights `[B, heads, s, p + s]` and the keys and values attended to (`[B, heads, p + s,
+    /// hd]`).
+    fn full(&self, qkv: &Qkv, mask: &Tensor, shared: Option<&Kv>) -> (Tensor, Tensor, Kv) {
         let (b, s) = (qkv.q.size()[0], qkv.q.size()[2]);
+        let (keys, values) = match shared {
+            Some(kv) => {
+                let along = |past: &Tensor, own: &Tensor| {
+                    Tensor::cat(
+                        &[past.expand([b, -1, -1, -1], false), own.shallow_clone()],
+                        2,
+                    )
+                };
+                (along(&kv.keys, &qkv.k), along(&kv.values, &qkv.v))
+            }
+            None => (qkv.k.shallow_clone(), qkv.v.shallow_clone()),
+        };
         let weights = self.weights(
-            qkv.q.matmul(&qkv.k.transpose(-2, -1)) * self.scale(),
+            qkv.q.matmul(&keys.transpose(-2, -1)) * self.scale(),
             Some(mask),
         );
-        let out = weights.matmul(&qkv.v).transpose(1, 2).reshape([b, s, -1]);
-        (out, weights)
+        let out = weights.matmul(&values).transpose(1, 2).reshape([b, s, -1]);
+        (out, weights, Kv { keys, values })
     }
 
     /// One-token attention: each of the `R` rows of `qkv` attends to the cached `past` keys and
@@ -169,10 +183,13 @@ pub(crate) struct Block {
 }
 
 /// What a full pass needs at every layer.
-pub(crate) struct FullContext {
+pub(crate) struct FullContext<'a> {
     pub angles: Angles,
-    /// `[B, 1, s, s]` causal + padding mask.
+    /// `[B, 1, s, p + s]` causal + padding mask (`p`: the shared prefix's length, 0 without).
     pub mask: Tensor,
+    /// Per layer, the keys and values of a prefix shared by every row (`[1, heads, p, hd]`),
+    /// which the sequence continues.
+    pub shared: Option<&'a [Kv]>,
 }
 
 /// What a one-token pass needs at every layer.
@@ -210,8 +227,9 @@ impl Block {
         }
     }
 
-    /// Layer `layer` over a whole left-padded sequence `h` `[B, s, H]`; the hooks act at the
-    /// last position.
+    /// Layer `layer` over a whole left-padded sequence `h` `[B, s, H]` (continuing the shared
+    /// prefix of `ctx`, when given); the hooks act at the last position. The keys and values
+    /// returned include the shared prefix's.
     pub fn forward_full(
         &self,
         layer: usize,
@@ -222,23 +240,21 @@ impl Block {
         let s = h.size()[1];
         hooks.layer_input(&h, &Focus::LastPosition);
         let qkv = self.attention.qkv(&self.in_norm.forward(&h), &ctx.angles);
-        let (attended, weights) = self.attention.full(&qkv, &ctx.mask);
+        let shared = ctx.shared.map(|kv| &kv[layer]);
+        let (attended, weights, kv) = self.attention.full(&qkv, &ctx.mask, shared);
         if hooks.record.tape {
             hooks.recorded.tape.attention.push(AttentionTape {
                 input: h.narrow(1, s - 1, 1),
                 query: qkv.q.narrow(2, s - 1, 1),
-                keys: qkv.k.shallow_clone(),
-                values: qkv.v.shallow_clone(),
+                keys: kv.keys.shallow_clone(),
+                values: kv.values.shallow_clone(),
                 weights: weights.narrow(2, s - 1, 1),
             });
         }
         let h = h + self.attention.o.forward(&attended);
         BlockOutput {
             hidden: self.feed_forward(layer, h, hooks, &Focus::LastPosition),
-            kv: Kv {
-                keys: qkv.k,
-                values: qkv.v,
-            },
+            kv,
         }
     }
 

@@ -29,7 +29,7 @@ impl Llama {
                 ff: true,
                 ..Record::default()
             });
-            let pass = self.full(&batch.ids, &batch.pads, &mut hooks, KvMode::Keep);
+            let pass = self.full(&batch.ids, &batch.pads, None, &mut hooks, KvMode::Keep);
             let mut kv = pass.kv;
             let first_acts = Tensor::cat(&hooks.recorded.ff, 1)
                 .squeeze_dim(0)

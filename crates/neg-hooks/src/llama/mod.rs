@@ -60,6 +60,9 @@ pub struct Llama {
     rope: Rope,
     pub(crate) kind: Kind,
     pub(crate) device: Device,
+    /// Whether a batch's common prefix runs once ([`passes::SharedPrefix`]); on by default,
+    /// off only to measure what it saves.
+    pub(crate) share_prefix: bool,
 }
 
 impl Llama {
@@ -90,6 +93,7 @@ impl Llama {
             rope,
             kind,
             device,
+            share_prefix: true,
         })
     }
 

@@ -89,7 +89,7 @@ impl Llama {
                 let mut hooks = self.patch_hooks(&vars, |w| vec![vc, 1, w as i64]);
                 let ids = batch.ids.expand([vc, -1], false);
                 let pads = vec![0i64; vc as usize];
-                let pass = self.full(&ids, &pads, &mut hooks, KvMode::None);
+                let pass = self.full(&ids, &pads, None, &mut hooks, KvMode::None);
                 let h = pass.last_hidden.unwrap_or_else(|| {
                     Tensor::zeros(
                         [vc, 1, self.cfg.hidden_size as i64],

@@ -46,3 +46,61 @@ fn hand_written_backward_equals_autograd() {
     );
     assert!(err < 1e-4, "gradients differ: max relative error {err}");
 }
+
+/// Prompts that share a long prefix run it once ([`super::passes::SharedPrefix`]); the
+/// numbers are those of running every prompt whole: the tape backward against autograd (which
+/// does not share) and the batched forward against one prompt at a time.
+#[test]
+fn a_shared_prefix_gives_the_numbers_of_whole_prompts() {
+    use super::passes::{shared_prefix_len, MIN_SHARED_PREFIX};
+    let dir = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/models/stories260k"
+    );
+    let model = HfModel::load(&ModelSource::parse(dir), &LoadOptions::default()).unwrap();
+    let Arch::Llama(llama) = &model.arch else {
+        panic!("stories260k is a Llama")
+    };
+    let header = "Once upon a time, there was a little girl named Lily. She loved to play \
+                  outside in the park with her friends. One day,";
+    let texts = [
+        format!("{header} she saw a big red"),
+        format!("{header} Tom"),
+        format!("{header} the sun was hot and the birds sang in the"),
+    ];
+    let seqs: Vec<Vec<u32>> = texts.iter().map(|t| model.encode(t).unwrap()).collect();
+    let refs: Vec<&[u32]> = seqs.iter().map(|s| s.as_slice()).collect();
+    let c = shared_prefix_len(&refs);
+    assert!(c >= MIN_SHARED_PREFIX, "the prompts share {c} tokens");
+    assert!(refs.iter().all(|s| s.len() > c));
+    assert_eq!(shared_prefix_len(&refs[..1]), 0, "one row shares nothing");
+    assert_eq!(
+        shared_prefix_len(&[&refs[0][..5], &refs[1][..5]]),
+        0,
+        "too short to share"
+    );
+
+    let targets = vec![vec![264, 29, 350], vec![17, 264, 1], vec![400, 3, 264]];
+    let tape = llama.gradients_tape(&refs, &targets);
+    let auto = llama.gradients_autograd(&refs, &targets);
+    assert!(max_rel(&tape.probs, &auto.probs) < 1e-5, "probs");
+    assert!(max_rel(&tape.acts, &auto.acts) < 1e-5, "activations");
+    let err = max_rel(&tape.grads, &auto.grads);
+    assert!(err < 1e-4, "gradients differ: max relative error {err}");
+
+    let batched = llama.forward_tokens(&refs, &targets, true);
+    for (i, seq) in refs.iter().enumerate() {
+        let one = llama.forward_tokens(&[seq], &targets[i..i + 1], true);
+        let row = |t: &Tensor| t.narrow(0, i as i64, 1);
+        assert!(
+            max_rel(&row(&batched.probs), &one.probs) < 1e-5,
+            "probs {i}"
+        );
+        assert!(max_rel(&row(&batched.acts), &one.acts) < 1e-5, "acts {i}");
+        let resid = |f: &super::ForwardTensors| f.resid.as_ref().unwrap().shallow_clone();
+        assert!(
+            max_rel(&row(&resid(&batched)), &resid(&one)) < 1e-5,
+            "resid {i}"
+        );
+    }
+}

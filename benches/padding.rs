@@ -1,0 +1,75 @@
+//! Padding of skill-probe batches: padded / real tokens of the NeurGrad batches of every
+//! MCEval8K task, in file order (how batches were formed before) and grouped by length (how
+//! `skill::compute_features` forms them now), for the main job's selection (leak-free
+//! re-splits, 256 / 64 / 128 prompts, batches of 16) with SmolLM2-135M-Instruct's tokenizer,
+//! zero- and few-shot. A count, not a timing: NeurGrad's cost is about linear in the tokens a
+//! batch runs, so the ratio is the work spent on padding.
+//!
+//! `cargo bench --bench padding` (about a minute; needs the packaged model and `../shared`).
+use std::time::Instant;
+
+use mceval::TaskRegistry;
+use neg_core::ModelAdapter;
+use neg_rs::skill::{
+    length_order, load_task, resolve_sources, select_prompts, shots_for, PromptContext, ShotMode,
+    SplitMode, TokenCounts, DEFAULT_SIZES,
+};
+
+const BATCH: usize = 16;
+
+fn main() -> anyhow::Result<()> {
+    let start = Instant::now();
+    let sources = resolve_sources(None, None)?;
+    let model = neg_rs::sources::load_model(&sources.model, "cpu", "f32", 8)?;
+    let templates = sources.data.template_set()?;
+    println!(
+        "padded / real tokens, batches of {BATCH}, {} ({} / {} / {} prompts, leak-free)\n",
+        sources.model, DEFAULT_SIZES.train, DEFAULT_SIZES.valid, DEFAULT_SIZES.test
+    );
+    println!("| task | shots | prompts | real tokens | file order | by length |");
+    println!("|---|---|---|---|---|---|");
+    let mut worst: f64 = 0.0;
+    for spec in TaskRegistry::builtin().tasks() {
+        let task = load_task(&sources.data.source, spec.name, SplitMode::LeakFree, 0)?;
+        for shots in [ShotMode::Zero, ShotMode::Few] {
+            let context = PromptContext {
+                name: format!("{shots:?}"),
+                templates: templates.clone(),
+                shots: shots_for(
+                    shots,
+                    SplitMode::LeakFree,
+                    spec,
+                    sources.data.templates.is_some(),
+                ),
+            };
+            let fits = |p: &str| model.encode(p).is_ok();
+            let Ok((sets, _)) = select_prompts(&task, &[context], DEFAULT_SIZES, 0, &fits) else {
+                println!("| {} | {shots:?} | no prompt fits | | | |", spec.name);
+                continue;
+            };
+            let set = &sets[0];
+            let lengths: Vec<usize> = set
+                .items
+                .iter()
+                .map(|i| model.token_count(&i.prompt).unwrap_or(0))
+                .collect();
+            let file_rows: Vec<usize> = (0..lengths.len()).collect();
+            let file = TokenCounts::of_batches(&lengths, file_rows.chunks(BATCH));
+            let sorted = TokenCounts::of_batches(&lengths, length_order(&lengths).chunks(BATCH));
+            worst = worst.max(sorted.ratio());
+            println!(
+                "| {} | {shots:?} | {} | {} | {:.3} | {:.3} |",
+                spec.name,
+                lengths.len(),
+                file.real,
+                file.ratio(),
+                sorted.ratio()
+            );
+        }
+    }
+    println!(
+        "\nlargest padded / real by length: {worst:.3} ({:.0} s)",
+        start.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
