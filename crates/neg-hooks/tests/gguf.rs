@@ -44,6 +44,57 @@ fn smollm2_by_name_completes_the_capital_of_france() {
     let (p32, p16) = (p(&model), p(&bf16));
     println!("P(Paris): f32 {p32:.4}, bf16 {p16:.4}");
     assert!((p32 - p16).abs() < 0.1 * p32, "f32 {p32} vs bf16 {p16}");
+
+    // NeurGrad of all 46,080 FF neurons in bf16 (half-precision pass, f32 backward) against
+    // f32, on prompts a skill probe sees: relative L2 error over all values.
+    let prompts: Vec<neg_core::TargetedPrompt> = [
+        (
+            "The capital of France is",
+            [" Paris", " London", " Rome", " Berlin"],
+        ),
+        (
+            "Question: Is the sky blue on a clear day? Answer (A) yes or (B) no. Answer:",
+            [" A", " B", " yes", " no"],
+        ),
+    ]
+    .iter()
+    .map(|(text, answers)| {
+        let ids = answers
+            .iter()
+            .map(|a| model.target_token(text, a).unwrap())
+            .collect();
+        neg_core::TargetedPrompt::new(*text, ids)
+    })
+    .collect();
+    let n32 = neg_core::methods::neurgrad(&model, &prompts)
+        .unwrap()
+        .scores;
+    let n16 = neg_core::methods::neurgrad(&bf16, &prompts).unwrap().scores;
+    let l2 = |x: &ndarray::Array4<f32>| x.iter().map(|v| (*v as f64).powi(2)).sum::<f64>().sqrt();
+    let rel = l2(&(&n16 - &n32)) / l2(&n32);
+    let (g32, g16) = (
+        model.gradients(&prompts).unwrap(),
+        bf16.gradients(&prompts).unwrap(),
+    );
+    let rel_grads = l2(&(&g16.grads - &g32.grads)) / l2(&g32.grads);
+    let flips = g16
+        .activations
+        .iter()
+        .zip(g32.activations.iter())
+        .filter(|(x, y)| x.signum() != y.signum())
+        .count();
+    println!(
+        "bf16 vs f32: dP/da relative L2 {rel_grads:.3e}, NeurGrad relative L2 {rel:.3e}, \
+         activation signs flipped {flips} of {}",
+        g32.activations.len()
+    );
+    // Measured: dP/da 7.3e-2, NeurGrad 1.9e-1 (1.1% of the activations change sign in bf16,
+    // which flips their NeurGrad): the bf16 pass, not the f32 backward, sets the error.
+    assert!(
+        rel_grads < 0.15,
+        "bf16 dP/da is {rel_grads} (relative L2) from f32"
+    );
+    assert!(rel < 0.3, "bf16 NeurGrad is {rel} (relative L2) from f32");
 }
 
 fn run_script(script: &str, args: &[&str]) -> String {

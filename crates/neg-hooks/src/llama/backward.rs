@@ -1,8 +1,10 @@
 //! Gradients of target probabilities with respect to every FF neuron at the last position.
 //!
-//! In f32 with at least one target: one no-grad full pass records a [`Tape`] (per layer, the
-//! last position's state), then a backward written out by hand runs through that position
-//! only, all `T` targets as rows. Why by hand: autograd would need the last position re-run
+//! With at least one target: one no-grad full pass records a [`Tape`] (per layer, the last
+//! position's state), then a backward written out by hand runs through that position only,
+//! all `T` targets as rows. In bf16/f16 the pass runs in the model's type and the backward in
+//! f32 (the tape and each weight a matmul needs are cast as they are used): half-precision
+//! gradients would lose most of their digits over the layers they accumulate through. Why by hand: autograd would need the last position re-run
 //! with gradients (a second read of every weight, forward and backward: 1.5x a forward for one
 //! prompt on a 135M model); this reads each weight once more, transposed. Earlier positions'
 //! keys and values do not depend on the last position, so they are constants.
@@ -54,6 +56,38 @@ pub(crate) struct GradientTensors {
     pub grads: Tensor,
 }
 
+/// `t` as f32: itself (shared) when it is f32 already, else a cast copy. The backward runs in
+/// f32 whatever the model's type.
+fn f32(t: &Tensor) -> Tensor {
+    if t.kind() == Kind::Float {
+        t.shallow_clone()
+    } else {
+        t.to_kind(Kind::Float)
+    }
+}
+
+impl AttentionTape {
+    fn to_f32(&self) -> Self {
+        AttentionTape {
+            input: f32(&self.input),
+            query: f32(&self.query),
+            keys: f32(&self.keys),
+            values: f32(&self.values),
+            weights: f32(&self.weights),
+        }
+    }
+}
+
+impl MlpTape {
+    fn to_f32(&self) -> Self {
+        MlpTape {
+            residual: f32(&self.residual),
+            gate: f32(&self.gate),
+            up: f32(&self.up),
+        }
+    }
+}
+
 /// Gradients of one block, for `T` rows per prompt.
 struct BlockGradients {
     /// dP/da of the layer's FF neurons `[P, T, N]`.
@@ -66,7 +100,7 @@ impl Mlp {
     /// dP/da `[P, T, N]` of the FF neurons given dP/d(block output) `g` `[P, T, H]`: the FF
     /// block adds `down(a)` to the residual, so this is `g W_down`.
     fn neuron_gradient(&self, g: &Tensor) -> Tensor {
-        g.matmul(&self.down.w)
+        g.matmul(&f32(&self.down.w))
     }
 
     /// dP/dx of the normed input x given the neurons' gradient `d_act`, through
@@ -76,7 +110,7 @@ impl Mlp {
         let sig = gate.sigmoid();
         let d_gate = d_act * up * (&sig * (gate * (sig.ones_like() - &sig) + 1.0));
         let d_up = d_act * gate.silu();
-        d_gate.matmul(&self.gate.w) + d_up.matmul(&self.up.w)
+        d_gate.matmul(&f32(&self.gate.w)) + d_up.matmul(&f32(&self.up.w))
     }
 }
 
@@ -89,7 +123,10 @@ impl Attention {
         let (nh, kvh, hd) = (self.num_heads, self.num_kv_heads, self.head_dim);
         let (scale, rep) = (self.scale(), nh / kvh);
         let att_p = &tape.weights;
-        let d_att = d_mid.matmul(&self.o.w).view([p, t, nh, hd]).transpose(1, 2); // [P, nh, T, hd]
+        let d_att = d_mid
+            .matmul(&f32(&self.o.w))
+            .view([p, t, nh, hd])
+            .transpose(1, 2); // [P, nh, T, hd]
         let d_a = d_att.matmul(&tape.values.transpose(-2, -1)); // [P, nh, T, S]
         let d_s =
             att_p * (&d_a - (att_p * &d_a).sum_dim_intlist([-1i64].as_slice(), true, None::<Kind>));
@@ -106,9 +143,9 @@ impl Attention {
         // RoPE is a rotation: its transpose rotates back.
         let unrope = |x: &Tensor| x * &angles.cos - rotate_half(&(x * &angles.sin));
         let flat = |x: Tensor, heads: i64| x.transpose(1, 2).reshape([p, t, heads * hd]);
-        flat(unrope(&d_q), nh).matmul(&self.q.w)
-            + flat(unrope(&d_k), kvh).matmul(&self.k.w)
-            + flat(d_v, kvh).matmul(&self.v.w)
+        flat(unrope(&d_q), nh).matmul(&f32(&self.q.w))
+            + flat(unrope(&d_k), kvh).matmul(&f32(&self.k.w))
+            + flat(d_v, kvh).matmul(&f32(&self.v.w))
     }
 }
 
@@ -135,8 +172,8 @@ impl Block {
 }
 
 impl Llama {
-    /// Probabilities, activations and gradients of every target and FF neuron: by the tape in
-    /// f32 with at least one target, else by autograd.
+    /// Probabilities, activations and gradients of every target and FF neuron: by the tape
+    /// with at least one target (any dtype; the backward in f32), else by autograd.
     pub(crate) fn gradients_tokens(
         &self,
         seqs: &[&[u32]],
@@ -144,7 +181,7 @@ impl Llama {
     ) -> GradientTensors {
         let has_targets = targets.first().is_some_and(|t| !t.is_empty());
         let non_empty = seqs.iter().all(|s| !s.is_empty());
-        if self.kind == Kind::Float && has_targets && non_empty {
+        if has_targets && non_empty {
             self.gradients_tape(seqs, targets)
         } else {
             self.gradients_autograd(seqs, targets)
@@ -253,20 +290,22 @@ impl Llama {
                     + Tensor::zeros([p, t, all.size()[1]], (Kind::Float, self.device))
                         .scatter_value(2, &tgt.unsqueeze(2), 1.0))
                     * probs.unsqueeze(2); // [P, T, V]
-            let d_normed = d_logits.matmul(self.lm_head());
+            let d_normed = d_logits.matmul(&f32(self.lm_head()));
+            let h_last = f32(&h_last);
             let mut g = self.norm.backward(&h_last, &d_normed); // [P, T, H]
 
             // Per layer, top down, at each row's last position.
             let pos = (batch.len - 1 + c) - Tensor::from_slice(&batch.pads).to_device(self.device);
             let angles = self.rope.angles(&pos.unsqueeze(1)); // [P, 1, hd]
             let angles = Angles {
-                cos: angles.cos.unsqueeze(1),
-                sin: angles.sin.unsqueeze(1),
+                cos: f32(&angles.cos).unsqueeze(1),
+                sin: f32(&angles.sin).unsqueeze(1),
             }; // [P, 1, 1, hd]
             let tape = &hooks.recorded.tape;
             let mut grads = Vec::with_capacity(self.blocks.len());
             for (l, blk) in self.blocks.iter().enumerate().rev() {
-                let layer = blk.backward(&tape.attention[l], &tape.mlp[l], &g, &angles);
+                let (attention, mlp) = (tape.attention[l].to_f32(), tape.mlp[l].to_f32());
+                let layer = blk.backward(&attention, &mlp, &g, &angles);
                 grads.push(layer.neurons);
                 g = layer.input;
             }

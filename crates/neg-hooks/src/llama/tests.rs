@@ -104,3 +104,66 @@ fn a_shared_prefix_gives_the_numbers_of_whole_prompts() {
         );
     }
 }
+
+/// In bf16 and f16 the tape backward runs in f32 over the half-precision pass: its gradients
+/// are as close to f32's as autograd's (which differentiates in half precision), and close to
+/// f32 in relative L2.
+#[test]
+fn half_precision_tape_backward_is_close_to_f32() {
+    use crate::DType;
+    let dir = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/models/stories260k"
+    );
+    let load = |dtype| {
+        HfModel::load(
+            &ModelSource::parse(dir),
+            &LoadOptions {
+                dtype,
+                ..LoadOptions::default()
+            },
+        )
+        .unwrap()
+    };
+    let texts = [
+        "Once upon a time, there was a little girl named Lily. She",
+        "The dog ran",
+    ];
+    let targets = vec![vec![264, 29, 350], vec![17, 264, 1]];
+    let reference = {
+        let m = load(DType::F32);
+        let Arch::Llama(llama) = &m.arch else {
+            panic!("stories260k is a Llama")
+        };
+        let seqs: Vec<Vec<u32>> = texts.iter().map(|t| m.encode(t).unwrap()).collect();
+        let refs: Vec<&[u32]> = seqs.iter().map(|s| s.as_slice()).collect();
+        llama.gradients_tape(&refs, &targets).grads
+    };
+    let rel_l2 = |a: &Tensor, b: &Tensor| {
+        (a - b).norm().double_value(&[]) / b.norm().double_value(&[]).max(1e-30)
+    };
+    for dtype in [DType::BF16, DType::F16] {
+        let m = load(dtype);
+        let Arch::Llama(llama) = &m.arch else {
+            panic!("stories260k is a Llama")
+        };
+        let seqs: Vec<Vec<u32>> = texts.iter().map(|t| m.encode(t).unwrap()).collect();
+        let refs: Vec<&[u32]> = seqs.iter().map(|s| s.as_slice()).collect();
+        let tape = llama.gradients_tape(&refs, &targets);
+        let auto = llama.gradients_autograd(&refs, &targets);
+        assert_eq!(tape.grads.kind(), tch::Kind::Float);
+        let (e_tape, e_auto) = (
+            rel_l2(&tape.grads, &reference),
+            rel_l2(&auto.grads, &reference),
+        );
+        eprintln!("{dtype:?}: relative L2 to f32: tape {e_tape:.2e}, autograd {e_auto:.2e}");
+        assert!(
+            e_tape <= 0.05,
+            "{dtype:?}: tape gradients {e_tape} from f32"
+        );
+        assert!(
+            e_tape <= e_auto * 1.5,
+            "{dtype:?}: the f32 backward ({e_tape}) is much worse than half-precision autograd ({e_auto})"
+        );
+    }
+}
