@@ -187,7 +187,7 @@ pub fn run_skill_probe(cfg: &SkillProbeConfig) -> Result<SkillProbeReport> {
             eprintln!(
                 "note: {}: {resumed_batches} of {} batches resumed from {}",
                 task.spec.name,
-                set.items.len().div_ceil(cfg.batch),
+                features.tokens.batches,
                 FeatureCache::beside(&cfg.out).display()
             );
         }

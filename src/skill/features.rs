@@ -59,6 +59,8 @@ pub struct TokenCounts {
     pub real: usize,
     /// Sum over batches of batch size x longest prompt.
     pub padded: usize,
+    /// Batches run.
+    pub batches: usize,
 }
 
 impl TokenCounts {
@@ -72,6 +74,7 @@ impl TokenCounts {
             let longest = rows.iter().map(|&i| lengths[i]).max().unwrap_or(0);
             c.real += rows.iter().map(|&i| lengths[i]).sum::<usize>();
             c.padded += longest * rows.len();
+            c.batches += 1;
         }
         c
     }
@@ -88,6 +91,36 @@ pub fn length_order(lengths: &[usize]) -> Vec<usize> {
     let mut order: Vec<usize> = (0..lengths.len()).collect();
     order.sort_by_key(|&i| lengths[i]);
     order
+}
+
+/// Most padded / real tokens a batch of [`length_batches`] may hold.
+pub const MAX_PADDING: f64 = 1.1;
+
+/// The batches [`compute_features`] runs: prompts in [`length_order`], at most `batch` to a
+/// batch, and a new batch begun early whenever the next (longest so far) prompt would make
+/// the batch's padded tokens exceed [`MAX_PADDING`] times its real ones. So no batch, and no
+/// run, spends more than 10% of its tokens on padding; only the long tail of a task's lengths
+/// runs in smaller batches. Deterministic: the same lengths give the same batches.
+pub fn length_batches(lengths: &[usize], batch: usize) -> Vec<Vec<usize>> {
+    let batch = batch.max(1);
+    let mut out = Vec::new();
+    let (mut current, mut real) = (Vec::new(), 0usize);
+    for i in length_order(lengths) {
+        let len = lengths[i];
+        // Sorted ascending: with `i`, the batch's longest prompt is `i`.
+        let padded = len * (current.len() + 1);
+        let too_padded = padded as f64 > MAX_PADDING * (real + len) as f64;
+        if !current.is_empty() && (current.len() == batch || too_padded) {
+            out.push(std::mem::take(&mut current));
+            real = 0;
+        }
+        current.push(i);
+        real += len;
+    }
+    if !current.is_empty() {
+        out.push(current);
+    }
+    out
 }
 
 /// One row of a features file, traceable to its MCEval8K record (written as one JSON line of
@@ -182,15 +215,16 @@ pub fn compute_features(
     let mut scores = keep_scores.then(|| Array3::<f32>::zeros((p, k, width)));
     let batch = batch.max(1);
     // Prompts go to NeurGrad in batches of similar length (shortest first; ties in set
-    // order), so that a left-padded batch is mostly real tokens; results go back to the set's
-    // order. Lengths are token counts when the model tells them, else bytes.
+    // order; `length_batches`), so that a left-padded batch is at least 90% real tokens;
+    // results go back to the set's order. Lengths are token counts when the model tells
+    // them, else bytes.
     let lengths: Vec<usize> = targeted
         .iter()
         .map(|tp| adapter.token_count(&tp.text).unwrap_or(tp.text.len()))
         .collect();
-    let order = length_order(&lengths);
-    let tokens = TokenCounts::of_batches(&lengths, order.chunks(batch));
-    for rows in order.chunks(batch) {
+    let batches = length_batches(&lengths, batch);
+    let tokens = TokenCounts::of_batches(&lengths, batches.iter().map(Vec::as_slice));
+    for rows in &batches {
         let chunk: Vec<TargetedPrompt> = rows.iter().map(|&i| targeted[i].clone()).collect();
         let chunk = chunk.as_slice();
         let neurgrad = || -> Result<BatchFeatures> {
@@ -313,6 +347,28 @@ mod tests {
         assert_eq!(file.padded, 20 + 18 + 22);
         assert_eq!(sorted.padded, 6 + 18 + 22);
         assert!(sorted.ratio() < file.ratio());
+        assert_eq!((file.batches, sorted.batches), (3, 3));
+        // Budgeted batches: never over 1.1 padded / real, at most `batch` prompts each, every
+        // prompt once, in length order.
+        let lengths = [5, 5, 5, 6, 40, 41, 100, 5, 5];
+        let batches = length_batches(&lengths, 4);
+        assert_eq!(
+            batches,
+            vec![vec![0, 1, 2, 7], vec![8, 3], vec![4, 5], vec![6]]
+        );
+        for b in &batches {
+            let c = TokenCounts::of_batches(&lengths, [b.as_slice()]);
+            assert!(c.ratio() <= MAX_PADDING, "{b:?}: {}", c.ratio());
+            assert!(b.len() <= 4);
+        }
+        let mut all: Vec<usize> = batches.concat();
+        all.sort();
+        assert_eq!(all, (0..lengths.len()).collect::<Vec<_>>());
+        assert_eq!(length_batches(&[], 4), Vec::<Vec<usize>>::new());
+        assert_eq!(
+            length_batches(&[3, 3, 3], 1),
+            vec![vec![0], vec![1], vec![2]]
+        );
     }
 
     #[test]
