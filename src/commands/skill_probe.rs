@@ -132,12 +132,7 @@ pub fn run_skill_probe(cfg: &SkillProbeConfig) -> Result<SkillProbeReport> {
     })?;
     // Each batch's NeurGrad is kept beside `--out` until the results are committed, so an
     // interrupted run continues where it stopped (keyed by the model files' contents).
-    let cache = FeatureCache::open(
-        &FeatureCache::beside(&cfg.out),
-        &files_digest(model.files())?,
-        &cfg.dtype,
-        &cfg.device,
-    )?;
+    let cache = FeatureCache::for_run(&cfg.out, &model, &cfg.dtype, &cfg.device)?;
     let fits = |prompt: &str| model.encode(prompt).is_ok();
     let provenance = |context: &str| -> Vec<(&'static str, String)> {
         vec![
@@ -279,7 +274,7 @@ pub fn run_skill_probe(cfg: &SkillProbeConfig) -> Result<SkillProbeReport> {
     crate::output::write_json(&output.path(SKILL_PROBE_FILES[0]), &results)?;
     crate::output::write_json(&output.path(SKILL_PROBE_FILES[2]), &timings)?;
     output.commit()?;
-    cache.remove()?;
+    FeatureCache::discard(&cfg.out)?;
     Ok(report)
 }
 

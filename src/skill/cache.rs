@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use ndarray::{Array2, Array3, Array4};
 use neg_core::TargetedPrompt;
+use neg_hooks::HfModel;
 use safetensors::SafeTensors;
 use sha2::{Digest, Sha256};
 
@@ -94,6 +95,28 @@ impl FeatureCache {
         out.with_file_name(format!("{name}.resume"))
     }
 
+    /// The cache of a run that writes `out` with `model` in `dtype` on `device`: `<out>.resume`,
+    /// keyed by the contents of the model's files.
+    pub fn for_run(out: &Path, model: &HfModel, dtype: &str, device: &str) -> Result<Self> {
+        Self::open(
+            &Self::beside(out),
+            &files_digest(model.files())?,
+            dtype,
+            device,
+        )
+    }
+
+    /// Removes the cache of the run that writes `out`, once its results are committed
+    /// (nothing to do when there is none).
+    pub fn discard(out: &Path) -> Result<()> {
+        let dir = Self::beside(out);
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir)
+                .with_context(|| format!("cannot remove resume cache {}", dir.display()))?;
+        }
+        Ok(())
+    }
+
     /// Where the entry of `batch` lives.
     fn entry(&self, batch: &[TargetedPrompt]) -> PathBuf {
         let mut h = Sha256::new();
@@ -140,12 +163,6 @@ impl FeatureCache {
     /// Batches computed (and stored) so far.
     pub fn misses(&self) -> usize {
         self.misses.get()
-    }
-
-    /// Removes the cache (after the run's results are committed).
-    pub fn remove(self) -> Result<()> {
-        std::fs::remove_dir_all(&self.dir)
-            .with_context(|| format!("cannot remove resume cache {}", self.dir.display()))
     }
 }
 
@@ -204,7 +221,8 @@ mod tests {
     #[test]
     fn entries_are_reused_only_for_the_same_computation() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("c");
+        let out = dir.path().join("out");
+        let path = FeatureCache::beside(&out);
         let cache = FeatureCache::open(&path, "model-a", "f32", "cpu").unwrap();
         let b = batch(&["one", "two"]);
         let first = cache.get_or_compute(&b, || Ok(features(2, 1.0))).unwrap();
@@ -243,8 +261,9 @@ mod tests {
         assert_eq!(read_entry(&entry, 2, 2), Some(features(2, 3.0)));
         // The wrong shape (another batch size) is a miss.
         assert_eq!(read_entry(&entry, 3, 2), None);
-        cache.remove().unwrap();
+        FeatureCache::discard(&out).unwrap();
         assert!(!path.exists());
+        FeatureCache::discard(&out).unwrap();
     }
 
     #[test]

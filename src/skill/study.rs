@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use mceval::TemplateSet;
 use mceval::{TaskRegistry, TaskSpec};
 use serde::Serialize;
@@ -175,12 +175,7 @@ pub fn write_study<T: Serialize>(
     files.text(&format!("{name}.svg"), svg.to_string());
     files.write(args.out_dir())?;
     // The results are in place: the features kept for a resume are no longer needed.
-    let cache = FeatureCache::beside(args.out_dir());
-    if cache.exists() {
-        std::fs::remove_dir_all(&cache)
-            .with_context(|| format!("cannot remove resume cache {}", cache.display()))?;
-    }
-    Ok(())
+    FeatureCache::discard(args.out_dir())
 }
 
 /// Prints a study's result: `heading`, a blank line, `table` and `-> <output directory>`.
@@ -233,12 +228,7 @@ pub fn study_features(args: &StudyArgs, contexts: &ContextMaker) -> Result<Study
     let fits = |prompt: &str| model.encode(prompt).is_ok();
     let (sets, selection) = select_prompts(&task, &ctx, run.sizes(), run.seed, &fits)?;
     let lock = crate::output::OutLock::acquire(args.out_dir())?;
-    let cache = FeatureCache::open(
-        &FeatureCache::beside(args.out_dir()),
-        &files_digest(model.files())?,
-        &run.model.dtype,
-        &run.model.device,
-    )?;
+    let cache = FeatureCache::for_run(args.out_dir(), &model, &run.model.dtype, &run.model.device)?;
     if let Some(first) = sets.first() {
         warnings.extend(warn_selection(first, run.sizes()));
     }

@@ -39,6 +39,15 @@ pub(crate) struct ForwardArrays {
     pub logits: Array2<f32>,
 }
 
+/// Row `j` of `chunk` (one chunk's result, in chunk order) into row `rows[j]` of `dst` (the
+/// whole call's result, in input order).
+fn scatter<D: ndarray::RemoveAxis>(dst: &mut Array<f32, D>, chunk: &Array<f32, D>, rows: &[usize]) {
+    for (j, &row) in rows.iter().enumerate() {
+        dst.index_axis_mut(Axis(0), row)
+            .assign(&chunk.index_axis(Axis(0), j));
+    }
+}
+
 impl HfModel {
     fn encode_all(&self, prompts: &[TargetedPrompt]) -> Result<Vec<Vec<u32>>> {
         prompts.iter().map(|p| self.encode(&p.text)).collect()
@@ -113,23 +122,11 @@ impl HfModel {
                     m.forward_tokens(&s, &self.mask_positions(&s), &targets, want_resid)
                 }
             };
-            let chunk_probs = to_array::<ndarray::Ix2>(&out.probs)?;
-            let chunk_acts = to_array::<ndarray::Ix3>(&out.acts)?;
-            let chunk_logits = to_array::<ndarray::Ix2>(&out.logits)?;
-            let chunk_resid = out
-                .resid
-                .map(|re| to_array::<ndarray::Ix3>(&re))
-                .transpose()?;
-            for (j, &row) in rows.iter().enumerate() {
-                probs.row_mut(row).assign(&chunk_probs.row(j));
-                acts.index_axis_mut(Axis(0), row)
-                    .assign(&chunk_acts.index_axis(Axis(0), j));
-                logits.row_mut(row).assign(&chunk_logits.row(j));
-                if let Some(re) = &chunk_resid {
-                    resid
-                        .index_axis_mut(Axis(0), row)
-                        .assign(&re.index_axis(Axis(0), j));
-                }
+            scatter(&mut probs, &to_array::<ndarray::Ix2>(&out.probs)?, &rows);
+            scatter(&mut acts, &to_array::<ndarray::Ix3>(&out.acts)?, &rows);
+            scatter(&mut logits, &to_array::<ndarray::Ix2>(&out.logits)?, &rows);
+            if let Some(re) = out.resid {
+                scatter(&mut resid, &to_array::<ndarray::Ix3>(&re)?, &rows);
             }
         }
         Ok(ForwardArrays {
@@ -155,17 +152,9 @@ impl HfModel {
                 Arch::Llama(m) => m.gradients_tokens(&s, &targets),
                 Arch::Bert(m) => m.gradients_tokens(&s, &self.mask_positions(&s), &targets, &[]),
             };
-            let chunk_probs = to_array::<ndarray::Ix2>(&out.probs)?;
-            let chunk_acts = to_array::<ndarray::Ix3>(&out.acts)?;
-            let chunk_grads = to_array::<ndarray::Ix4>(&out.grads)?;
-            for (j, &row) in rows.iter().enumerate() {
-                probs.row_mut(row).assign(&chunk_probs.row(j));
-                acts.index_axis_mut(Axis(0), row)
-                    .assign(&chunk_acts.index_axis(Axis(0), j));
-                grads
-                    .index_axis_mut(Axis(0), row)
-                    .assign(&chunk_grads.index_axis(Axis(0), j));
-            }
+            scatter(&mut probs, &to_array::<ndarray::Ix2>(&out.probs)?, &rows);
+            scatter(&mut acts, &to_array::<ndarray::Ix3>(&out.acts)?, &rows);
+            scatter(&mut grads, &to_array::<ndarray::Ix4>(&out.grads)?, &rows);
         }
         Ok(Gradients {
             probs,

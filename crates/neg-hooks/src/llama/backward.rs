@@ -4,10 +4,12 @@
 //! position's state), then a backward written out by hand runs through that position only,
 //! all `T` targets as rows. In bf16/f16 the pass runs in the model's type and the backward in
 //! f32 (the tape and each weight a matmul needs are cast as they are used): half-precision
-//! gradients would lose most of their digits over the layers they accumulate through. Why by hand: autograd would need the last position re-run
-//! with gradients (a second read of every weight, forward and backward: 1.5x a forward for one
-//! prompt on a 135M model); this reads each weight once more, transposed. Earlier positions'
-//! keys and values do not depend on the last position, so they are constants.
+//! gradients would lose most of their digits over the layers they accumulate through.
+//!
+//! Why by hand: autograd would need the last position re-run with gradients (a second read of
+//! every weight, forward and backward: 1.5x a forward for one prompt on a 135M model); this
+//! reads each weight once more, transposed. Earlier positions' keys and values do not depend
+//! on the last position, so they are constants.
 //!
 //! Otherwise, and as the reference the tape is tested against: autograd through a no-grad
 //! prefix pass and one differentiated one-token pass of `P x T` rows.
