@@ -9,7 +9,8 @@
 # rerun skips finished steps, so an
 # interrupted run resumes where it stopped (delete OUT/<step> to redo one). --quick runs every
 # step at CI scale (minutes, not hours): same code paths, tiny sizes, 2 seeds instead of 5.
-# NEG_RESULTS_NO_BUILD=1 uses the `neg` binary already in target/release.
+# NEG_RESULTS_NO_BUILD=1 uses the `neg` binary already in target/release; NEG_BIN=PATH runs that
+# binary instead (and builds nothing): a copy keeps a long run on one build while you rebuild.
 set -euo pipefail
 # The body is one function, read whole before it runs, so editing this file during a long run
 # cannot change the run.
@@ -29,8 +30,11 @@ done
 MODEL=smollm2-135m-instruct
 FACTS=../shared/data/myriadlama-probing/llama2-7b-it.jsonl
 [ -f "$FACTS" ] || { echo "results.sh: error: $FACTS is missing (../shared beside the clone)" >&2; exit 1; }
-if [ "${NEG_RESULTS_NO_BUILD:-0}" != 1 ]; then cargo build --release --bin neg --quiet; fi
-NEG=target/release/neg
+if [ -n "${NEG_BIN:-}" ]; then NEG="$NEG_BIN"
+else
+  if [ "${NEG_RESULTS_NO_BUILD:-0}" != 1 ]; then cargo build --release --bin neg --quiet; fi
+  NEG=target/release/neg
+fi
 mkdir -p "$OUT"
 
 if [ $QUICK = 1 ]; then

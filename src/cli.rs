@@ -150,6 +150,8 @@ pub enum Command {
     ProbeFeatures(probe_features::Args),
     /// MCEval8K: audit, re-split, build and render tasks.
     Mceval(mceval::Args),
+    /// Combine the shards of a `--shard i/n` run into the unsharded run's results.
+    Merge(crate::skill::shard::MergeArgs),
 }
 
 impl Command {
@@ -172,7 +174,20 @@ impl Command {
             Self::AuxMetrics(_) => "aux-metrics",
             Self::ProbeFeatures(_) => "probe-features",
             Self::Mceval(_) => "mceval",
+            Self::Merge(_) => "merge",
         }
+    }
+
+    /// Whether the command takes `--shard i/n` (and so can be merged by `neg merge`).
+    pub fn shardable(&self) -> bool {
+        matches!(
+            self,
+            Self::SkillProbe(_)
+                | Self::TrainingSize(_)
+                | Self::Robustness(_)
+                | Self::Substitutability(_)
+                | Self::TreeShape(_)
+        )
     }
 
     /// Runs the subcommand and prints its result on stdout.
@@ -194,6 +209,11 @@ impl Command {
             Self::AuxMetrics(a) => aux_metrics::main(a),
             Self::ProbeFeatures(a) => probe_features::main(a),
             Self::Mceval(a) => mceval::main(a),
+            Self::Merge(a) => {
+                crate::skill::shard::merge(&a.out, &a.shards)?;
+                println!("merged {} shards -> {}", a.shards.len(), a.out.display());
+                Ok(())
+            }
         }
     }
 }
@@ -213,6 +233,7 @@ pub fn run_main(body: impl FnOnce() -> Result<()>) -> ExitCode {
 
 /// The `neg` binary: parses the command line (usage errors exit with status 2) and runs it.
 pub fn main() -> ExitCode {
+    crate::skill::shard::record_command_line(std::env::args().collect());
     let cli = Cli::parse();
     run_main(|| cli.command.execute())
 }
@@ -221,6 +242,11 @@ pub fn main() -> ExitCode {
 pub fn main_as(subcommand: &str) -> ExitCode {
     let mut args: Vec<OsString> = std::env::args_os().collect();
     args.insert(1.min(args.len()), subcommand.into());
+    crate::skill::shard::record_command_line(
+        args.iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect(),
+    );
     let cli = Cli::try_parse_from(args).unwrap_or_else(|e| e.exit());
     run_main(|| cli.command.execute())
 }

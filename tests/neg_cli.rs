@@ -7,7 +7,7 @@ use std::process::{Command, Output};
 mod common;
 use common::{read_json, shared};
 
-const SUBCOMMANDS: [&str; 16] = [
+const SUBCOMMANDS: [&str; 17] = [
     "skill-probe",
     "training-size",
     "robustness",
@@ -24,6 +24,7 @@ const SUBCOMMANDS: [&str; 16] = [
     "aux-metrics",
     "probe-features",
     "mceval",
+    "merge",
 ];
 
 fn neg(args: &[&str], cwd: &Path) -> Output {
@@ -48,7 +49,7 @@ fn help_lists_every_subcommand_and_each_has_the_shared_flags() {
         let o = neg(&[sub, "--help"], &here);
         assert!(o.status.success(), "neg {sub} --help");
         let text = String::from_utf8_lossy(&o.stdout);
-        if sub != "mceval" {
+        if !["mceval", "merge"].contains(&sub) {
             for flag in ["--out <OUT>", "--quiet"] {
                 assert!(
                     text.contains(flag),
@@ -56,7 +57,14 @@ fn help_lists_every_subcommand_and_each_has_the_shared_flags() {
                 );
             }
         }
-        if !["mceval", "probe-features"].contains(&sub) {
+        // The commands whose NeurGrad batches can be split over machines.
+        let sharded = SUBCOMMANDS[..5].contains(&sub);
+        assert_eq!(
+            text.contains("--shard <SHARD>"),
+            sharded,
+            "neg {sub} --help and --shard:\n{text}"
+        );
+        if !["mceval", "probe-features", "merge"].contains(&sub) {
             for flag in ["--model <MODEL>", "--device <DEVICE>", "--dtype <DTYPE>"] {
                 assert!(
                     text.contains(flag),
@@ -158,4 +166,166 @@ fn a_missing_model_path_or_a_foreign_out_is_one_error_line() {
     assert!(stderr.contains("no neg run wrote"), "{stderr}");
     assert_eq!(std::fs::read(mine.join("thesis.tex")).unwrap(), b"keep me");
     assert_eq!(std::fs::read_dir(&mine).unwrap().count(), 1);
+}
+
+/// Every file under `dir` (relative path, bytes), sorted.
+fn tree(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, Vec<u8>)>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                walk(root, &p, out);
+            } else {
+                let rel = p.strip_prefix(root).unwrap().display().to_string();
+                out.push((rel, std::fs::read(&p).unwrap()));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
+/// The names of the files that differ between two trees (all of both must be present).
+fn differing(a: &[(String, Vec<u8>)], b: &[(String, Vec<u8>)]) -> Vec<String> {
+    let names = |t: &[(String, Vec<u8>)]| t.iter().map(|f| f.0.clone()).collect::<Vec<_>>();
+    assert_eq!(names(a), names(b));
+    a.iter()
+        .zip(b)
+        .filter(|(x, y)| x.1 != y.1)
+        .map(|(x, _)| x.0.clone())
+        .collect()
+}
+
+/// `--shard i/n` runs as separate processes (in any order), merged by `neg merge`, write
+/// exactly the files of the unsharded run (only the wall-clock timings.json differs), for
+/// skill-probe and for a study; shards that do not belong together are refused by name,
+/// before any work.
+#[test]
+fn sharded_runs_merge_into_exactly_the_unsharded_outputs() {
+    let work = tempfile::tempdir().unwrap();
+    let cwd = work.path();
+    let model = shared("models/stories260k").display().to_string();
+    let data = shared("data/mceval8k").display().to_string();
+    let common = [
+        "--model",
+        &model,
+        "--data",
+        &data,
+        "--train-size",
+        "24",
+        "--valid-size",
+        "8",
+        "--test-size",
+        "8",
+        "--batch",
+        "4",
+        "--quiet",
+    ];
+    for (command, extra) in [
+        (
+            "skill-probe",
+            &["--tasks", "myriadlama,clang8", "--trees", "10"][..],
+        ),
+        ("tree-shape", &["--task", "clang8", "--max-sum", "4"][..]),
+    ] {
+        let run = |more: &[&str]| {
+            let args: Vec<&str> = [&[command][..], &common, extra, more].concat();
+            let o = neg(&args, cwd);
+            assert!(
+                o.status.success(),
+                "neg {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&o.stderr)
+            );
+            String::from_utf8_lossy(&o.stdout).into_owned()
+        };
+        run(&["--out", "whole"]);
+        let reference = tree(&cwd.join("whole"));
+        std::fs::remove_dir_all(cwd.join("whole")).unwrap();
+        let printed = run(&["--shard", "3/3", "--out", "s3"]);
+        assert!(printed.contains("shard 3/3: "), "{printed}");
+        run(&["--shard", "1/3", "--out", "s1"]);
+        run(&["--shard=2/3", "--out", "s2"]);
+        let held: usize = ["s1", "s2", "s3"]
+            .iter()
+            .map(|s| {
+                read_json(&cwd.join(s).join("shard.json"))["entries"]
+                    .as_array()
+                    .unwrap()
+                    .len()
+            })
+            .sum();
+        let total = read_json(&cwd.join("s1/shard.json"))["batches_total"]
+            .as_u64()
+            .unwrap();
+        assert_eq!(held as u64, total);
+        assert!(total >= 3, "{total} batches");
+
+        // Not all shards, or one twice: refused, nothing written.
+        let o = neg(&["merge", "--out", "whole", "s1", "s3"], cwd);
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains("shards 2/3 are missing"), "{stderr}");
+        let o = neg(&["merge", "--out", "whole", "s1", "s2", "s3", "s1"], cwd);
+        assert!(String::from_utf8_lossy(&o.stderr).contains("shard 1/3 is given twice"));
+        assert!(!cwd.join("whole").exists());
+
+        let o = neg(&["merge", "--out", "whole", "s2", "s3", "s1"], cwd);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let merged = tree(&cwd.join("whole"));
+        assert_eq!(
+            differing(&reference, &merged),
+            vec!["timings.json"],
+            "{command}"
+        );
+        assert!(
+            !cwd.join("whole.resume").exists(),
+            "the pooled cache outlived the merge"
+        );
+        // The shards are left as they were: a second merge elsewhere gives the same files.
+        let o = neg(&["merge", "--out", "again", "s1", "s2", "s3"], cwd);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        // The merge computes nothing: a damaged entry is an error, not a recomputation.
+        let entry = read_json(&cwd.join("s1/shard.json"))["entries"][0]
+            .as_str()
+            .unwrap()
+            .to_string();
+        std::fs::write(cwd.join("s1/entries").join(&entry), b"damaged").unwrap();
+        let o = neg(&["merge", "--out", "third", "s1", "s2", "s3"], cwd);
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains("is in none of the shards"), "{stderr}");
+        assert!(!cwd.join("third").exists());
+        std::fs::remove_dir_all(cwd.join("third.resume")).unwrap();
+        for dir in ["whole", "again", "s1", "s2", "s3"] {
+            std::fs::remove_dir_all(cwd.join(dir)).unwrap();
+        }
+    }
+
+    // Shards of different runs: refused, naming the field.
+    let shard = |tasks: &str, s: &str, out: &str| {
+        let args: Vec<&str> = [
+            &["skill-probe"][..],
+            &common,
+            &[
+                "--tasks", tasks, "--trees", "10", "--shard", s, "--out", out,
+            ],
+        ]
+        .concat();
+        assert!(neg(&args, cwd).status.success());
+    };
+    shard("clang8", "1/2", "a");
+    shard("myriadlama", "2/2", "b");
+    let o = neg(&["merge", "--out", "whole", "a", "b"], cwd);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("shards of different runs: field args"),
+        "{stderr}"
+    );
+    // A command without shards is refused at parse time.
+    let o = neg(&["linearity", "--shard", "1/2", "--quiet"], cwd);
+    assert_eq!(o.status.code(), Some(2));
 }

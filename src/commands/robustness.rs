@@ -18,8 +18,8 @@
 //! `--out` and prints the accuracy matrix and ratios.
 use crate::plot::bar_svg;
 use crate::skill::{
-    make_probe, print_study, shots_for, study_features, with_answer_letters, write_study,
-    PromptContext, ShotMode, SplitMode, StudyArgs, StudySource,
+    make_probe, print_study, shots_for, study_features, study_shard, with_answer_letters,
+    write_study, PromptContext, ShotMode, SplitMode, StudyArgs, StudySource,
 };
 use anyhow::{bail, Result};
 use mceval::{Shots, TemplateSet};
@@ -111,8 +111,8 @@ fn contexts_for(
 }
 
 /// Runs the study and writes its files.
-pub fn run(args: &Args) -> Result<Report> {
-    let study = args.study.clone().default_out("robustness");
+/// Checks the study's own arguments (before anything is loaded or computed).
+fn check(args: &Args) -> Result<()> {
     if args.contexts.len() < 2 {
         bail!("--contexts needs at least two contexts");
     }
@@ -129,6 +129,12 @@ pub fn run(args: &Args) -> Result<Report> {
             args.probe.name()
         );
     }
+    Ok(())
+}
+
+pub fn run(args: &Args) -> Result<Report> {
+    let study = args.study.clone().default_out("robustness");
+    check(args)?;
     let f = study_features(&study, &contexts_for(&args.contexts, study.run.splits))?;
     let (seed, trees) = (args.study.run.seed, args.trees);
     let probe = args.probe;
@@ -195,6 +201,15 @@ pub fn table(r: &Report) -> String {
 
 /// Runs the study and prints its table.
 pub fn main(args: &Args) -> Result<()> {
+    if args.study.run.shard.is_some() {
+        check(args)?;
+        let study = args.study.clone().default_out("robustness");
+        println!(
+            "{}",
+            study_shard(&study, &contexts_for(&args.contexts, study.run.splits))?.line()
+        );
+        return Ok(());
+    }
     let r = run(args)?;
     let s = &r.source;
     let heading = format!(

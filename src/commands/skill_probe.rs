@@ -44,6 +44,9 @@ pub struct SkillProbeConfig {
     pub out: PathBuf,
     /// Show progress bars.
     pub progress: bool,
+    /// Compute only this part of the NeurGrad batches and write a shard ([`crate::skill::shard`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shard: Option<Shard>,
 }
 
 impl Default for SkillProbeConfig {
@@ -63,6 +66,7 @@ impl Default for SkillProbeConfig {
             compact: false,
             out: PathBuf::from("out/skill-probe"),
             progress: true,
+            shard: None,
         }
     }
 }
@@ -88,6 +92,9 @@ pub struct SkillProbeReport {
     pub warnings: Vec<String>,
     /// Whole run, seconds.
     pub seconds: f64,
+    /// A sharded run's shard (its `tasks` are then empty: the merged run evaluates them).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shard: Option<ShardSummary>,
 }
 
 /// The files `skill_probe` writes at the top of `--out` (besides `features/`).
@@ -132,7 +139,8 @@ pub fn run_skill_probe(cfg: &SkillProbeConfig) -> Result<SkillProbeReport> {
     })?;
     // Each batch's NeurGrad is kept beside `--out` until the results are committed, so an
     // interrupted run continues where it stopped (keyed by the model files' contents).
-    let cache = FeatureCache::for_run(&cfg.out, &model, &cfg.dtype, &cfg.device)?;
+    let cache =
+        FeatureCache::for_run(&cfg.out, &model, &cfg.dtype, &cfg.device)?.sharded(cfg.shard);
     let fits = |prompt: &str| model.encode(prompt).is_ok();
     let provenance = |context: &str| -> Vec<(&'static str, String)> {
         vec![
@@ -174,6 +182,12 @@ pub fn run_skill_probe(cfg: &SkillProbeConfig) -> Result<SkillProbeReport> {
         let set = &sets[0];
         warnings.extend(warn_selection(set, cfg.sizes));
         let bar = progress_bar(set.items.len(), task.spec.name, cfg.progress);
+        if cfg.shard.is_some() {
+            // A shard only computes its batches; `neg merge` evaluates the probes.
+            compute_shard(&model, set, cfg.batch, &cache, &bar)?;
+            bar.finish_and_clear();
+            continue;
+        }
         let hits_before = cache.hits();
         let features = compute_features(&model, set, cfg.batch, !cfg.compact, Some(&cache), &bar)?;
         bar.finish_and_clear();
@@ -238,16 +252,7 @@ pub fn run_skill_probe(cfg: &SkillProbeConfig) -> Result<SkillProbeReport> {
                 .collect(),
         });
     }
-    let spec = crate::plot::LineSpec {
-        y_range: Some((0.0, 1.0)),
-        ..crate::plot::LineSpec::new(
-            "Skill-neuron probes: test accuracy vs neuron count",
-            "log2(neurons)",
-            "test accuracy",
-        )
-    };
-    let svg = crate::plot::line_svg(&spec, &panels)?;
-    let report = SkillProbeReport {
+    let report = |tasks, shard| SkillProbeReport {
         model: sources.model.clone(),
         data: sources.data.label.clone(),
         templates: sources
@@ -258,10 +263,25 @@ pub fn run_skill_probe(cfg: &SkillProbeConfig) -> Result<SkillProbeReport> {
         config: cfg.clone(),
         n_layers: model.num_layers(),
         ff_width: model.ff_width(),
-        tasks: rows,
-        warnings,
+        tasks,
+        warnings: warnings.clone(),
         seconds: start.elapsed().as_secs_f64(),
+        shard,
     };
+    if cfg.shard.is_some() {
+        let summary = crate::skill::shard::write_shard(output, &cfg.out, &cache)?;
+        return Ok(report(Vec::new(), Some(summary)));
+    }
+    let spec = crate::plot::LineSpec {
+        y_range: Some((0.0, 1.0)),
+        ..crate::plot::LineSpec::new(
+            "Skill-neuron probes: test accuracy vs neuron count",
+            "log2(neurons)",
+            "test accuracy",
+        )
+    };
+    let svg = crate::plot::line_svg(&spec, &panels)?;
+    let report = report(rows, None);
     // Everything is computed: write the run's files into a staging directory, then move them
     // into `--out` as a unit (the earlier run's files stay intact if anything fails).
     for (rel, bytes) in &files {
@@ -345,6 +365,7 @@ impl Args {
             compact: self.compact,
             out: self.run.out_dir("skill-probe"),
             progress: self.run.progress(),
+            shard: s.shard,
         }
     }
 }
@@ -357,6 +378,10 @@ pub fn run(args: &Args) -> Result<SkillProbeReport> {
 /// Runs the job and prints the accuracy table.
 pub fn main(args: &Args) -> Result<()> {
     let r = run(args)?;
+    if let Some(shard) = &r.shard {
+        println!("{}", shard.line());
+        return Ok(());
+    }
     let s = &args.skill;
     println!(
         "{} | {:?} | {:?} splits | {} train / {} valid / {} test prompts per task requested\n",

@@ -13,7 +13,8 @@
 //! under `--out` and prints the window accuracies.
 use crate::plot::{line_svg, LineSpec, Panel, Series};
 use crate::skill::{
-    default_context, display_name, print_study, study_features, write_study, StudyArgs, StudySource,
+    default_context, display_name, print_study, study_features, study_shard, write_study,
+    StudyArgs, StudySource,
 };
 use anyhow::{bail, Result};
 use neg_probe::studies::{substitutability, Substitutability};
@@ -47,11 +48,17 @@ pub struct Report {
 }
 
 /// Runs the study and writes its files.
-pub fn run(args: &Args) -> Result<Report> {
-    let study = args.study.clone().default_out("substitutability");
+/// Checks the study's own arguments (before anything is loaded or computed).
+fn check(args: &Args) -> Result<()> {
     if args.window == 0 {
         bail!("--window must be at least 1");
     }
+    Ok(())
+}
+
+pub fn run(args: &Args) -> Result<Report> {
+    let study = args.study.clone().default_out("substitutability");
+    check(args)?;
     let f = study_features(&study, &default_context(&study))?;
     let data = &f.features[0].data;
     let mut probes = vec![
@@ -143,6 +150,12 @@ pub fn table(r: &Report) -> String {
 
 /// Runs the study and prints its table.
 pub fn main(args: &Args) -> Result<()> {
+    if args.study.run.shard.is_some() {
+        check(args)?;
+        let study = args.study.clone().default_out("substitutability");
+        println!("{}", study_shard(&study, &default_context(&study))?.line());
+        return Ok(());
+    }
     let r = run(args)?;
     let s = &r.source;
     let heading = format!(

@@ -13,8 +13,8 @@
 //! size (rows) and probe (columns). Bad input: one `error:` line, exit status 1, no files.
 use crate::plot::{line_svg, LineSpec, Panel, Series};
 use crate::skill::{
-    default_context, display_name, make_probe, print_study, study_features, write_study, StudyArgs,
-    StudySource,
+    default_context, display_name, make_probe, print_study, study_features, study_shard,
+    write_study, StudyArgs, StudySource,
 };
 use anyhow::{bail, Result};
 use neg_probe::studies::{accuracy_vs_train_size, TrainSizePoint};
@@ -67,8 +67,8 @@ pub struct Report {
 }
 
 /// Runs the study and writes its files.
-pub fn run(args: &Args) -> Result<Report> {
-    let study = args.study.clone().default_out("training-size");
+/// Checks the study's own arguments (before anything is loaded or computed).
+fn check(args: &Args) -> Result<()> {
     if args.sizes.is_empty() {
         bail!("--sizes is empty");
     }
@@ -82,6 +82,12 @@ pub fn run(args: &Args) -> Result<Report> {
             args.study.run.train_size
         );
     }
+    Ok(())
+}
+
+pub fn run(args: &Args) -> Result<Report> {
+    let study = args.study.clone().default_out("training-size");
+    check(args)?;
     let f = study_features(&study, &default_context(&study))?;
     let feats = &f.features[0];
     let mut curves = Vec::new();
@@ -147,6 +153,12 @@ pub fn table(r: &Report) -> String {
 
 /// Runs the study and prints its table.
 pub fn main(args: &Args) -> Result<()> {
+    if args.study.run.shard.is_some() {
+        check(args)?;
+        let study = args.study.clone().default_out("training-size");
+        println!("{}", study_shard(&study, &default_context(&study))?.line());
+        return Ok(());
+    }
     let r = run(args)?;
     let s = &r.source;
     let heading = format!("{} on {} (test accuracy)", s.model, s.task);

@@ -11,7 +11,7 @@
 //! under `--out` and prints validation / test accuracy per shape.
 use crate::plot::{line_svg, LineSpec, Panel, Series};
 use crate::skill::{
-    default_context, print_study, study_features, write_study, StudyArgs, StudySource,
+    default_context, print_study, study_features, study_shard, write_study, StudyArgs, StudySource,
 };
 use anyhow::{bail, Result};
 use neg_probe::studies::{tree_shape_sweep, ShapePoint};
@@ -42,11 +42,17 @@ pub struct Report {
 }
 
 /// Runs the study and writes its files.
-pub fn run(args: &Args) -> Result<Report> {
-    let study = args.study.clone().default_out("tree-shape");
+/// Checks the study's own arguments (before anything is loaded or computed).
+fn check(args: &Args) -> Result<()> {
     if !(2..=22).contains(&args.max_sum) {
         bail!("--max-sum must be in 2..=22, not {}", args.max_sum);
     }
+    Ok(())
+}
+
+pub fn run(args: &Args) -> Result<Report> {
+    let study = args.study.clone().default_out("tree-shape");
+    check(args)?;
     let f = study_features(&study, &default_context(&study))?;
     let base = ForestConfig {
         seed: args.study.run.seed,
@@ -120,6 +126,12 @@ pub fn table(r: &Report) -> String {
 
 /// Runs the study and prints its table.
 pub fn main(args: &Args) -> Result<()> {
+    if args.study.run.shard.is_some() {
+        check(args)?;
+        let study = args.study.clone().default_out("tree-shape");
+        println!("{}", study_shard(&study, &default_context(&study))?.line());
+        return Ok(());
+    }
     let r = run(args)?;
     let s = &r.source;
     let heading = format!(

@@ -13,7 +13,7 @@
 //! a run that commits its results removes it. Entries are written atomically (temporary file,
 //! then rename); a temporary left by a killed process is removed when the cache is opened; an
 //! unreadable or misshapen entry is recomputed and rewritten.
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -24,6 +24,7 @@ use neg_hooks::HfModel;
 use safetensors::SafeTensors;
 use sha2::{Digest, Sha256};
 
+use super::shard::Shard;
 use crate::output::TensorFile;
 
 /// Bumped whenever what an entry holds, or how it is computed, changes.
@@ -72,6 +73,14 @@ pub struct FeatureCache {
     base: String,
     hits: Cell<usize>,
     misses: Cell<usize>,
+    /// The part of the run's batches this process computes (`--shard`), if any.
+    shard: Option<Shard>,
+    /// Batches of the run met so far ([`FeatureCache::claim`]), in run order.
+    batches_seen: Cell<usize>,
+    /// Entries of the batches this shard owns, in run order.
+    owned: RefCell<Vec<PathBuf>>,
+    /// Set while `neg merge` reruns a command: every batch must come from a shard.
+    cached_only: bool,
 }
 
 impl FeatureCache {
@@ -86,7 +95,54 @@ impl FeatureCache {
             base: format!("{FORMAT}\n{model_digest}\n{dtype}\n{device}\n"),
             hits: Cell::new(0),
             misses: Cell::new(0),
+            shard: None,
+            batches_seen: Cell::new(0),
+            owned: RefCell::new(Vec::new()),
+            cached_only: super::shard::merging(),
         })
+    }
+
+    /// This cache for a run of which only the batches of `shard` are computed
+    /// ([`FeatureCache::claim`]); `None` leaves it whole.
+    pub fn sharded(mut self, shard: Option<Shard>) -> Self {
+        self.shard = shard;
+        self
+    }
+
+    /// The shard this cache computes for, if any.
+    pub fn shard(&self) -> Option<Shard> {
+        self.shard
+    }
+
+    /// Counts the run's next batch and says whether this process computes it: always without
+    /// a shard, else when the batch's index in run order falls to this shard
+    /// ([`Shard::owns`]).
+    pub fn claim(&self) -> bool {
+        let b = self.batches_seen.get();
+        self.batches_seen.set(b + 1);
+        self.shard.is_none_or(|s| s.owns(b))
+    }
+
+    /// Batches of the run counted by [`FeatureCache::claim`] so far.
+    pub fn batches_seen(&self) -> usize {
+        self.batches_seen.get()
+    }
+
+    /// The entries of the batches stored by [`FeatureCache::store_owned`], in run order.
+    pub fn owned_entries(&self) -> Vec<PathBuf> {
+        self.owned.borrow().clone()
+    }
+
+    /// Makes sure the entry of `batch` exists (computing it with `compute` unless an earlier,
+    /// interrupted shard run stored it) and records it as one of this shard's entries.
+    pub fn store_owned(
+        &self,
+        batch: &[TargetedPrompt],
+        compute: impl FnOnce() -> Result<BatchFeatures>,
+    ) -> Result<()> {
+        self.get_or_compute(batch, compute)?;
+        self.owned.borrow_mut().push(self.entry(batch));
+        Ok(())
     }
 
     /// The cache beside `out`: `<out>.resume`.
@@ -143,6 +199,14 @@ impl FeatureCache {
         if let Some(found) = read_entry(&path, batch.len(), targets) {
             self.hits.set(self.hits.get() + 1);
             return Ok(found);
+        }
+        if self.cached_only {
+            anyhow::bail!(
+                "merge: a batch of {} prompts (the first: `{}`) is in none of the shards; \
+                 were they run with other settings or another model?",
+                batch.len(),
+                batch.first().map_or("", |p| p.text.as_str())
+            );
         }
         let computed = compute()?;
         let mut t = TensorFile::default();

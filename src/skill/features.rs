@@ -148,28 +148,15 @@ pub struct FeatureRow {
     pub target_ids: Vec<u32>,
 }
 
-/// Computes NeurGrad for every option of every prompt of `set` in batches of `batch` prompts
-/// (one target per option: `adapter.target_token(prompt, answer)`; an answer that is not one
-/// token is an error naming the task and the answer). `keep_scores` keeps the full f32
-/// `[P, K, L*N]` tensor besides the compact features. With a `cache`, each batch's NeurGrad is
-/// taken from it when an earlier (interrupted) run computed it, and stored in it otherwise.
-pub fn compute_features(
-    adapter: &dyn ModelAdapter,
-    set: &PromptSet,
-    batch: usize,
-    keep_scores: bool,
-    cache: Option<&FeatureCache>,
-    progress: &ProgressBar,
-) -> Result<SkillFeatures> {
-    let start = Instant::now();
+/// One target per option for every prompt of `set` (`adapter.target_token(prompt, answer)`):
+/// an answer that is not one token, two options on one token, or a record with another
+/// number of options is an error naming the task.
+fn targeted_prompts(adapter: &dyn ModelAdapter, set: &PromptSet) -> Result<Vec<TargetedPrompt>> {
     let Some(first) = set.items.first() else {
         bail!("task {}: no prompts", set.task);
     };
     let k = first.options.len();
-    let (l, n) = (adapter.num_layers(), adapter.ff_width());
-    let width = l * n;
-    let p = set.items.len();
-    let mut targeted = Vec::with_capacity(p);
+    let mut targeted = Vec::with_capacity(set.items.len());
     for item in &set.items {
         if item.options.len() != k {
             bail!(
@@ -208,12 +195,16 @@ pub fn compute_features(
         }
         targeted.push(TargetedPrompt::new(item.prompt.clone(), ids));
     }
-    let mut builder = ProbeDataBuilder::new(p, k, width, true, true)?;
-    let mut option_index = Array2::<u8>::zeros((p, width));
-    let mut activations = Array2::<f32>::zeros((p, width));
-    let mut probs = Array2::<f32>::zeros((p, k));
-    let mut scores = keep_scores.then(|| Array3::<f32>::zeros((p, k, width)));
-    let batch = batch.max(1);
+    Ok(targeted)
+}
+
+/// The batches of `targeted` prompts that NeurGrad runs ([`length_batches`]) and their token
+/// counts.
+fn prompt_batches(
+    adapter: &dyn ModelAdapter,
+    targeted: &[TargetedPrompt],
+    batch: usize,
+) -> (Vec<Vec<usize>>, TokenCounts) {
     // Prompts go to NeurGrad in batches of similar length (shortest first; ties in set
     // order; `length_batches`), so that a left-padded batch is at least 90% real tokens;
     // results go back to the set's order. Lengths are token counts when the model tells
@@ -222,22 +213,86 @@ pub fn compute_features(
         .iter()
         .map(|tp| adapter.token_count(&tp.text).unwrap_or(tp.text.len()))
         .collect();
-    let batches = length_batches(&lengths, batch);
+    let batches = length_batches(&lengths, batch.max(1));
     let tokens = TokenCounts::of_batches(&lengths, batches.iter().map(Vec::as_slice));
+    (batches, tokens)
+}
+
+/// NeurGrad of one batch as the cache stores it.
+fn batch_neurgrad(
+    adapter: &dyn ModelAdapter,
+    set: &PromptSet,
+    chunk: &[TargetedPrompt],
+) -> Result<BatchFeatures> {
+    let att = neg_core::methods::neurgrad(adapter, chunk)
+        .with_context(|| format!("NeurGrad on task {} ({})", set.task, set.context))?;
+    Ok(BatchFeatures {
+        scores: att.scores,
+        activations: att.activations,
+        probs: att.probs,
+    })
+}
+
+/// The shard part of [`compute_features`]: of `set`'s batches, computes into `cache` those
+/// that fall to its shard ([`FeatureCache::claim`]) and counts the others; returns the
+/// number computed (or resumed). The features themselves are assembled by the merged run.
+pub fn compute_shard(
+    adapter: &dyn ModelAdapter,
+    set: &PromptSet,
+    batch: usize,
+    cache: &FeatureCache,
+    progress: &ProgressBar,
+) -> Result<usize> {
+    let targeted = targeted_prompts(adapter, set)?;
+    let (batches, _) = prompt_batches(adapter, &targeted, batch);
+    let mut owned = 0;
+    for rows in &batches {
+        if cache.claim() {
+            let chunk: Vec<TargetedPrompt> = rows.iter().map(|&i| targeted[i].clone()).collect();
+            cache.store_owned(&chunk, || batch_neurgrad(adapter, set, &chunk))?;
+            owned += 1;
+        }
+        progress.inc(rows.len() as u64);
+    }
+    Ok(owned)
+}
+
+/// Computes NeurGrad for every option of every prompt of `set` in batches of `batch` prompts
+/// (one target per option: `adapter.target_token(prompt, answer)`; an answer that is not one
+/// token is an error naming the task and the answer). `keep_scores` keeps the full f32
+/// `[P, K, L*N]` tensor besides the compact features. With a `cache`, each batch's NeurGrad is
+/// taken from it when an earlier (interrupted) run computed it, and stored in it otherwise.
+pub fn compute_features(
+    adapter: &dyn ModelAdapter,
+    set: &PromptSet,
+    batch: usize,
+    keep_scores: bool,
+    cache: Option<&FeatureCache>,
+    progress: &ProgressBar,
+) -> Result<SkillFeatures> {
+    let start = Instant::now();
+    let targeted = targeted_prompts(adapter, set)?;
+    let k = targeted[0].targets.len();
+    let first = &set.items[0];
+    let (l, n) = (adapter.num_layers(), adapter.ff_width());
+    let width = l * n;
+    let p = set.items.len();
+    let mut builder = ProbeDataBuilder::new(p, k, width, true, true)?;
+    let mut option_index = Array2::<u8>::zeros((p, width));
+    let mut activations = Array2::<f32>::zeros((p, width));
+    let mut probs = Array2::<f32>::zeros((p, k));
+    let mut scores = keep_scores.then(|| Array3::<f32>::zeros((p, k, width)));
+    let (batches, tokens) = prompt_batches(adapter, &targeted, batch);
     for rows in &batches {
         let chunk: Vec<TargetedPrompt> = rows.iter().map(|&i| targeted[i].clone()).collect();
         let chunk = chunk.as_slice();
-        let neurgrad = || -> Result<BatchFeatures> {
-            let att = neg_core::methods::neurgrad(adapter, chunk)
-                .with_context(|| format!("NeurGrad on task {} ({})", set.task, set.context))?;
-            Ok(BatchFeatures {
-                scores: att.scores,
-                activations: att.activations,
-                probs: att.probs,
-            })
-        };
+        let neurgrad = || batch_neurgrad(adapter, set, chunk);
         let att = match cache {
-            Some(c) => c.get_or_compute(chunk, neurgrad)?,
+            Some(c) => {
+                // A whole run counts every batch too, so that a cache is never half sharded.
+                c.claim();
+                c.get_or_compute(chunk, neurgrad)?
+            }
             None => neurgrad()?,
         };
         for (i, &row) in rows.iter().enumerate() {

@@ -15,7 +15,7 @@
 //!
 //! Modules: [`data`] (steps 1-2), [`features`] (3; [`cache`] keeps each batch's NeurGrad so
 //! an interrupted run resumes), [`evaluate`] (4), [`files`] (feature
-//! files), [`study`] (what the four studies share). The `skill-probe` command
+//! files), [`study`] (what the four studies share), [`shard`] (`--shard i/n` and `neg merge`). The `skill-probe` command
 //! ([`crate::commands::skill_probe`]) runs the whole flow for several tasks and writes its
 //! files as a unit.
 //!
@@ -32,6 +32,7 @@ pub mod data;
 pub mod evaluate;
 pub mod features;
 pub mod files;
+pub mod shard;
 pub mod study;
 
 pub use cache::{files_digest, BatchFeatures, FeatureCache};
@@ -39,4 +40,5 @@ pub use data::*;
 pub use evaluate::*;
 pub use features::*;
 pub use files::*;
+pub use shard::{Shard, ShardSummary};
 pub use study::*;

@@ -43,6 +43,11 @@ pub struct SkillArgs {
     /// Prompts per NeurGrad batch.
     #[arg(long, default_value_t = 16)]
     pub batch: usize,
+    /// Compute only part i of n of the NeurGrad batches and write a shard to --out (e.g.
+    /// `--shard 2/8`); `neg merge` then writes the run's results from all n shards.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shard: Option<Shard>,
 }
 
 impl SkillArgs {
@@ -67,6 +72,7 @@ impl SkillArgs {
             test_size: sizes.test,
             seed: 0,
             batch: 16,
+            shard: None,
         }
     }
 }
@@ -206,8 +212,73 @@ pub fn default_context(
 
 /// Checks `args` (task, `--out`, model and data), then computes NeurGrad features of
 /// `args.task` in every context `contexts` makes, each batch kept in the resume cache
-/// `<out>.resume` ([`FeatureCache`]) until [`write_study`] has written the results.
+/// `<out>.resume` ([`FeatureCache`]) until [`write_study`] has written the results. A sharded
+/// run (`args.run.shard`) is [`study_shard`]'s, not this function's.
 pub fn study_features(args: &StudyArgs, contexts: &ContextMaker) -> Result<StudyFeatures> {
+    if let Some(s) = args.run.shard {
+        bail!("--shard {s}: a shard of a study is run by `study_shard`, the study by `neg merge`");
+    }
+    let plan = study_plan(args, contexts)?;
+    let mut features = Vec::with_capacity(plan.sets.len());
+    for set in &plan.sets {
+        let bar = progress_bar(
+            set.items.len(),
+            &format!("{} {}", set.task, set.context),
+            args.output.progress(),
+        );
+        features.push(compute_features(
+            &plan.model,
+            set,
+            args.run.batch,
+            false,
+            Some(&plan.cache),
+            &bar,
+        )?);
+        bar.finish_and_clear();
+    }
+    Ok(StudyFeatures {
+        model: plan.model_id,
+        data: plan.data,
+        task: plan.task,
+        features,
+        selection: plan.selection,
+        warnings: plan.warnings,
+        _lock: plan.lock,
+    })
+}
+
+/// A study's shard (`--shard i/n`): the batches of its features that fall to the shard, written
+/// to `--out` as a shard directory for `neg merge` ([`super::shard`]).
+pub fn study_shard(args: &StudyArgs, contexts: &ContextMaker) -> Result<ShardSummary> {
+    let plan = study_plan(args, contexts)?;
+    for set in &plan.sets {
+        let bar = progress_bar(
+            set.items.len(),
+            &format!("{} {}", set.task, set.context),
+            args.output.progress(),
+        );
+        compute_shard(&plan.model, set, args.run.batch, &plan.cache, &bar)?;
+        bar.finish_and_clear();
+    }
+    let run = crate::output::RunOutput::begin(args.out_dir())?;
+    super::shard::write_shard(run, args.out_dir(), &plan.cache)
+}
+
+/// Everything a study computes features from: the loaded model, the prompt sets of its
+/// contexts, the lock on `--out` and the (possibly sharded) resume cache.
+struct StudyPlan {
+    model: neg_hooks::HfModel,
+    model_id: String,
+    data: String,
+    task: String,
+    sets: Vec<PromptSet>,
+    selection: SelectionStats,
+    warnings: Vec<String>,
+    cache: FeatureCache,
+    lock: crate::output::OutLock,
+}
+
+fn study_plan(args: &StudyArgs, contexts: &ContextMaker) -> Result<StudyPlan> {
     let spec = TaskRegistry::builtin().get(&args.task)?;
     if args.run.batch == 0 {
         bail!("--batch must be at least 1");
@@ -228,35 +299,21 @@ pub fn study_features(args: &StudyArgs, contexts: &ContextMaker) -> Result<Study
     let fits = |prompt: &str| model.encode(prompt).is_ok();
     let (sets, selection) = select_prompts(&task, &ctx, run.sizes(), run.seed, &fits)?;
     let lock = crate::output::OutLock::acquire(args.out_dir())?;
-    let cache = FeatureCache::for_run(args.out_dir(), &model, &run.model.dtype, &run.model.device)?;
+    let cache = FeatureCache::for_run(args.out_dir(), &model, &run.model.dtype, &run.model.device)?
+        .sharded(run.shard);
     if let Some(first) = sets.first() {
         warnings.extend(warn_selection(first, run.sizes()));
     }
-    let mut features = Vec::with_capacity(sets.len());
-    for set in &sets {
-        let bar = progress_bar(
-            set.items.len(),
-            &format!("{} {}", set.task, set.context),
-            args.output.progress(),
-        );
-        features.push(compute_features(
-            &model,
-            set,
-            run.batch,
-            false,
-            Some(&cache),
-            &bar,
-        )?);
-        bar.finish_and_clear();
-    }
-    Ok(StudyFeatures {
-        model: sources.model,
+    Ok(StudyPlan {
+        model,
+        model_id: sources.model,
         data: sources.data.label,
         task: spec.name.to_string(),
-        features,
+        sets,
         selection,
         warnings,
-        _lock: lock,
+        cache,
+        lock,
     })
 }
 
