@@ -290,9 +290,7 @@ fn paired(setup: &Setup, neurons: &[NeuronId], reps: usize) {
         report.insert(name, serde_json::Value::Object(group));
     }
     let suffix = keep.map_or(String::new(), |k| format!("-{}", k.join("-")));
-    let path = support::root()
-        .join("target/bench-models")
-        .join(format!("paired-{}{suffix}.json", setup.label));
+    let path = support::bench_out().join(format!("paired-{}{suffix}.json", setup.label));
     if let Err(e) = neg_rs::output::write_json(&path, &report) {
         fail(format!("writing {}: {e}", path.display()));
     }

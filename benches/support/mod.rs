@@ -11,6 +11,8 @@
 //! | `NEG_BENCH_BATCH` | `4` | prompts in the batch benchmarks |
 //! | `NEG_BENCH_DEVICE` | `cpu` | `cpu`, `cuda` or `cuda:N` |
 //! | `NEG_BENCH_DTYPE` | `f32` | `f32`, `bf16` or `f16` |
+//! | `NEG_BENCH_OUT` | `target/bench-models` | where the prompts and paired timings are written |
+//! | `NEG_SHARED` | `../shared` | the shared folder (stories260k, MCEval8K) |
 //! | `NEG_BENCH_ALL` | unset | `1`: also IG, LPI and the naive sweep in the criterion run on large models |
 //!
 //! Prompts are MCEval8K myriadlama zero-shot prompts (test split, K = 4 answer letters),
@@ -33,6 +35,21 @@ pub const TASK: &str = "myriadlama";
 /// Workspace root (the root package's manifest directory).
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The shared folder: `$NEG_SHARED` (as for the `neg` binary), else `../shared` beside the
+/// workspace.
+pub fn shared() -> PathBuf {
+    std::env::var_os("NEG_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("../shared"))
+}
+
+/// Where the benchmarks write their files: `$NEG_BENCH_OUT`, else `target/bench-models`.
+pub fn bench_out() -> PathBuf {
+    std::env::var_os("NEG_BENCH_OUT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target/bench-models"))
 }
 
 /// Stops the benchmark with a message that says what to do (a bench has no caller to return
@@ -114,7 +131,7 @@ fn ensure_random_135m() -> PathBuf {
 fn resolve_model(spec: &str) -> (String, PathBuf) {
     match spec {
         "stories260k" => {
-            let dir = root().join("../shared/models/stories260k");
+            let dir = shared().join("models/stories260k");
             if !dir.join("config.json").is_file() {
                 fail(format!(
                     "{} is missing: the benchmarks read the shared stories260k model there",
@@ -145,7 +162,7 @@ fn resolve_model(spec: &str) -> (String, PathBuf) {
 /// the first `count` whose token length lies in [`MIN_TOKENS`, `MAX_TOKENS`] and whose four
 /// answers are single tokens.
 pub fn build_prompts(model: &HfModel, count: usize) -> (Vec<TargetedPrompt>, Vec<usize>) {
-    let data_root = root().join("../shared/data/mceval8k");
+    let data_root = shared().join("data/mceval8k");
     let task = TaskRegistry::builtin()
         .get(TASK)
         .unwrap_or_else(|e| fail(format!("task {TASK}: {e}")));
@@ -257,8 +274,7 @@ pub fn prompts_json(setup: &Setup) -> serde_json::Value {
 
 /// Writes [`prompts_json`] to `target/bench-models/prompts-<label>.json`.
 pub fn write_prompts(setup: &Setup) -> PathBuf {
-    let path = root()
-        .join("target/bench-models")
+    let path = bench_out()
         .join(format!("prompts-{}.json", setup.label));
     if let Err(e) = neg_rs::output::write_json(&path, &prompts_json(setup)) {
         fail(format!("writing {}: {e}", path.display()));

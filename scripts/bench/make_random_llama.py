@@ -32,7 +32,8 @@ SHAPES = {
 }
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-TOKENIZER_DIR = os.path.join(ROOT, "..", "shared", "models", "stories260k")
+SHARED = os.environ.get("NEG_SHARED") or os.path.join(ROOT, "..", "shared")
+TOKENIZER_DIR = os.path.join(SHARED, "models", "stories260k")
 
 
 def fail(msg):
@@ -48,6 +49,9 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
     ap.add_argument("--force", action="store_true", help="overwrite an existing checkpoint")
+    ap.add_argument("--device", default="cpu",
+                    help="where the weights are drawn: cuda makes a 7B shape in seconds instead "
+                         "of minutes (other random numbers than on the CPU; same shapes)")
     args = ap.parse_args()
 
     out = args.out or os.path.join(ROOT, "target", "bench-models", f"{args.shape}-random")
@@ -75,7 +79,15 @@ def main():
         initializer_range=0.02,
     )
     dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[args.dtype]
-    model = LlamaForCausalLM(config).to(dtype).eval()
+    if args.device == "cpu":
+        model = LlamaForCausalLM(config).to(dtype).eval()
+    else:
+        # Drawn on the device directly in the target dtype: a Llama-2-7B shape in f32 on the
+        # CPU takes minutes and 27 GB.
+        torch.set_default_dtype(dtype)
+        with torch.device(args.device):
+            model = LlamaForCausalLM(config).eval()
+        torch.set_default_dtype(torch.float32)
     params = sum(p.numel() for p in model.parameters())
     os.makedirs(out, exist_ok=True)
     model.save_pretrained(out, safe_serialization=True, max_shard_size="100GB")
@@ -83,6 +95,7 @@ def main():
         shutil.copyfile(os.path.join(TOKENIZER_DIR, name), os.path.join(out, name))
     with open(os.path.join(out, "bench-model.json"), "w") as f:
         json.dump({"shape": args.shape, "seed": args.seed, "dtype": args.dtype,
+                   "device": args.device,
                    "parameters": params, "tokenizer": "stories260k"}, f, indent=1)
     print(f"wrote {out}: {params / 1e6:.1f}M parameters ({args.dtype}, seed {args.seed})")
 

@@ -14,9 +14,17 @@ pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// `../shared/models/stories260k`; panics (fails the test) with a clear message when absent.
+/// The shared folder: `$NEG_SHARED` (as for the `neg` binary; `scripts/gpu-check.sh` sets it
+/// on a GPU machine without the checkout's `../shared`), else `../shared` beside the workspace.
+pub fn shared_root() -> PathBuf {
+    std::env::var_os("NEG_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("../shared"))
+}
+
+/// `<shared>/models/stories260k`; panics (fails the test) with a clear message when absent.
 pub fn stories_dir() -> PathBuf {
-    let p = workspace_root().join("../shared/models/stories260k");
+    let p = shared_root().join("models/stories260k");
     assert!(
         p.join("config.json").is_file(),
         "the shared model {} is missing: these tests need ../shared/models/stories260k next to the workspace",
