@@ -274,8 +274,7 @@ pub fn prompts_json(setup: &Setup) -> serde_json::Value {
 
 /// Writes [`prompts_json`] to `target/bench-models/prompts-<label>.json`.
 pub fn write_prompts(setup: &Setup) -> PathBuf {
-    let path = bench_out()
-        .join(format!("prompts-{}.json", setup.label));
+    let path = bench_out().join(format!("prompts-{}.json", setup.label));
     if let Err(e) = neg_rs::output::write_json(&path, &prompts_json(setup)) {
         fail(format!("writing {}: {e}", path.display()));
     }
