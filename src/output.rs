@@ -40,6 +40,19 @@ pub fn fail_writes_to(pattern: &str) -> impl Drop {
 
 /// Writes `bytes` to `path` atomically (temporary file in the same directory, then rename).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomic_with(path, |file| {
+        file.write_all(bytes)?;
+        Ok(())
+    })
+}
+
+/// Writes `path` atomically with `fill`, which writes the whole contents into the (empty)
+/// temporary file it is given: for files too large to hold in memory first. The temporary
+/// is removed when `fill` fails.
+pub fn write_atomic_with(
+    path: &Path,
+    fill: impl FnOnce(&mut std::fs::File) -> Result<()>,
+) -> Result<()> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -59,11 +72,10 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
             .with_context(|| format!("cannot write {}", tmp.display()))?;
         let full = path.to_string_lossy();
         if failing_writes().iter().any(|p| full.contains(p.as_str())) {
-            file.write_all(&bytes[..bytes.len() / 2]).ok();
+            file.write_all(b"partial").ok();
             anyhow::bail!("cannot write {}: injected write failure", tmp.display());
         }
-        file.write_all(bytes)
-            .with_context(|| format!("cannot write {}", tmp.display()))?;
+        fill(&mut file).with_context(|| format!("cannot write {}", tmp.display()))?;
         file.sync_all().ok();
         std::fs::rename(&tmp, path)
             .with_context(|| format!("cannot move {} to {}", tmp.display(), path.display()))
@@ -72,6 +84,135 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+/// The layout of a safetensors file whose tensors are written one region at a time
+/// ([`TensorLayout::write`]), so that no tensor (or the file) has to be in memory whole.
+///
+/// Why by hand: the `safetensors` crate serialises only from complete in-memory views.
+/// The format is simple and checked here against the crate's own reader (tests): an 8-byte
+/// little-endian header length, the JSON header (`{name: {dtype, shape, data_offsets}}` and
+/// `__metadata__`, keys sorted so that identical contents give identical bytes, padded with
+/// spaces to a multiple of 8), then the tensors' bytes back to back in name order.
+#[derive(Debug, Default, Clone)]
+pub struct TensorLayout {
+    tensors: BTreeMap<String, (Dtype, Vec<usize>)>,
+    metadata: BTreeMap<String, String>,
+}
+
+impl TensorLayout {
+    /// Declares the tensor `name` of `dtype` and `shape`.
+    pub fn tensor(&mut self, name: &str, dtype: Dtype, shape: &[usize]) {
+        self.tensors
+            .insert(name.to_string(), (dtype, shape.to_vec()));
+    }
+
+    /// Adds a metadata entry.
+    pub fn meta(&mut self, key: &str, value: impl Into<String>) {
+        self.metadata.insert(key.to_string(), value.into());
+    }
+
+    /// Header bytes (length prefix included) and each tensor's absolute byte range.
+    fn header(&self) -> Result<(Vec<u8>, ByteRanges)> {
+        let mut json = serde_json::Map::new();
+        let mut ranges = BTreeMap::new();
+        let mut offset = 0u64;
+        for (name, (dtype, shape)) in &self.tensors {
+            let len = shape.iter().product::<usize>() as u64 * (dtype.bitsize() as u64 / 8);
+            json.insert(
+                name.clone(),
+                serde_json::json!({
+                    "dtype": format!("{dtype:?}"),
+                    "shape": shape,
+                    "data_offsets": [offset, offset + len],
+                }),
+            );
+            ranges.insert(name.clone(), (offset, offset + len));
+            offset += len;
+        }
+        if !self.metadata.is_empty() {
+            json.insert("__metadata__".into(), serde_json::to_value(&self.metadata)?);
+        }
+        // serde_json's map is sorted (no preserve_order feature): canonical key order.
+        let mut text = serde_json::to_string(&json)?.into_bytes();
+        text.resize(text.len().div_ceil(8) * 8, b' ');
+        let start = 8 + text.len() as u64;
+        let mut bytes = (text.len() as u64).to_le_bytes().to_vec();
+        bytes.extend_from_slice(&text);
+        let ranges = ranges
+            .into_iter()
+            .map(|(k, (a, b))| (k, (start + a, start + b)))
+            .collect();
+        Ok((bytes, ranges))
+    }
+
+    /// Writes the file to `path` atomically: the header, then `fill` writes every tensor's
+    /// bytes through the [`TensorRegions`] it is given (any order, any number of pieces).
+    pub fn write(
+        &self,
+        path: &Path,
+        fill: impl FnOnce(&mut TensorRegions) -> Result<()>,
+    ) -> Result<()> {
+        let (header, ranges) = self.header()?;
+        let end = ranges
+            .values()
+            .map(|r| r.1)
+            .max()
+            .unwrap_or(header.len() as u64);
+        write_atomic_with(path, |file| {
+            file.write_all(&header)?;
+            file.set_len(end)?;
+            let mut regions = TensorRegions {
+                file: std::io::BufWriter::with_capacity(1 << 20, file),
+                ranges,
+            };
+            fill(&mut regions)?;
+            regions.file.flush()?;
+            Ok(())
+        })
+    }
+}
+
+/// Each tensor's byte range in its file, by name.
+type ByteRanges = BTreeMap<String, (u64, u64)>;
+
+/// Where [`TensorLayout::write`]'s `fill` puts tensor bytes.
+pub struct TensorRegions<'a> {
+    file: std::io::BufWriter<&'a mut std::fs::File>,
+    ranges: ByteRanges,
+}
+
+impl TensorRegions<'_> {
+    /// Writes `values` (little-endian) into tensor `name` from element `at` on.
+    pub fn put<T: Element>(
+        &mut self,
+        name: &str,
+        at: usize,
+        values: impl IntoIterator<Item = T>,
+    ) -> Result<()> {
+        use std::io::Seek;
+        let &(start, end) = self
+            .ranges
+            .get(name)
+            .with_context(|| format!("no tensor {name} in the file's layout"))?;
+        let size = T::DTYPE.bitsize() as u64 / 8;
+        let mut pos = start + at as u64 * size;
+        self.file.seek(std::io::SeekFrom::Start(pos))?;
+        let mut buf = Vec::with_capacity(1 << 16);
+        for v in values {
+            if pos + size > end {
+                anyhow::bail!("tensor {name}: write past its end");
+            }
+            v.put_le(&mut buf);
+            pos += size;
+            if buf.len() >= 1 << 16 {
+                self.file.write_all(&buf)?;
+                buf.clear();
+            }
+        }
+        self.file.write_all(&buf)?;
+        Ok(())
+    }
 }
 
 /// A run's output directory, written as a unit and by one run at a time.
@@ -613,6 +754,65 @@ impl TensorFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tensor_layout_writes_a_file_the_safetensors_reader_accepts() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.safetensors");
+        let mut l = TensorLayout::default();
+        l.tensor("scores", Dtype::F32, &[2, 3]);
+        l.tensor("labels", Dtype::I64, &[2]);
+        l.tensor("split", Dtype::U8, &[3]);
+        l.meta("task", "agnews");
+        l.meta("answers", "[\"A\"]");
+        // Pieces in any order: row 1 of scores before row 0.
+        l.write(&path, |r| {
+            r.put("scores", 3, [4f32, 5.0, 6.0])?;
+            r.put("labels", 0, [7i64, -8])?;
+            r.put("scores", 0, [1f32, 2.0, 3.0])?;
+            r.put("split", 0, [0u8, 1, 2])?;
+            Ok(())
+        })
+        .unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+        let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        let f32s: Vec<f32> = st
+            .tensor("scores")
+            .unwrap()
+            .data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+            .collect();
+        assert_eq!(f32s, vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+        assert_eq!(st.tensor("scores").unwrap().shape(), &[2, 3]);
+        assert_eq!(st.tensor("split").unwrap().data(), &[0, 1, 2]);
+        let labels = st.tensor("labels").unwrap();
+        assert_eq!(labels.dtype(), Dtype::I64);
+        assert_eq!(&labels.data()[8..], &(-8i64).to_le_bytes());
+        let m = meta.metadata().as_ref().unwrap();
+        assert_eq!(m["task"], "agnews");
+        assert_eq!(m["answers"], "[\"A\"]");
+        // The same contents give the same bytes; writing past a tensor's end is an error and
+        // leaves the earlier file as it was.
+        let again = dir.path().join("u.safetensors");
+        l.write(&again, |r| {
+            r.put("split", 0, [0u8, 1, 2])?;
+            r.put("labels", 0, [7i64, -8])?;
+            r.put("scores", 0, [1f32, 2.0, 3.0, 4.0, 5.0, 6.0])
+        })
+        .unwrap();
+        assert_eq!(std::fs::read(&again).unwrap(), bytes);
+        let e = l.write(&path, |r| r.put("split", 2, [1u8, 2])).unwrap_err();
+        assert!(
+            format!("{e:#}").contains("tensor split: write past its end"),
+            "{e:#}"
+        );
+        let e = l.write(&path, |r| r.put("nope", 0, [1u8])).unwrap_err();
+        assert!(format!("{e:#}").contains("no tensor nope"), "{e:#}");
+        assert_eq!(std::fs::read(&path).unwrap(), bytes);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
+    }
 
     #[test]
     fn split_timings_moves_exactly_the_run_only_values() {

@@ -165,7 +165,6 @@ pub fn run_skill_probe(cfg: &SkillProbeConfig) -> Result<SkillProbeReport> {
         ]
     };
     let mut rows = Vec::new();
-    let mut files: Vec<(String, Vec<u8>)> = Vec::new();
     let mut panels = Vec::new();
     for task in &loaded {
         let context = PromptContext {
@@ -214,15 +213,18 @@ pub fn run_skill_probe(cfg: &SkillProbeConfig) -> Result<SkillProbeReport> {
         let probe_seconds = probe_start.elapsed().as_secs_f64();
         let only_evals: Vec<&Evaluation> = evals.iter().map(|o| &o.evaluation).collect();
         panels.push(curve_panel(task.spec.name, &only_evals));
+        // The task's files go to the staging directory now (committed with the rest at the
+        // end), so that memory holds one task's features at a time, never a run's.
         let features_file = format!("features/{}.safetensors", task.spec.name);
-        files.push((
-            features_file.clone(),
-            features_safetensors_with(&features, &provenance(&set.context))?,
-        ));
-        files.push((
-            format!("features/{}.rows.jsonl", task.spec.name),
-            feature_rows_jsonl(&features)?,
-        ));
+        write_features_file(
+            &output.path(&features_file),
+            &features,
+            &provenance(&set.context),
+        )?;
+        crate::output::write_atomic(
+            &output.path(&format!("features/{}.rows.jsonl", task.spec.name)),
+            &feature_rows_jsonl(&features)?,
+        )?;
         let count = |s: Split| features.splits.iter().filter(|&&x| x == s).count();
         rows.push(TaskResult {
             task: task.spec.name.to_string(),
@@ -284,9 +286,6 @@ pub fn run_skill_probe(cfg: &SkillProbeConfig) -> Result<SkillProbeReport> {
     let report = report(rows, None);
     // Everything is computed: write the run's files into a staging directory, then move them
     // into `--out` as a unit (the earlier run's files stay intact if anything fails).
-    for (rel, bytes) in &files {
-        crate::output::write_atomic(&output.path(rel), bytes)?;
-    }
     crate::plot::write_svg(&output.path(SKILL_PROBE_FILES[1]), &svg)?;
     // Wall-clock times go to timings.json, so that results.json (like every other file) is
     // byte-identical between identical runs, resumed or not.

@@ -174,7 +174,7 @@ impl FeatureCache {
     }
 
     /// Where the entry of `batch` lives.
-    fn entry(&self, batch: &[TargetedPrompt]) -> PathBuf {
+    pub fn entry(&self, batch: &[TargetedPrompt]) -> PathBuf {
         let mut h = Sha256::new();
         h.update(self.base.as_bytes());
         for p in batch {
@@ -228,6 +228,16 @@ impl FeatureCache {
     pub fn misses(&self) -> usize {
         self.misses.get()
     }
+}
+
+/// The entry at `path`, which must be readable and hold `p` prompts of `t` targets.
+pub fn read_batch(path: &Path, p: usize, t: usize) -> Result<BatchFeatures> {
+    read_entry(path, p, t).with_context(|| {
+        format!(
+            "resume cache entry {} is missing, unreadable or not {p} prompts x {t} targets",
+            path.display()
+        )
+    })
 }
 
 /// The entry at `path` when it is readable and of the expected shape (`p` prompts of `t`

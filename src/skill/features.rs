@@ -37,8 +37,12 @@ pub struct SkillFeatures {
     pub activations: Array2<f32>,
     /// `[P, K]` option probabilities.
     pub probs: Array2<f32>,
-    /// `[P, K, L*N]` NeurGrad, when kept.
+    /// `[P, K, L*N]` NeurGrad, when kept in memory (features computed without a cache).
     pub scores: Option<Array3<f32>>,
+    /// With a cache, kept NeurGrad stays on disk in the cache's entries, one per batch, until
+    /// [`write_features_file`] copies it into the features file batch by batch: a run never
+    /// holds the `[P, K, L*N]` scores in memory.
+    pub score_batches: Vec<ScoreBatch>,
     /// Gold option per prompt.
     pub labels: Vec<usize>,
     /// Split per prompt.
@@ -49,6 +53,15 @@ pub struct SkillFeatures {
     pub tokens: TokenCounts,
     /// Seconds spent in the model.
     pub seconds: f64,
+}
+
+/// Where the NeurGrad of some rows is kept: the cache entry of the batch that computed them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScoreBatch {
+    /// The rows of the batch, in batch order.
+    pub rows: Vec<usize>,
+    /// Its resume-cache entry ([`FeatureCache::entry`]).
+    pub entry: std::path::PathBuf,
 }
 
 /// How many tokens the batches of a features run held: the prompts' own and, with the
@@ -260,8 +273,10 @@ pub fn compute_shard(
 /// Computes NeurGrad for every option of every prompt of `set` in batches of `batch` prompts
 /// (one target per option: `adapter.target_token(prompt, answer)`; an answer that is not one
 /// token is an error naming the task and the answer). `keep_scores` keeps the full f32
-/// `[P, K, L*N]` tensor besides the compact features. With a `cache`, each batch's NeurGrad is
-/// taken from it when an earlier (interrupted) run computed it, and stored in it otherwise.
+/// `[P, K, L*N]` tensor besides the compact features: in memory without a `cache`, else on
+/// disk in the cache's entries ([`SkillFeatures::score_batches`]). With a `cache`, each
+/// batch's NeurGrad is taken from it when an earlier (interrupted) run computed it, and stored
+/// in it otherwise.
 pub fn compute_features(
     adapter: &dyn ModelAdapter,
     set: &PromptSet,
@@ -281,7 +296,8 @@ pub fn compute_features(
     let mut option_index = Array2::<u8>::zeros((p, width));
     let mut activations = Array2::<f32>::zeros((p, width));
     let mut probs = Array2::<f32>::zeros((p, k));
-    let mut scores = keep_scores.then(|| Array3::<f32>::zeros((p, k, width)));
+    let mut scores = (keep_scores && cache.is_none()).then(|| Array3::<f32>::zeros((p, k, width)));
+    let mut score_batches = Vec::new();
     let (batches, tokens) = prompt_batches(adapter, &targeted, batch);
     for rows in &batches {
         let chunk: Vec<TargetedPrompt> = rows.iter().map(|&i| targeted[i].clone()).collect();
@@ -291,7 +307,14 @@ pub fn compute_features(
             Some(c) => {
                 // A whole run counts every batch too, so that a cache is never half sharded.
                 c.claim();
-                c.get_or_compute(chunk, neurgrad)?
+                let att = c.get_or_compute(chunk, neurgrad)?;
+                if keep_scores {
+                    score_batches.push(ScoreBatch {
+                        rows: rows.clone(),
+                        entry: c.entry(chunk),
+                    });
+                }
+                att
             }
             None => neurgrad()?,
         };
@@ -346,6 +369,7 @@ pub fn compute_features(
         activations,
         probs,
         scores,
+        score_batches,
         labels: set.items.iter().map(|i| i.label).collect(),
         splits: set.splits.clone(),
         rows: set

@@ -29,6 +29,13 @@ pub fn feature_rows_jsonl(f: &SkillFeatures) -> Result<Vec<u8>> {
 /// [`features_safetensors`] with extra metadata `(key, value)` pairs (dtype, template, seed,
 /// shots, splits: the run's provenance; see docs/SCHEMA.md).
 pub fn features_safetensors_with(f: &SkillFeatures, extra: &[(&str, String)]) -> Result<Vec<u8>> {
+    if !f.score_batches.is_empty() {
+        anyhow::bail!(
+            "task {}: the scores are in the resume cache, not in memory; write the file with \
+             write_features_file",
+            f.task
+        );
+    }
     let mut t = TensorFile::default();
     t.add("option_index", &f.option_index);
     t.add("activations", &f.activations);
@@ -60,4 +67,65 @@ pub fn features_safetensors_with(f: &SkillFeatures, extra: &[(&str, String)]) ->
         t.meta(k, v.clone());
     }
     t.to_bytes()
+}
+
+/// Writes the features file of `f` (the tensors and metadata of [`features_safetensors_with`])
+/// to `path` atomically without building it in memory: each tensor goes to the file as it is,
+/// and kept NeurGrad that lives in the resume cache ([`SkillFeatures::score_batches`]) is
+/// copied in one batch at a time. So writing adds no memory in the number of prompts.
+pub fn write_features_file(
+    path: &std::path::Path,
+    f: &SkillFeatures,
+    extra: &[(&str, String)],
+) -> Result<()> {
+    use safetensors::Dtype;
+    let (p, k, w) = (f.rows.len(), f.answers.len(), f.n_layers * f.ff_width);
+    let mut l = crate::output::TensorLayout::default();
+    l.tensor("option_index", Dtype::U8, &[p, w]);
+    l.tensor("activations", Dtype::F32, &[p, w]);
+    l.tensor("probs", Dtype::F32, &[p, k]);
+    l.tensor("labels", Dtype::I64, &[p]);
+    l.tensor("split", Dtype::U8, &[p]);
+    let has_scores = f.scores.is_some() || !f.score_batches.is_empty();
+    if has_scores {
+        l.tensor("scores", Dtype::F32, &[p, k, w]);
+    }
+    l.meta("task", f.task.clone());
+    l.meta("context", f.context.clone());
+    l.meta("model", f.model.clone());
+    l.meta("answers", serde_json::to_string(&f.answers)?);
+    l.meta("answer_ids", serde_json::to_string(&f.answer_ids)?);
+    l.meta("n_layers", f.n_layers.to_string());
+    l.meta("ff_width", f.ff_width.to_string());
+    l.meta("method", "neurgrad");
+    for (key, v) in extra {
+        l.meta(key, v.clone());
+    }
+    l.write(path, |r| {
+        r.put("option_index", 0, f.option_index.iter().copied())?;
+        r.put("activations", 0, f.activations.iter().copied())?;
+        r.put("probs", 0, f.probs.iter().copied())?;
+        r.put("labels", 0, f.labels.iter().map(|&y| y as i64))?;
+        r.put(
+            "split",
+            0,
+            f.splits.iter().map(|s| match s {
+                Split::Train => 0u8,
+                Split::Valid => 1,
+                Split::Test => 2,
+            }),
+        )?;
+        if let Some(s) = &f.scores {
+            r.put("scores", 0, s.iter().copied())?;
+        }
+        for b in &f.score_batches {
+            let batch = super::cache::read_batch(&b.entry, b.rows.len(), k)?;
+            for (i, &row) in b.rows.iter().enumerate() {
+                // [T, L, N] in row-major order is the row's [K, L*N].
+                let slab = batch.scores.index_axis(ndarray::Axis(0), i);
+                r.put("scores", row * k * w, slab.iter().copied())?;
+            }
+        }
+        Ok(())
+    })
 }
