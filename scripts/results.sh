@@ -46,7 +46,7 @@ if [ $QUICK = 1 ]; then
 else
   # Sized so that the whole run fits in a few hours on 2 CPU cores.
   SEEDS="0 1 2 3 4"; SKILL_SIZES=(--train-size 128 --valid-size 32 --test-size 64)
-  SKILL_TASKS="clang8,agnews,myriadlama,mnli,toxicity,lti"; FEW_TASKS="agnews,toxicity"
+  SKILL_TASKS="clang8,agnews,myriadlama,mnli,toxicity,lti"; FEW_TASKS="$SKILL_TASKS"
   LIN=(--max-prompts 5 --neurons 20 --top-neurons 5); EST=(--max-prompts 3 --neurons 20)
   ATTR=(--max-prompts 5); DIST=(--max-prompts 50); MULTI=(--max-prompts 4)
   STUDY=(--train-size 128 --valid-size 32 --test-size 64); TS_SIZES=16,32,64,128; LENS=(); AUX=(--n 64 --permutations 200 --n-generations 8)
