@@ -10,7 +10,7 @@
 use neg_rs::cli::{Cli, Command as Neg};
 use neg_rs::commands::{robustness, skill_probe, substitutability, training_size, tree_shape};
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use clap::Parser;
@@ -19,7 +19,7 @@ use neg_rs::skill::METHODS;
 use safetensors::SafeTensors;
 
 mod common;
-use common::{example_binary, f32s, read_json, shared, workspace};
+use common::{example_binary, f32s, files_under, read_json, shared, tree_bytes, workspace};
 
 /// `argv` (`[command, flags...]`, the command spelled as an example's name) parsed by the `neg`
 /// command line.
@@ -59,21 +59,6 @@ fn check_svg(path: &Path, must_contain: &[&str]) {
 }
 
 /// Files under `dir`, recursively (empty when it does not exist).
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for e in entries.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                out.extend(files_under(&p));
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out
-}
-
 fn skill_args(extra: &[&str], out: &Path) -> skill_probe::Args {
     let (m, d) = (model(), data());
     let mut argv = vec![
@@ -681,19 +666,6 @@ fn skill_probe_out_is_exclusive_and_replaced_as_a_unit() {
         .filter(|n| n.contains("staging") || n.contains(".old-"))
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
-}
-
-/// Every file under `dir`, as (path relative to `dir`, bytes), sorted.
-fn tree_bytes(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut files: Vec<(String, Vec<u8>)> = files_under(dir)
-        .into_iter()
-        .map(|p| {
-            let rel = p.strip_prefix(dir).unwrap().display().to_string();
-            (rel, std::fs::read(&p).unwrap())
-        })
-        .collect();
-    files.sort();
-    files
 }
 
 /// `kill -9` in the middle of a skill-probe run, then a rerun: the rerun takes the batches the

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 mod common;
-use common::{read_json, shared};
+use common::{read_json, shared, tree_bytes};
 
 const SUBCOMMANDS: [&str; 17] = [
     "skill-probe",
@@ -168,25 +168,6 @@ fn a_missing_model_path_or_a_foreign_out_is_one_error_line() {
     assert_eq!(std::fs::read_dir(&mine).unwrap().count(), 1);
 }
 
-/// Every file under `dir` (relative path, bytes), sorted.
-fn tree(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, Vec<u8>)>) {
-        for e in std::fs::read_dir(dir).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                walk(root, &p, out);
-            } else {
-                let rel = p.strip_prefix(root).unwrap().display().to_string();
-                out.push((rel, std::fs::read(&p).unwrap()));
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(dir, dir, &mut out);
-    out.sort();
-    out
-}
-
 /// The names of the files that differ between two trees (all of both must be present).
 fn differing(a: &[(String, Vec<u8>)], b: &[(String, Vec<u8>)]) -> Vec<String> {
     let names = |t: &[(String, Vec<u8>)]| t.iter().map(|f| f.0.clone()).collect::<Vec<_>>();
@@ -242,7 +223,7 @@ fn sharded_runs_merge_into_exactly_the_unsharded_outputs() {
             String::from_utf8_lossy(&o.stdout).into_owned()
         };
         run(&["--out", "whole"]);
-        let reference = tree(&cwd.join("whole"));
+        let reference = tree_bytes(&cwd.join("whole"));
         std::fs::remove_dir_all(cwd.join("whole")).unwrap();
         let printed = run(&["--shard", "3/3", "--out", "s3"]);
         assert!(printed.contains("shard 3/3: "), "{printed}");
@@ -274,7 +255,7 @@ fn sharded_runs_merge_into_exactly_the_unsharded_outputs() {
 
         let o = neg(&["merge", "--out", "whole", "s2", "s3", "s1"], cwd);
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        let merged = tree(&cwd.join("whole"));
+        let merged = tree_bytes(&cwd.join("whole"));
         assert_eq!(
             differing(&reference, &merged),
             vec!["timings.json"],

@@ -44,27 +44,12 @@ pub fn features_safetensors_with(f: &SkillFeatures, extra: &[(&str, String)]) ->
         "labels",
         &Array1::from_iter(f.labels.iter().map(|&y| y as i64)),
     );
-    t.add(
-        "split",
-        &Array1::from_iter(f.splits.iter().map(|s| match s {
-            Split::Train => 0u8,
-            Split::Valid => 1,
-            Split::Test => 2,
-        })),
-    );
+    t.add("split", &Array1::from_iter(split_ids(f)));
     if let Some(s) = &f.scores {
         t.add("scores", s);
     }
-    t.meta("task", f.task.clone());
-    t.meta("context", f.context.clone());
-    t.meta("model", f.model.clone());
-    t.meta("answers", serde_json::to_string(&f.answers)?);
-    t.meta("answer_ids", serde_json::to_string(&f.answer_ids)?);
-    t.meta("n_layers", f.n_layers.to_string());
-    t.meta("ff_width", f.ff_width.to_string());
-    t.meta("method", "neurgrad");
-    for (k, v) in extra {
-        t.meta(k, v.clone());
+    for (k, v) in feature_metadata(f, extra)? {
+        t.meta(&k, v);
     }
     t.to_bytes()
 }
@@ -90,31 +75,15 @@ pub fn write_features_file(
     if has_scores {
         l.tensor("scores", Dtype::F32, &[p, k, w]);
     }
-    l.meta("task", f.task.clone());
-    l.meta("context", f.context.clone());
-    l.meta("model", f.model.clone());
-    l.meta("answers", serde_json::to_string(&f.answers)?);
-    l.meta("answer_ids", serde_json::to_string(&f.answer_ids)?);
-    l.meta("n_layers", f.n_layers.to_string());
-    l.meta("ff_width", f.ff_width.to_string());
-    l.meta("method", "neurgrad");
-    for (key, v) in extra {
-        l.meta(key, v.clone());
+    for (key, v) in feature_metadata(f, extra)? {
+        l.meta(&key, v);
     }
     l.write(path, |r| {
         r.put("option_index", 0, f.option_index.iter().copied())?;
         r.put("activations", 0, f.activations.iter().copied())?;
         r.put("probs", 0, f.probs.iter().copied())?;
         r.put("labels", 0, f.labels.iter().map(|&y| y as i64))?;
-        r.put(
-            "split",
-            0,
-            f.splits.iter().map(|s| match s {
-                Split::Train => 0u8,
-                Split::Valid => 1,
-                Split::Test => 2,
-            }),
-        )?;
+        r.put("split", 0, split_ids(f))?;
         if let Some(s) = &f.scores {
             r.put("scores", 0, s.iter().copied())?;
         }
@@ -128,4 +97,33 @@ pub fn write_features_file(
         }
         Ok(())
     })
+}
+
+/// The on-disk split id of each row: 0 train, 1 valid, 2 test.
+fn split_ids(f: &SkillFeatures) -> impl Iterator<Item = u8> + '_ {
+    f.splits.iter().map(|s| match s {
+        Split::Train => 0u8,
+        Split::Valid => 1,
+        Split::Test => 2,
+    })
+}
+
+/// The metadata of a features file: task, context, model, answers, layer layout and method,
+/// then `extra` (later keys win, as with repeated `meta` calls).
+fn feature_metadata(f: &SkillFeatures, extra: &[(&str, String)]) -> Result<Vec<(String, String)>> {
+    let mut m = vec![
+        ("task".to_string(), f.task.clone()),
+        ("context".to_string(), f.context.clone()),
+        ("model".to_string(), f.model.clone()),
+        ("answers".to_string(), serde_json::to_string(&f.answers)?),
+        (
+            "answer_ids".to_string(),
+            serde_json::to_string(&f.answer_ids)?,
+        ),
+        ("n_layers".to_string(), f.n_layers.to_string()),
+        ("ff_width".to_string(), f.ff_width.to_string()),
+        ("method".to_string(), "neurgrad".to_string()),
+    ];
+    m.extend(extra.iter().map(|(k, v)| (k.to_string(), v.clone())));
+    Ok(m)
 }
