@@ -164,6 +164,8 @@ fn aux_args(out: &Path, extra: &[&str]) -> aux_metrics::Args {
         "16",
         "--max-tokens",
         "200",
+        "--test",
+        "permutation",
         "--permutations",
         "99",
         "--top-k",
@@ -192,6 +194,7 @@ fn aux_metrics_end_to_end() {
     let svg = std::fs::read_to_string(dir.path().join("aux_metrics.svg")).unwrap();
     assert!(svg.starts_with("<svg") && svg.contains("random"));
     assert_eq!(report.n_prompts, 16);
+    assert_eq!(json["test"], "permutation");
     let mc = json["multiple_choice"].as_array().unwrap();
     let names: Vec<&str> = mc.iter().map(|m| m["metric"].as_str().unwrap()).collect();
     assert_eq!(
@@ -233,6 +236,30 @@ fn aux_metrics_end_to_end() {
     for g in gen {
         assert!(g["ablation"].is_null());
         assert!(g["skipped"].is_string() || g["abs_r"].as_array().unwrap().len() == 860);
+    }
+}
+
+#[test]
+fn aux_metrics_student_t_p_values() {
+    let dir = tempfile::tempdir().unwrap();
+    // The later --test wins (args_override_self), as on a command line.
+    aux_metrics::run(&aux_args(
+        dir.path(),
+        &["--test", "student-t", "--n-generations", "0"],
+    ))
+    .unwrap();
+    let json = read_json(&dir.path().join("aux_metrics.json"));
+    assert_eq!(json["test"], "student_t");
+    let n = json["n_prompts"].as_u64().unwrap() as usize;
+    for m in json["multiple_choice"].as_array().unwrap() {
+        for t in m["top"].as_array().unwrap() {
+            for (r, p) in [("pearson", "p_pearson"), ("spearman", "p_spearman")] {
+                let want = neg_core::aux_metrics::student_t_p_value(f(&t[r]), n).unwrap();
+                // serde_json's default parser may round the last bit of r.
+                assert!((f(&t[p]) - want).abs() <= 1e-12 * want.max(1e-300), "{m}");
+            }
+            assert!(f(&t["q_pearson"]) >= f(&t["p_pearson"]));
+        }
     }
 }
 

@@ -1,12 +1,13 @@
 //! Skill neurons from auxiliary metrics (`neg aux-metrics`): every FF neuron's activation correlated with
 //! per-prompt metrics (external labels one-vs-rest, the model's gold-option and max-option
 //! probability) on an MCEval8K task, and with per-generation metrics on open-ended greedy
-//! generations; permutation p-values with Benjamini-Hochberg correction; ablation of the top
+//! generations; Student t (default) or permutation p-values with Benjamini-Hochberg
+//! correction over all neurons; ablation of the top
 //! correlated neurons versus random neurons of the same count.
 //!
 //! ```text
 //! neg aux-metrics            # stories260k + agnews from ../shared
-//! neg aux-metrics --task mnli --n 200 --permutations 2000 \
+//! neg aux-metrics --task mnli --n 200 --test permutation --permutations 2000 \
 //!     --top-k 20 --seeds 10 --max-new-tokens 32 --out out/aux-metrics
 //! ```
 //!
@@ -19,8 +20,8 @@ use clap::ValueEnum;
 use mceval::Split;
 use neg_core::aux_metrics::{
     ablation_validation_many, all_neurons, correlate, flatten, generation_activations, one_vs_rest,
-    top_units, AblationConfig, AblationResult, AuxError, Confidence, CorrelationConfig, Spread,
-    Statistic, UnitCorrelation,
+    top_units, AblationConfig, AblationResult, AuxError, Confidence, CorrelationConfig,
+    SignificanceTest, Spread, Statistic, UnitCorrelation,
 };
 use neg_core::{ModelAdapter, NeuronId};
 use serde::Serialize;
@@ -44,7 +45,13 @@ pub struct Args {
     /// Test prompts (balanced over labels).
     #[arg(long, default_value_t = 100)]
     pub n: usize,
-    /// Permutations per p-value.
+    /// How each p-value is computed: Student's t (n - 2 degrees of freedom, as scipy's
+    /// pearsonr/spearmanr), or permutations of the metric, whose p-values cannot fall below
+    /// 1 / (permutations + 1) and so cannot pass Benjamini-Hochberg over tens of thousands of
+    /// neurons unless --permutations is in the millions.
+    #[arg(long, value_enum, default_value = "student-t")]
+    pub test: SignificanceTest,
+    /// Permutations per p-value (--test permutation).
     #[arg(long, default_value_t = 1000)]
     pub permutations: usize,
     /// Statistic that ranks neurons for the ablation check.
@@ -102,6 +109,9 @@ pub struct Report {
     pub n_prompts: usize,
     pub options: Vec<String>,
     pub accuracy: f64,
+    /// The test behind the p-values.
+    pub test: SignificanceTest,
+    /// Permutations per p-value (used by `test: permutation` only).
     pub permutations: usize,
     pub statistic: String,
     pub alpha: f64,
@@ -161,6 +171,7 @@ fn study(
     stat: Statistic,
 ) -> Result<(MetricResult, Vec<usize>)> {
     let cfg = CorrelationConfig {
+        test: args.test,
         permutations: args.permutations,
         seed: args.common.seed,
     };
@@ -351,6 +362,7 @@ pub fn run(args: &Args) -> Result<Report> {
         n_prompts: prompts.len(),
         options,
         accuracy: preds.len() as f64 / prompts.len() as f64,
+        test: args.test,
         permutations: args.permutations,
         statistic: format!("{stat:?}").to_lowercase(),
         alpha: args.alpha,
@@ -444,8 +456,16 @@ pub fn main(args: &Args) -> Result<()> {
 /// Prints the table of `r`.
 pub fn print_table(r: &Report) {
     println!(
-        "aux metrics  model {}  task {}  {} prompts (accuracy {:.3})  {} permutations, BH q < {}",
-        r.model, r.task, r.n_prompts, r.accuracy, r.permutations, r.alpha
+        "aux metrics  model {}  task {}  {} prompts (accuracy {:.3})  {}, BH q < {}",
+        r.model,
+        r.task,
+        r.n_prompts,
+        r.accuracy,
+        match r.test {
+            SignificanceTest::StudentT => "Student t p-values".to_string(),
+            SignificanceTest::Permutation => format!("{} permutations", r.permutations),
+        },
+        r.alpha
     );
     println!(
         "{:<22} {:>6} {:>6} {:>14} {:>7} {:>16} {:>16} {:>5}",

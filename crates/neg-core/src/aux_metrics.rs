@@ -7,7 +7,8 @@
 //! ([`Confidence::Gold`], [`Confidence::Max`]).
 //!
 //! - [`correlate`]: Pearson and Spearman per neuron (through [`crate::stats`]), two-sided
-//!   permutation p-values (seeded) and Benjamini-Hochberg q-values ([`benjamini_hochberg`]).
+//!   two-sided p-values, by permutation (seeded) or Student's t ([`SignificanceTest`]), and
+//!   Benjamini-Hochberg q-values ([`benjamini_hochberg`]).
 //! - [`ablation_validation`]: ablating the top correlated neurons (set to their mean) should
 //!   move the metric more than ablating the same number of random neurons; both are reported
 //!   as mean and spread over seeds (each seed draws a bootstrap resample of the prompts and a
@@ -25,7 +26,7 @@
 //! let acts = Array2::from_shape_fn((40, 2), |(i, j)| {
 //!     if j == 0 { metric[i] * 2.0 + 1.0 } else { ((i * 13) % 11) as f64 }
 //! });
-//! let cfg = CorrelationConfig { permutations: 200, seed: 1 };
+//! let cfg = CorrelationConfig { permutations: 200, seed: 1, ..Default::default() };
 //! let r = correlate(acts.view(), &metric, &cfg)?;
 //! assert!((r[0].pearson - 1.0).abs() < 1e-12 && r[0].q_pearson < 0.01);
 //! assert!(r[1].p_pearson > 0.05);
@@ -79,21 +80,66 @@ pub enum AuxError {
 
 pub type Result<T, E = AuxError> = std::result::Result<T, E>;
 
-/// Permutation test settings.
+/// How a correlation's two-sided p-value is computed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+pub enum SignificanceTest {
+    /// Permutations of the metric: exact under exchangeability whatever the distributions,
+    /// but never below 1 / (B + 1), so with many neurons Benjamini-Hochberg can reject only
+    /// when B is far larger than the number of neurons.
+    #[default]
+    Permutation,
+    /// Student's t with n - 2 degrees of freedom on t = r sqrt((n - 2) / (1 - r^2)), as
+    /// scipy's `pearsonr` (exact for bivariate normal data) and `spearmanr` (an approximation
+    /// good for n above about 10). Reaches the small p-values that thousands of tests need,
+    /// but trusts its assumptions: a metric with few distinct values or outlying activations
+    /// makes it anti-conservative.
+    StudentT,
+}
+
+/// Significance test settings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CorrelationConfig {
-    /// Number of metric permutations B; p = (1 + #{|r_perm| >= |r|}) / (1 + B).
+    /// The test behind each p-value.
+    pub test: SignificanceTest,
+    /// Number of metric permutations B ([`SignificanceTest::Permutation`]);
+    /// p = (1 + #{|r_perm| >= |r|}) / (1 + B).
     pub permutations: usize,
+    /// Seed of the permutations.
     pub seed: u64,
 }
 
 impl Default for CorrelationConfig {
     fn default() -> Self {
         Self {
+            test: SignificanceTest::Permutation,
             permutations: 1000,
             seed: 0,
         }
     }
+}
+
+/// Two-sided p-value of a correlation `r` over `n` pairs under Student's t with n - 2 degrees
+/// of freedom: `I_x(df / 2, 1 / 2)` with `x = df / (df + t^2) = 1 - r^2`, the regularized
+/// incomplete beta (statrs), which keeps relative precision far into the tail where
+/// `1 - cdf(t)` would round to 0. |r| = 1 gives 0.
+pub fn student_t_p_value(r: f64, n: usize) -> Result<f64> {
+    if n < 3 {
+        return Err(AuxError::TooFewPrompts { needed: 3, got: n });
+    }
+    if !r.is_finite() || r.abs() > 1.0 + 1e-12 {
+        return Err(AuxError::InvalidArgument {
+            name: "r",
+            reason: format!("a correlation must be in [-1, 1], got {r}"),
+        });
+    }
+    let x = (1.0 - r * r).max(0.0);
+    if x == 0.0 {
+        return Ok(0.0);
+    }
+    let df = (n - 2) as f64;
+    Ok(statrs::function::beta::beta_reg(df / 2.0, 0.5, x).clamp(0.0, 1.0))
 }
 
 /// Correlation of one neuron (column) with the metric.
@@ -156,8 +202,9 @@ fn unit_norm(x: &[f64]) -> Option<Vec<f64>> {
     Some(c.into_iter().map(|v| v / norm).collect())
 }
 
-/// Pearson and Spearman of every column of `acts` [P, U] with `metric` [P], permutation
-/// p-values and BH q-values. A constant metric or a constant neuron is an error naming it.
+/// Pearson and Spearman of every column of `acts` [P, U] with `metric` [P], two-sided
+/// p-values (`cfg.test`) and BH q-values. A constant metric or a constant neuron is an error
+/// naming it.
 pub fn correlate(
     acts: ArrayView2<f64>,
     metric: &[f64],
@@ -177,7 +224,7 @@ pub fn correlate(
     if u == 0 {
         return Err(AuxError::Empty("neuron set"));
     }
-    if cfg.permutations == 0 {
+    if cfg.test == SignificanceTest::Permutation && cfg.permutations == 0 {
         return Err(AuxError::InvalidArgument {
             name: "permutations",
             reason: "need at least one permutation".into(),
@@ -223,6 +270,46 @@ pub fn correlate(
         zx_rank.row_mut(j).assign(&Array1::from(zr));
         observed.push((pr, sr));
     }
+    let (p_pearson, p_spearman) = match cfg.test {
+        SignificanceTest::Permutation => {
+            permutation_p_values(&zx, &zx_rank, &zy, &zy_rank, &observed, cfg)
+        }
+        SignificanceTest::StudentT => {
+            let mut pp = Vec::with_capacity(u);
+            let mut ps = Vec::with_capacity(u);
+            for &(pr, sr) in &observed {
+                pp.push(student_t_p_value(pr, p)?);
+                ps.push(student_t_p_value(sr, p)?);
+            }
+            (pp, ps)
+        }
+    };
+    let q_pearson = benjamini_hochberg(&p_pearson)?;
+    let q_spearman = benjamini_hochberg(&p_spearman)?;
+    Ok((0..u)
+        .map(|j| UnitCorrelation {
+            unit: j,
+            pearson: observed[j].0,
+            spearman: observed[j].1,
+            p_pearson: p_pearson[j],
+            p_spearman: p_spearman[j],
+            q_pearson: q_pearson[j],
+            q_spearman: q_spearman[j],
+        })
+        .collect())
+}
+
+/// Permutation p-values (Pearson, Spearman) of every unit: `zx`, `zx_rank` are the units'
+/// centred, unit-norm values and ranks [U, P], `zy`, `zy_rank` the metric's.
+fn permutation_p_values(
+    zx: &Array2<f64>,
+    zx_rank: &Array2<f64>,
+    zy: &[f64],
+    zy_rank: &[f64],
+    observed: &[(f64, f64)],
+    cfg: &CorrelationConfig,
+) -> (Vec<f64>, Vec<f64>) {
+    let (u, p) = zx.dim();
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
     let mut exceed = vec![[0usize; 2]; u];
     // Permutations in blocks: [U, P] x [P, B] products keep memory bounded.
@@ -254,19 +341,7 @@ pub fn correlate(
     let denom = (cfg.permutations + 1) as f64;
     let p_pearson: Vec<f64> = exceed.iter().map(|e| (e[0] + 1) as f64 / denom).collect();
     let p_spearman: Vec<f64> = exceed.iter().map(|e| (e[1] + 1) as f64 / denom).collect();
-    let q_pearson = benjamini_hochberg(&p_pearson)?;
-    let q_spearman = benjamini_hochberg(&p_spearman)?;
-    Ok((0..u)
-        .map(|j| UnitCorrelation {
-            unit: j,
-            pearson: observed[j].0,
-            spearman: observed[j].1,
-            p_pearson: p_pearson[j],
-            p_spearman: p_spearman[j],
-            q_pearson: q_pearson[j],
-            q_spearman: q_spearman[j],
-        })
-        .collect())
+    (p_pearson, p_spearman)
 }
 
 /// Benjamini-Hochberg adjusted p-values (q-values), in input order:
@@ -685,6 +760,7 @@ mod tests {
         let cfg = CorrelationConfig {
             permutations: 500,
             seed: 2,
+            ..Default::default()
         };
         let r = correlate(acts.view(), &metric, &cfg).unwrap();
         let significant: Vec<usize> = r
@@ -716,6 +792,65 @@ mod tests {
         // Observed r agrees with neg_core::stats.
         let col: Vec<f64> = acts.column(3).to_vec();
         assert_eq!(r[3].pearson, stats::pearson(&col, &metric).unwrap());
+    }
+
+    #[test]
+    fn student_t_reaches_what_bh_over_many_neurons_needs() {
+        // 46,080 units of noise and two planted ones, 64 prompts: with 200 permutations no
+        // p-value is below 1/201, so BH rejects nothing; the t test finds the planted units.
+        let mut rng = ChaCha8Rng::seed_from_u64(9);
+        let (p, u) = (64, 46_080);
+        let metric: Vec<f64> = (0..p).map(|_| noise(&mut rng)).collect();
+        let acts = Array2::from_shape_fn((p, u), |(i, j)| match j {
+            7 => metric[i] + 0.2 * noise(&mut rng),
+            40_000 => -metric[i] + 0.2 * noise(&mut rng),
+            _ => noise(&mut rng),
+        });
+        let perm = CorrelationConfig {
+            permutations: 200,
+            ..Default::default()
+        };
+        let by_perm = correlate(acts.view(), &metric, &perm).unwrap();
+        assert_eq!(by_perm.iter().filter(|c| c.q_pearson < 0.05).count(), 0);
+        let t = CorrelationConfig {
+            test: SignificanceTest::StudentT,
+            ..perm
+        };
+        let by_t = correlate(acts.view(), &metric, &t).unwrap();
+        let hits: Vec<usize> = by_t
+            .iter()
+            .filter(|c| c.q_pearson < 0.05)
+            .map(|c| c.unit)
+            .collect();
+        assert_eq!(hits, vec![7, 40_000]);
+        let hits_rho: Vec<usize> = by_t
+            .iter()
+            .filter(|c| c.q_spearman < 0.05)
+            .map(|c| c.unit)
+            .collect();
+        assert_eq!(hits_rho, vec![7, 40_000]);
+        // Under the null about 5% of p-values are below 0.05 (binomial sd of the count ~47).
+        let small = by_t.iter().filter(|c| c.p_pearson < 0.05).count() as f64;
+        assert!((small / u as f64 - 0.05).abs() < 0.005, "{small} of {u}");
+    }
+
+    #[test]
+    fn student_t_p_value_edges() {
+        assert_eq!(student_t_p_value(1.0, 10).unwrap(), 0.0);
+        assert!((student_t_p_value(0.0, 10).unwrap() - 1.0).abs() < 1e-12);
+        // n = 3 (one degree of freedom): p = 1 - 2 atan(|t|) / pi with t = r / sqrt(1 - r^2).
+        let r: f64 = 0.6;
+        let t = r / (1.0 - r * r).sqrt();
+        let want = 1.0 - 2.0 * t.atan() / std::f64::consts::PI;
+        assert!((student_t_p_value(r, 3).unwrap() - want).abs() < 1e-12);
+        assert!(matches!(
+            student_t_p_value(0.5, 2),
+            Err(AuxError::TooFewPrompts { .. })
+        ));
+        assert!(matches!(
+            student_t_p_value(1.5, 10),
+            Err(AuxError::InvalidArgument { name: "r", .. })
+        ));
     }
 
     #[test]
@@ -796,6 +931,7 @@ mod tests {
             &CorrelationConfig {
                 permutations: 300,
                 seed: 0,
+                ..Default::default()
             },
         )
         .unwrap();
