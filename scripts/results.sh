@@ -9,6 +9,8 @@
 # rerun skips finished steps, so an
 # interrupted run resumes where it stopped (delete OUT/<step> to redo one). --quick runs every
 # step at CI scale (minutes, not hours): same code paths, tiny sizes, 2 seeds instead of 5.
+# The NEG experiments and the studies run once per seed (steps <name>-s<seed>); the skill-probe
+# steps run once, with bootstrap intervals over test prompts.
 # NEG_RESULTS_NO_BUILD=1 uses the `neg` binary already in target/release; NEG_BIN=PATH runs that
 # binary instead (and builds nothing): a copy keeps a long run on one build while you rebuild.
 set -euo pipefail
@@ -42,14 +44,14 @@ if [ $QUICK = 1 ]; then
   FEW_TASKS="toxicity"; LIN=(--max-prompts 2 --neurons 4 --top-neurons 2 --ranges 0.5,2 --points-per-side 4)
   EST=(--max-prompts 2 --neurons 4 --methods neurgrad,cg); ATTR=(--max-prompts 2 --ks 1,4 --max-shift 0.2 --methods neurgrad,cg)
   DIST=(--max-prompts 2); MULTI=(--max-prompts 2 --ranges 0.5 --step 0.25 --max-log2 3)
-  STUDY=(--train-size 12 --valid-size 4 --test-size 4); TS_SIZES=4,8,12; LENS=(--n-fit 8 --n-eval 8); AUX=(--n 16 --permutations 20 --n-generations 3 --max-new-tokens 4)
+  STUDY=(--train-size 12 --valid-size 4 --test-size 4); TS_SIZES=4,8,12; LENS=(--n-fit 8 --n-eval 8); AUX=(--n 16 --n-generations 3 --max-new-tokens 4)
 else
   # Sized so that the whole run fits in a few hours on 2 CPU cores.
   SEEDS="0 1 2 3 4"; SKILL_SIZES=(--train-size 128 --valid-size 32 --test-size 64)
   SKILL_TASKS="clang8,agnews,myriadlama,mnli,toxicity,lti"; FEW_TASKS="$SKILL_TASKS"
   LIN=(--max-prompts 5 --neurons 20 --top-neurons 5); EST=(--max-prompts 3 --neurons 20)
-  ATTR=(--max-prompts 5); DIST=(--max-prompts 50); MULTI=(--max-prompts 4)
-  STUDY=(--train-size 128 --valid-size 32 --test-size 64); TS_SIZES=16,32,64,128; LENS=(); AUX=(--n 64 --permutations 200 --n-generations 8)
+  ATTR=(--max-prompts 2); DIST=(--max-prompts 50); MULTI=(--max-prompts 4)
+  STUDY=(--train-size 128 --valid-size 32 --test-size 64); TS_SIZES=16,32,64,128; LENS=(); AUX=(--n 64 --n-generations 16)
 fi
 
 # step NAME CMD...: runs CMD unless OUT/NAME/.done exists (or --only excludes it).
@@ -75,16 +77,20 @@ for s in $SEEDS; do
 done
 step skill-zero-published $NEG skill-probe --model $MODEL --tasks $SKILL_TASKS --splits published "${SKILL_SIZES[@]}" --compact --quiet --out "$OUT/skill-zero-published"
 step skill-few-leakfree $NEG skill-probe --model $MODEL --tasks $FEW_TASKS --shots few "${SKILL_SIZES[@]}" --compact --quiet --out "$OUT/skill-few-leakfree"
-step attribution $NEG attribution --model $MODEL --prompts $FACTS "${ATTR[@]}" --quiet --out "$OUT/attribution"
-step distribution $NEG distribution --model $MODEL --prompts $FACTS "${DIST[@]}" --quiet --out "$OUT/distribution"
-step multi-neuron $NEG multi-neuron --model $MODEL --prompts $FACTS "${MULTI[@]}" --quiet --out "$OUT/multi-neuron"
-# Studies (Fig. 7-9) on one task each, NeuronLens and auxiliary metrics.
-step training-size $NEG training-size --model $MODEL --task agnews "${STUDY[@]}" --sizes "$TS_SIZES" --quiet --out "$OUT/training-size"
-step robustness $NEG robustness --model $MODEL --task agnews "${STUDY[@]}" --quiet --out "$OUT/robustness"
-step substitutability $NEG substitutability --model $MODEL --task agnews "${STUDY[@]}" --quiet --out "$OUT/substitutability"
-step tree-shape $NEG tree-shape --model $MODEL --task agnews "${STUDY[@]}" --quiet --out "$OUT/tree-shape"
-step neuronlens $NEG lens --model $MODEL --task agnews "${LENS[@]}" --quiet --out "$OUT/neuronlens"
-step aux-metrics $NEG aux-metrics --model $MODEL --task toxicity "${AUX[@]}" --quiet --out "$OUT/aux-metrics"
+# One run per seed of every other experiment, seed by seed, so that a run cut short still has
+# whole seeds of every table. Each seed draws its own prompts (and re-split, forests, neurons).
+for s in $SEEDS; do
+  step attribution-s$s $NEG attribution --model $MODEL --prompts $FACTS --seed $s "${ATTR[@]}" --quiet --out "$OUT/attribution-s$s"
+  step distribution-s$s $NEG distribution --model $MODEL --prompts $FACTS --seed $s "${DIST[@]}" --quiet --out "$OUT/distribution-s$s"
+  step multi-neuron-s$s $NEG multi-neuron --model $MODEL --prompts $FACTS --seed $s "${MULTI[@]}" --quiet --out "$OUT/multi-neuron-s$s"
+  # Studies (Fig. 7-9) on one task each, NeuronLens and auxiliary metrics.
+  step training-size-s$s $NEG training-size --model $MODEL --task agnews --seed $s "${STUDY[@]}" --sizes "$TS_SIZES" --quiet --out "$OUT/training-size-s$s"
+  step robustness-s$s $NEG robustness --model $MODEL --task agnews --seed $s "${STUDY[@]}" --quiet --out "$OUT/robustness-s$s"
+  step substitutability-s$s $NEG substitutability --model $MODEL --task agnews --seed $s "${STUDY[@]}" --quiet --out "$OUT/substitutability-s$s"
+  step tree-shape-s$s $NEG tree-shape --model $MODEL --task agnews --seed $s "${STUDY[@]}" --quiet --out "$OUT/tree-shape-s$s"
+  step neuronlens-s$s $NEG lens --model $MODEL --task agnews --seed $s "${LENS[@]}" --quiet --out "$OUT/neuronlens-s$s"
+  step aux-metrics-s$s $NEG aux-metrics --model $MODEL --task toxicity --seed $s "${AUX[@]}" --quiet --out "$OUT/aux-metrics-s$s"
+done
 
 "${PYTHON:-.venv/bin/python}" scripts/results_tables.py "$OUT" > "$OUT/RESULTS.tables.md"
 echo "results: tables -> $OUT/RESULTS.tables.md"

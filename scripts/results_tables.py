@@ -4,8 +4,9 @@ Usage: results_tables.py OUT_DIR  (prints Markdown on stdout)
 
 Reads OUT_DIR/<step>/results.json (and the study reports) written by the examples; steps that
 have not run are listed as such. Spreads: skill probes carry a bootstrap 95% interval over test
-prompts (computed by the Rust code); the NEG experiments run once per seed (seeded prompt and
-neuron draws) and are reported as mean ± standard deviation over the seeds found.
+prompts (computed by the Rust code); the NEG experiments and the studies run once per seed
+(`<step>-s<seed>`: seeded prompt, record, re-split, forest and neuron draws) and are reported as
+mean ± standard deviation over the seeds found.
 """
 import glob
 import json
@@ -150,17 +151,33 @@ def estimation(out):
     print(f"\nGround-truth sweep: {mean_sd([r['sweep_seconds_per_prompt'] for r in runs])} s per prompt.\n")
 
 
+def runs_of(out, prefix, name):
+    """The `name` report of every seed directory `<prefix>-s<seed>` that has one, by seed."""
+    runs = []
+    dirs = [p for p in glob.glob(os.path.join(out, prefix + "-s*")) if os.path.isdir(p)]
+    for d in sorted(dirs, key=lambda p: int(p.rsplit("-s", 1)[1])):
+        r = load(os.path.join(d, name))
+        if r is not None:
+            runs.append(r)
+    return runs
+
+
+def seeds_note(runs):
+    return f"{len(runs)} seed{'s' if len(runs) != 1 else ''}"
+
+
 def attribution(out):
-    r = load(os.path.join(out, "attribution", "results.json"))
+    runs = runs_of(out, "attribution", "results.json")
     print("### Top-K knowledge attribution (Fig. 3)\n")
-    if r is None:
-        print("_not run (`attribution`)_\n")
+    if not runs:
+        print("_not run (`attribution-s*`)_\n")
         return
-    info = r["info"]
+    r = runs[0]
     print(
-        f"{info['prompts']['used']} prompts; the K neurons with the largest score of each "
-        f"method are all shifted by d (magnitude, times the neuron's NeurGrad polarity); mean "
-        f"change of the answer's probability at the largest shift (and at the smallest).\n"
+        f"{seeds_note(runs)} x {r['info']['prompts']['used']} prompts (each seed its own); the K "
+        f"neurons with the largest score of each method are all shifted by d (magnitude, times "
+        f"the neuron's NeurGrad polarity); mean change of the answer's probability at the largest "
+        f"shift d = {r['curves'][0]['shifts'][-1]:g}, mean ± sd over seeds.\n"
     )
     ks = sorted({c["k"] for c in r["curves"]})
     methods = list(dict.fromkeys(c["method"] for c in r["curves"]))
@@ -169,79 +186,102 @@ def attribution(out):
     for m in methods:
         cells = []
         for k in ks:
-            c = next((c for c in r["curves"] if c["method"] == m and c["k"] == k), None)
-            cells.append(
-                f"{c['mean_output_shift'][-1]:+.2e} (d={c['shifts'][-1]:g}; {c['mean_output_shift'][0]:+.1e} at d={c['shifts'][0]:g})"
-                if c else ""
-            )
+            vals = [
+                c["mean_output_shift"][-1]
+                for run in runs
+                for c in run["curves"]
+                if c["method"] == m and c["k"] == k
+            ]
+            cells.append(mean_sd_e(vals))
         print(f"| {m} | " + " | ".join(cells) + " |")
+    wins = sum(
+        1
+        for run in runs
+        if max(
+            (c for c in run["curves"] if c["k"] == ks[-1]), key=lambda c: c["mean_output_shift"][-1]
+        )["method"] == methods[0]
+    )
+    print(f"\n{methods[0]} moves the answer most at K = {ks[-1]} in {wins} of {len(runs)} seeds.")
     if r.get("unsupported"):
         print(f"\nUnsupported: {r['unsupported']}")
     print()
 
 
 def distribution(out):
-    r = load(os.path.join(out, "distribution", "results.json"))
+    runs = runs_of(out, "distribution", "results.json")
     print("### NEG distributions (Fig. 4, 11, 12)\n")
-    if r is None:
-        print("_not run (`distribution`)_\n")
+    if not runs:
+        print("_not run (`distribution-s*`)_\n")
         return
-    d = r["distribution"]
+    d = runs[0]["distribution"]
     print(
-        f"NeurGrad of every FF neuron on {r['info']['prompts']['used']} prompts ({d['count']} "
-        f"values). Share of the total |NEG| held by the top 1% / 10% / 50% of neurons: "
-        f"{r['top1_share']:.3f} / {r['top10_share']:.3f} / {r['top50_share']:.3f}; Pearson r of the "
-        f"per-layer mean and variance of |NEG| (Fig. 12): "
-        f"{'n/a' if r['layer_mean_var_r'] is None else format(r['layer_mean_var_r'], '.3f')}.\n"
+        f"NeurGrad of every FF neuron on {runs[0]['info']['prompts']['used']} prompts per seed "
+        f"({d['count']} values), {seeds_note(runs)}, mean ± sd. Share of the total |NEG| held by "
+        f"the top 1% / 10% / 50% of neurons: {mean_sd([r['top1_share'] for r in runs])} / "
+        f"{mean_sd([r['top10_share'] for r in runs])} / {mean_sd([r['top50_share'] for r in runs])}; "
+        f"Pearson r of the per-layer mean and variance of |NEG| (Fig. 12): "
+        f"{mean_sd([r['layer_mean_var_r'] for r in runs])}.\n"
     )
 
 
 def multi_neuron(out):
-    r = load(os.path.join(out, "multi-neuron", "results.json"))
+    runs = runs_of(out, "multi-neuron", "results.json")
     print("### Multi-neuron accumulation (Fig. 5, 14)\n")
-    if r is None:
-        print("_not run (`multi-neuron`)_\n")
+    if not runs:
+        print("_not run (`multi-neuron-s*`)_\n")
         return
     print(
-        f"{r['info']['prompts']['used']} prompts; the top-n neurons by |NeurGrad| shifted together "
-        f"over [0, R]; the sum of their NEGs predicts the change. r per (prompt, target) pair, "
-        f"averaged (mean r), and over all points pooled (pooled r).\n"
+        f"{seeds_note(runs)} x {runs[0]['info']['prompts']['used']} prompts; the top-n neurons by "
+        f"|NeurGrad| shifted together over [0, R]; the sum of their NEGs predicts the change. r per "
+        f"(prompt, target) pair, averaged (mean r), and over all points pooled (pooled r); "
+        f"mean ± sd over seeds.\n"
     )
-    for rep in r["reports"]:
+    for i, rep in enumerate(runs[0]["reports"]):
         cfg = rep["config"]
         print(f"R = {cfg['max_shift']}, step {cfg['step']}:\n")
-        print("| neurons | mean r | pooled r | predicted ΔP at R | actual ΔP at R | pairs |")
-        print("|---|---|---|---|---|---|")
-        for p in rep["points"]:
+        print("| neurons | mean r | pooled r | predicted ΔP at R | actual ΔP at R |")
+        print("|---|---|---|---|---|")
+        for j, p in enumerate(rep["points"]):
+            pts = [r["reports"][i]["points"][j] for r in runs]
             print(
-                f"| {p['neurons']} | {p['r_mean']:.4f} | {p['r_pooled']:.4f} | "
-                f"{p['mean_predicted_at_max']:.2e} | {p['mean_actual_at_max']:.2e} | {p['pairs']} |"
+                f"| {p['neurons']} | {mean_sd([q['r_mean'] for q in pts])} | "
+                f"{mean_sd([q['r_pooled'] for q in pts])} | "
+                f"{mean_sd_e([q['mean_predicted_at_max'] for q in pts])} | "
+                f"{mean_sd_e([q['mean_actual_at_max'] for q in pts])} |"
             )
         print()
 
 
 def studies(out):
-    ts = load(os.path.join(out, "training-size", "training_size.json"))
+    ts = runs_of(out, "training-size", "training_size.json")
     print("### Training size (Fig. 7)\n")
-    if ts is None:
-        print("_not run (`training-size`)_\n")
+    if not ts:
+        print("_not run (`training-size-s*`)_\n")
     else:
-        sizes = [p["n_train"] for p in ts["curves"][0]["points"]]
-        print(f"Task `{ts['task']}`; test accuracy by training prompts (neuron count chosen on valid).\n")
+        sizes = [p["n_train"] for p in ts[0]["curves"][0]["points"]]
+        print(
+            f"Task `{ts[0]['task']}`, {seeds_note(ts)} (each its own records, re-split and forests); "
+            f"test accuracy by training prompts (neuron count chosen on valid), mean ± sd.\n"
+        )
         print("| probe | " + " | ".join(f"n = {n}" for n in sizes) + " |")
         print("|---|" + "---|" * len(sizes))
-        for c in ts["curves"]:
-            print(f"| {c['probe']} | " + " | ".join(f"{p['evaluation']['test_accuracy']:.3f}" for p in c["points"]) + " |")
+        for i, c in enumerate(ts[0]["curves"]):
+            cells = [
+                mean_sd([r["curves"][i]["points"][j]["evaluation"]["test_accuracy"] for r in ts])
+                for j in range(len(sizes))
+            ]
+            print(f"| {c['probe']} | " + " | ".join(cells) + " |")
         print()
-    rb = load(os.path.join(out, "robustness", "robustness.json"))
+    rb = runs_of(out, "robustness", "robustness.json")
     print("### Robustness (Fig. 8)\n")
-    if rb is None:
-        print("_not run (`robustness`)_\n")
+    if not rb:
+        print("_not run (`robustness-s*`)_\n")
     else:
-        m = rb["matrix"]
+        m = rb[0]["matrix"]
         print(
-            f"Task `{rb['task']}`, probe {rb['probe']}: neurons selected in the source context, "
-            f"accuracy on the target context (target's own neurons in brackets); chance {m['chance']:.2f}.\n"
+            f"Task `{rb[0]['task']}`, probe {rb[0]['probe']}, {seeds_note(rb)}: neurons selected in "
+            f"the source context, accuracy on the target context, mean ± sd (the target's own "
+            f"neurons, mean, in brackets); chance {m['chance']:.2f}.\n"
         )
         ctx = m["contexts"]
         print("| source \\ target | " + " | ".join(ctx) + " |")
@@ -249,74 +289,102 @@ def studies(out):
         for src in ctx:
             cells = []
             for tgt in ctx:
-                c = next(c for c in m["cells"] if c["source"] == src and c["target"] == tgt)
-                cells.append(f"{c['accuracy_source_on_target']:.3f} ({c['accuracy_target_on_target']:.3f})")
+                cs = [
+                    next(c for c in r["matrix"]["cells"] if c["source"] == src and c["target"] == tgt)
+                    for r in rb
+                ]
+                own = statistics.mean(c["accuracy_target_on_target"] for c in cs)
+                cells.append(f"{mean_sd([c['accuracy_source_on_target'] for c in cs])} ({own:.3f})")
             print(f"| {src} | " + " | ".join(cells) + " |")
         print()
-    sb = load(os.path.join(out, "substitutability", "substitutability.json"))
+    sb = runs_of(out, "substitutability", "substitutability.json")
     print("### Substitutability (Fig. 9)\n")
-    if sb is None:
-        print("_not run (`substitutability`)_\n")
+    if not sb:
+        print("_not run (`substitutability-s*`)_\n")
     else:
-        print(f"Task `{sb['task']}`; test accuracy of windows of ranked neurons (chance {sb['chance']:.2f}).\n")
-        for pr in sb["probes"]:
-            accs = [w["test_accuracy"] for w in pr["windows"]]
+        print(
+            f"Task `{sb[0]['task']}`, {seeds_note(sb)}; test accuracy of windows of ranked neurons "
+            f"(chance {sb[0]['chance']:.2f}), mean ± sd over seeds.\n"
+        )
+        for i, pr in enumerate(sb[0]["probes"]):
+            wins = [r["probes"][i]["windows"] for r in sb]
             print(
-                f"- {pr['probe']}, windows of {pr['window']}: first {accs[0]:.3f}, mean of all "
-                f"{len(accs)} {statistics.mean(accs):.3f}, last {accs[-1]:.3f}"
+                f"- {pr['probe']}, windows of {pr['window']} ({len(wins[0])} windows): first "
+                f"{mean_sd([w[0]['test_accuracy'] for w in wins])}, mean of all "
+                f"{mean_sd([statistics.mean(x['test_accuracy'] for x in w) for w in wins])}, last "
+                f"{mean_sd([w[-1]['test_accuracy'] for w in wins])}"
             )
         print()
-    tr = load(os.path.join(out, "tree-shape", "tree_shape.json"))
+    tr = runs_of(out, "tree-shape", "tree_shape.json")
     print("### Tree shape\n")
-    if tr is None:
-        print("_not run (`tree-shape`)_\n")
+    if not tr:
+        print("_not run (`tree-shape-s*`)_\n")
     else:
-        best = max(tr["points"], key=lambda p: p["valid_accuracy"])
+        bests = [max(r["points"], key=lambda p: p["valid_accuracy"]) for r in tr]
+        shapes = ", ".join(f"2^{b['log2_trees']} x 2^{b['log2_depth']}" for b in bests)
         print(
-            f"Task `{tr['task']}`; {len(tr['points'])} forest shapes (log2 trees + log2 depth <= "
-            f"{tr['max_sum']}); best on valid: 2^{best['log2_trees']} trees of depth "
-            f"2^{best['log2_depth']}, test accuracy {best['test_accuracy']:.3f}.\n"
+            f"Task `{tr[0]['task']}`, {seeds_note(tr)}; {len(tr[0]['points'])} forest shapes (log2 "
+            f"trees + log2 depth <= {tr[0]['max_sum']}); the shape best on valid (trees x depth, per "
+            f"seed: {shapes}) has test accuracy {mean_sd([b['test_accuracy'] for b in bests])}.\n"
         )
 
 
 def lens_and_aux(out):
-    nl = load(os.path.join(out, "neuronlens", "neuronlens.json"))
+    nl = runs_of(out, "neuronlens", "neuronlens.json")
     print("### NeuronLens\n")
-    if nl is None:
-        print("_not run (`neuronlens`)_\n")
+    if not nl:
+        print("_not run (`neuronlens-s*`)_\n")
     else:
+        n0 = nl[0]
         print(
-            f"Task `{nl['task']}`, {nl['site']} units of layers {nl['layers']}, tau {nl['tau']}, "
-            f"top {nl['fraction']:.0%} salient units per class; fitted on {nl['n_fit_rendered']} "
-            f"prompts ({nl['n_fit_correct']} answered correctly, fit on {nl['fit_used']}), "
-            f"evaluated on {nl['n_eval']}. Masking the class's ranges (or whole units) and its "
-            f"effect on the class's accuracy and on the other classes':\n"
+            f"Task `{n0['task']}`, {n0['site']} units of layers {n0['layers']}, tau {n0['tau']}, "
+            f"top {n0['fraction']:.0%} salient units per class; {seeds_note(nl)}, each fitted on "
+            f"{n0['n_fit_rendered']} prompts (fit on the {n0['fit_used']} ones; their counts per seed: "
+            f"{', '.join(str(r['n_fit_correct']) for r in nl)}), evaluated on {n0['n_eval']}. Masking the "
+            f"class's ranges (or whole units) and its effect on the class's accuracy and on the other "
+            f"classes', mean ± sd over seeds:\n"
         )
         print("| class | target drop, range | target drop, unit | others kept, range | others kept, unit |")
         print("|---|---|---|---|---|")
-        f3 = lambda v: "n/a" if v is None else f"{v:.3f}"
-        for c in nl["classes"]:
-            print(
-                f"| {c['option']} | {f3(c.get('range_target_drop'))} | {f3(c.get('neuron_target_drop'))} | "
-                f"{f3(c.get('range_complement_retained'))} | {f3(c.get('neuron_complement_retained'))} |"
-            )
-        o = nl["overlap"]
-        print(f"\nRange overlap between classes per unit: mean {f3(o.get('mean'))}, median {f3(o.get('median'))}.\n")
-    ax = load(os.path.join(out, "aux-metrics", "aux_metrics.json"))
+        for i, c in enumerate(n0["classes"]):
+            cs = [r["classes"][i] for r in nl]
+            cells = [
+                mean_sd([x.get(k) for x in cs])
+                for k in ("range_target_drop", "neuron_target_drop", "range_complement_retained", "neuron_complement_retained")
+            ]
+            print(f"| {c['option']} | " + " | ".join(cells) + " |")
+        print(
+            f"\nRange overlap between classes per unit, mean: "
+            f"{mean_sd([r['overlap'].get('mean') for r in nl])}.\n"
+        )
+    ax = runs_of(out, "aux-metrics", "aux_metrics.json")
     print("### Auxiliary metrics\n")
-    if ax is None:
-        print("_not run (`aux-metrics`)_\n")
+    if not ax:
+        print("_not run (`aux-metrics-s*`)_\n")
         return
+    a0 = ax[0]
+    test = "Student t p-values" if a0.get("test") == "student_t" else f"{a0['permutations']} permutations per p-value"
     print(
-        f"Task `{ax['task']}`, {ax['n_prompts']} prompts (model accuracy {ax['accuracy']:.3f}); "
-        f"{ax['permutations']} permutations per p-value, Benjamini-Hochberg at {ax['alpha']}.\n"
+        f"Task `{a0['task']}`, {seeds_note(ax)} x {a0['n_prompts']} prompts (model accuracy "
+        f"{mean_sd([r['accuracy'] for r in ax])}) and {a0['n_generations']} generations; {test}, "
+        f"Benjamini-Hochberg at {a0['alpha']} over all neurons. Counts per seed (the multiple-choice "
+        f"prompts are each seed's own; the generations start from the same built-in story openings "
+        f"and are greedy, so their rows repeat across seeds).\n"
     )
-    print("| metric | neurons significant (Pearson / Spearman) | strongest |r| |")
-    print("|---|---|---|")
-    for m in ax["multiple_choice"] + ax["generation"]:
-        top = m.get("top") or []
-        best = f"{abs(top[0]['pearson']):.3f} (L{top[0]['layer']} N{top[0]['neuron']})" if top else m.get("skipped", "")
-        print(f"| {m['metric']} | {m['significant_pearson']} / {m['significant_spearman']} | {best} |")
+    print("| metric | neurons significant, Pearson | Spearman | strongest \\|r\\| |")
+    print("|---|---|---|---|")
+    names = [m["metric"] for m in a0["multiple_choice"] + a0["generation"]]
+    for name in names:
+        ms = [next((m for m in r["multiple_choice"] + r["generation"] if m["metric"] == name), None) for r in ax]
+        ms = [m for m in ms if m is not None and not m.get("skipped")]
+        if not ms:
+            print(f"| {name} | skipped | | |")
+            continue
+        per = lambda k: ", ".join(str(m[k]) for m in ms)
+        print(
+            f"| {name} | {per('significant_pearson')} | {per('significant_spearman')} | "
+            f"{mean_sd([abs(m['top'][0]['pearson']) for m in ms if m['top']])} |"
+        )
     print()
 
 
