@@ -371,18 +371,19 @@ def lens_and_aux(out):
         f"prompts are each seed's own; the generations start from the same built-in story openings "
         f"and are greedy, so their rows repeat across seeds).\n"
     )
-    print("| metric | neurons significant, Pearson | Spearman | strongest \\|r\\| |")
-    print("|---|---|---|---|")
+    print("| metric | neurons significant, Pearson | Spearman | with the metric shuffled (Pearson / Spearman) | strongest \\|r\\| |")
+    print("|---|---|---|---|---|")
     names = [m["metric"] for m in a0["multiple_choice"] + a0["generation"]]
     for name in names:
         ms = [next((m for m in r["multiple_choice"] + r["generation"] if m["metric"] == name), None) for r in ax]
         ms = [m for m in ms if m is not None and not m.get("skipped")]
         if not ms:
-            print(f"| {name} | skipped | | |")
+            print(f"| {name} | skipped | | | |")
             continue
         per = lambda k: ", ".join(str(m[k]) for m in ms)
+        null = ", ".join(f"{m['null_significant'][0]}/{m['null_significant'][1]}" for m in ms if "null_significant" in m)
         print(
-            f"| {name} | {per('significant_pearson')} | {per('significant_spearman')} | "
+            f"| {name} | {per('significant_pearson')} | {per('significant_spearman')} | {null} | "
             f"{mean_sd([abs(m['top'][0]['pearson']) for m in ms if m['top']])} |"
         )
     print()

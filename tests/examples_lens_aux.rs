@@ -260,6 +260,10 @@ fn aux_metrics_student_t_p_values() {
             }
             assert!(f(&t["q_pearson"]) >= f(&t["p_pearson"]));
         }
+        // The shuffled-metric calibration check is reported for every metric studied.
+        let null = m["null_significant"].as_array().unwrap();
+        assert_eq!(null.len(), 2);
+        assert!(null.iter().all(|v| v.as_u64().unwrap() <= 860), "{m}");
     }
 }
 

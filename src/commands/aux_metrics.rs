@@ -24,6 +24,9 @@ use neg_core::aux_metrics::{
     SignificanceTest, Spread, Statistic, UnitCorrelation,
 };
 use neg_core::{ModelAdapter, NeuronId};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
 use super::lens as neuronlens;
@@ -93,6 +96,11 @@ pub struct MetricResult {
     /// Neurons with BH q < alpha.
     pub significant_pearson: usize,
     pub significant_spearman: usize,
+    /// Calibration check of the test on these very activations: neurons with BH q < alpha
+    /// (Pearson, Spearman) when the metric is shuffled across prompts once (seeded). The
+    /// shuffle breaks every real association, so anything but about 0 means the test's
+    /// assumptions fail for this metric and its counts above are not to be trusted.
+    pub null_significant: [usize; 2],
     pub top: Vec<TopNeuron>,
     /// |r| of every neuron, (layer, neuron) order, by the ranking statistic.
     pub abs_r: Vec<f64>,
@@ -184,6 +192,7 @@ fn study(
                     metric: name,
                     significant_pearson: 0,
                     significant_spearman: 0,
+                    null_significant: [0, 0],
                     top: Vec::new(),
                     abs_r: Vec::new(),
                     ablation: None,
@@ -195,12 +204,26 @@ fn study(
         Err(e) => return Err(anyhow::Error::new(e).context(format!("metric {name}"))),
     };
     let top = top_units(&corrs, args.top_k, stat);
-    let count = |s: Statistic| corrs.iter().filter(|c| c.q(s) < args.alpha).count();
+    let count_in = |corrs: &[UnitCorrelation], s: Statistic| {
+        corrs.iter().filter(|c| c.q(s) < args.alpha).count()
+    };
+    let count = |s: Statistic| count_in(&corrs, s);
+    let mut shuffled = metric.to_vec();
+    shuffled.shuffle(&mut ChaCha8Rng::seed_from_u64(
+        args.common.seed ^ 0x05ee_d0f5_u64,
+    ));
+    let null = correlate(acts, &shuffled, &cfg)
+        .map_err(|e| anyhow::Error::new(e).context(format!("metric {name}, shuffled")))?;
+    let null_significant = [
+        count_in(&null, Statistic::Pearson),
+        count_in(&null, Statistic::Spearman),
+    ];
     Ok((
         MetricResult {
             metric: name,
             significant_pearson: count(Statistic::Pearson),
             significant_spearman: count(Statistic::Spearman),
+            null_significant,
             top: top
                 .iter()
                 .map(|&j| TopNeuron {
@@ -468,8 +491,16 @@ pub fn print_table(r: &Report) {
         r.alpha
     );
     println!(
-        "{:<22} {:>6} {:>6} {:>14} {:>7} {:>16} {:>16} {:>5}",
-        "metric", "sig_r", "sig_rho", "best neuron", "r", "top |d| (sd)", "random |d| (sd)", "top>"
+        "{:<22} {:>6} {:>6} {:>9} {:>14} {:>7} {:>16} {:>16} {:>5}",
+        "metric",
+        "sig_r",
+        "sig_rho",
+        "shuffled",
+        "best neuron",
+        "r",
+        "top |d| (sd)",
+        "random |d| (sd)",
+        "top>"
     );
     let rows = r
         .multiple_choice
@@ -495,9 +526,10 @@ pub fn print_table(r: &Report) {
             None => ("-".into(), "-".into(), "-".into()),
         };
         println!(
-            "{name:<22} {:>6} {:>6} {:>14} {:>7.3} {:>16} {:>16} {:>5}",
+            "{name:<22} {:>6} {:>6} {:>9} {:>14} {:>7.3} {:>16} {:>16} {:>5}",
             m.significant_pearson,
             m.significant_spearman,
+            format!("{}/{}", m.null_significant[0], m.null_significant[1]),
             best.map_or("-".into(), |b| format!("L{}.{}", b.layer, b.neuron)),
             best.map_or(f64::NAN, |b| b.corr.r(Statistic::Pearson)),
             abl_top,
