@@ -42,14 +42,14 @@ mkdir -p "$OUT"
 if [ $QUICK = 1 ]; then
   SEEDS="0 1"; SKILL_SIZES=(--train-size 12 --valid-size 4 --test-size 4); SKILL_TASKS="agnews,toxicity"
   FEW_TASKS="toxicity"; LIN=(--max-prompts 2 --neurons 4 --top-neurons 2 --ranges 0.5,2 --points-per-side 4)
-  EST=(--max-prompts 2 --neurons 4 --methods neurgrad,cg); ATTR=(--max-prompts 2 --ks 1,4 --max-shift 0.2 --methods neurgrad,cg)
+  LINF=(--max-prompts 2 --neurons 4 --ranges 0.2,0.4); EST=(--max-prompts 2 --neurons 4 --methods neurgrad,cg); ATTR=(--max-prompts 2 --ks 1,4 --max-shift 0.2 --methods neurgrad,cg)
   DIST=(--max-prompts 2); MULTI=(--max-prompts 2 --ranges 0.5 --step 0.25 --max-log2 3)
   STUDY=(--train-size 12 --valid-size 4 --test-size 4); TS_SIZES=4,8,12; LENS=(--n-fit 8 --n-eval 8); AUX=(--n 16 --n-generations 3 --max-new-tokens 4)
 else
   # Sized so that the whole run fits in a few hours on 2 CPU cores.
   SEEDS="0 1 2 3 4"; SKILL_SIZES=(--train-size 128 --valid-size 32 --test-size 64)
   SKILL_TASKS="clang8,agnews,myriadlama,mnli,toxicity,lti"; FEW_TASKS="$SKILL_TASKS"
-  LIN=(--max-prompts 5 --neurons 20 --top-neurons 5); EST=(--max-prompts 3 --neurons 20)
+  LIN=(--max-prompts 5 --neurons 20 --top-neurons 5); LINF=(--max-prompts 5 --neurons 20 --ranges 0.2,0.4,1,2,4,6,8,10); EST=(--max-prompts 3 --neurons 20)
   ATTR=(--max-prompts 2); DIST=(--max-prompts 50); MULTI=(--max-prompts 4)
   STUDY=(--train-size 128 --valid-size 32 --test-size 64); TS_SIZES=16,32,64,128; LENS=(); AUX=(--n 64 --n-generations 16)
 fi
@@ -73,6 +73,8 @@ step skill-zero-leakfree $NEG skill-probe --model $MODEL --tasks $SKILL_TASKS "$
 # NEG experiments on MyriadLAMA facts (single-token answers for this tokenizer), one run per seed.
 for s in $SEEDS; do
   step linearity-s$s $NEG linearity --model $MODEL --prompts $FACTS --seed $s "${LIN[@]}" --quiet --out "$OUT/linearity-s$s"
+  # Fig. 2 on the paper's grid: one step of 0.2 for every range (so R starts at 0.2).
+  step linearity-fixed-s$s $NEG linearity --model $MODEL --prompts $FACTS --seed $s "${LINF[@]}" --step 0.2 --top-neurons 0 --quiet --out "$OUT/linearity-fixed-s$s"
   step estimation-s$s $NEG estimate --model $MODEL --prompts $FACTS --seed $s "${EST[@]}" --quiet --out "$OUT/estimation-s$s"
 done
 step skill-zero-published $NEG skill-probe --model $MODEL --tasks $SKILL_TASKS --splits published "${SKILL_SIZES[@]}" --compact --quiet --out "$OUT/skill-zero-published"

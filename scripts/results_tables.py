@@ -126,6 +126,30 @@ def linearity(out):
             f"{k} {mean_sd([t.get(k) for t in t5])}" for k in keys) + ".\n")
 
 
+def linearity_fixed(out):
+    runs = runs_of(out, "linearity-fixed", "results.json")
+    print("### Fig. 2 on the paper's fixed step\n")
+    if not runs:
+        print("_not run (`linearity-fixed-s*`)_\n")
+        return
+    info, cfg = runs[0]["info"], runs[0]["config"]
+    print(
+        f"{seeds_note(runs)}; per seed {info['prompts']['used']} prompts and "
+        f"{cfg['random_neurons']} random FF neurons, swept over [-R, R] in steps of "
+        f"{cfg['sweep']['fixed_step']:g} for every R ({cfg['sweep']['mode']} shifts). Mean ± sd "
+        f"over seeds.\n"
+    )
+    print("| R | points per side | mean \\|r\\| | linear ratio (\\|r\\| ≥ 0.95) |")
+    print("|---|---|---|---|")
+    for i, row in enumerate(runs[0]["fig2"]):
+        vals = [r["fig2"][i] for r in runs if i < len(r["fig2"])]
+        print(
+            f"| {row['range']:g} | {round(row['range'] / row['step'])} | "
+            f"{mean_sd([v['mean_abs_r'] for v in vals])} | {mean_sd([v['linear_ratio'] for v in vals])} |"
+        )
+    print()
+
+
 def estimation(out):
     runs = seeds_of(out, "estimation")
     print("### NEG estimation (Table 2)\n")
@@ -397,6 +421,7 @@ def main(out):
     skill_table(out, "skill-few-leakfree", "Few-shot, leak-free splits")
     print("## NEG experiments on MyriadLAMA facts\n")
     linearity(out)
+    linearity_fixed(out)
     estimation(out)
     attribution(out)
     distribution(out)

@@ -227,6 +227,41 @@ fn linearity_writes_fig2_table1_table5() {
 }
 
 #[test]
+fn linearity_on_the_papers_fixed_step() {
+    let m = model();
+    let set = builtin_set(&m, 2);
+    let run = |ranges: Vec<f32>, fixed_step: Option<f32>, dir: &std::path::Path| {
+        let config = LinearityRun {
+            random_neurons: 4,
+            top_neurons: 0,
+            sweep: LinearityConfig {
+                ranges,
+                fixed_step,
+                ..LinearityConfig::default()
+            },
+            seed: 2,
+        };
+        run_linearity(&m, &set, &config, dir, false)
+    };
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let fixed = run(vec![0.2, 1.0, 2.0], Some(0.2), a.path()).unwrap();
+    let steps: Vec<f32> = fixed.fig2.iter().map(|p| p.step).collect();
+    assert!(steps.iter().all(|s| (s - 0.2).abs() < 1e-6), "{steps:?}");
+    // At R = 2 the fixed step 0.2 is the same grid as 10 points per side: the same r.
+    let scaled = run(vec![2.0], None, b.path()).unwrap();
+    assert_eq!(fixed.fig2[2].mean_abs_r, scaled.fig2[0].mean_abs_r);
+    assert_eq!(fixed.linear_ratio, scaled.linear_ratio);
+    // A range that is not a multiple of the step is an error naming both, before any sweep.
+    let c = tempfile::tempdir().unwrap();
+    let err = format!("{:#}", run(vec![0.5], Some(0.2), c.path()).unwrap_err());
+    assert!(
+        err.contains("range 0.5") && err.contains("step 0.2"),
+        "{err}"
+    );
+    assert!(!c.path().join("results.json").exists());
+}
+
+#[test]
 fn neg_estimation_writes_table2() {
     let m = model();
     let set = builtin_set(&m, 3);

@@ -102,6 +102,11 @@ pub fn run_linearity<A: ModelAdapter + ?Sized>(
     if cfg.points_per_side == 0 || cfg.ranges.is_empty() {
         bail!("--points-per-side must be at least 1 and --ranges non-empty");
     }
+    // Every range's grid is checked before any sweep runs.
+    for &r in cfg.ranges.iter().chain([&cfg.linear_range]) {
+        cfg.step_for(r)
+            .map_err(|e| anyhow::anyhow!("--ranges/--step: {e}"))?;
+    }
     let (l, n) = (model.num_layers(), model.ff_width());
     let neurons = sampling::sample_neurons(l, n, config.random_neurons, config.seed)?;
     let mut ranges = cfg.ranges.clone();
@@ -123,7 +128,7 @@ pub fn run_linearity<A: ModelAdapter + ?Sized>(
     for &range in &ranges {
         let sweep = SweepConfig {
             range,
-            step: range / cfg.points_per_side as f32,
+            step: cfg.step_for(range)?,
             mode: cfg.mode,
             max_variants_per_call: cfg.max_variants_per_call,
             naive: false,
@@ -253,7 +258,7 @@ fn top_neuron_linearity<A: ModelAdapter + ?Sized>(
     let ng = neurgrad_with_progress(model, prompts, bar)?;
     let sweep = SweepConfig {
         range: cfg.linear_range,
-        step: cfg.linear_range / cfg.points_per_side as f32,
+        step: cfg.step_for(cfg.linear_range)?,
         mode: cfg.mode,
         max_variants_per_call: cfg.max_variants_per_call,
         naive: false,
@@ -347,6 +352,10 @@ pub struct Args {
     /// Grid points per side: step = R / points.
     #[arg(long, default_value_t = 10)]
     pub points_per_side: usize,
+    /// One grid step for every range instead (the paper's Fig. 2: 0.2); each range must be a
+    /// whole multiple of it.
+    #[arg(long, conflicts_with = "points_per_side")]
+    pub step: Option<f32>,
     /// The range at which Table 1 and Table 5 judge linearity.
     #[arg(long, default_value_t = 2.0)]
     pub linear_range: f32,
@@ -367,6 +376,7 @@ pub fn run(args: &Args) -> Result<LinearityResult> {
         sweep: LinearityConfig {
             ranges: args.ranges.clone(),
             points_per_side: args.points_per_side,
+            fixed_step: args.step,
             linear_threshold: args.threshold,
             linear_range: args.linear_range,
             mode: args.mode,

@@ -9,9 +9,13 @@ use crate::neg::{ground_truth_neg, GroundTruth, ShiftMode, SweepConfig};
 /// Parameters of [`linearity`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LinearityConfig {
-    /// Shift ranges R; each is swept with step R / `points_per_side`.
+    /// Shift ranges R; each is swept with step R / `points_per_side`, or `fixed_step`.
     pub ranges: Vec<f32>,
     pub points_per_side: usize,
+    /// One step for every range (the paper's Fig. 2 grid: s = 0.2 for R up to 10); each R
+    /// must then be a whole multiple of it. `None`: step R / `points_per_side`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fixed_step: Option<f32>,
     /// |r| at or above this marks a linear neuron.
     pub linear_threshold: f32,
     /// The range at which linearity, polarity and generality are judged.
@@ -27,11 +31,45 @@ impl Default for LinearityConfig {
         Self {
             ranges: vec![0.5, 1.0, 2.0, 5.0, 10.0],
             points_per_side: 10,
+            fixed_step: None,
             linear_threshold: 0.95,
             linear_range: 2.0,
             mode: ShiftMode::Magnitude,
             max_variants_per_call: 4096,
         }
+    }
+}
+
+impl LinearityConfig {
+    /// The grid step at shift range `range`: `fixed_step`, which must divide `range` into a
+    /// whole number (at least 1) of steps, else `range / points_per_side`.
+    pub fn step_for(&self, range: f32) -> Result<f32> {
+        if self.points_per_side == 0 {
+            return Err(NegError::InvalidArgument {
+                name: "points_per_side",
+                reason: "must be at least 1".into(),
+            });
+        }
+        let Some(step) = self.fixed_step else {
+            return Ok(range / self.points_per_side as f32);
+        };
+        if !(step.is_finite() && step > 0.0) {
+            return Err(NegError::InvalidArgument {
+                name: "fixed_step",
+                reason: format!("must be positive, got {step}"),
+            });
+        }
+        let points = range / step;
+        if points.round() < 1.0 || (points - points.round()).abs() > 1e-3 {
+            return Err(NegError::InvalidArgument {
+                name: "fixed_step",
+                reason: format!(
+                    "range {range} is not a whole multiple (at least 1) of the step {step}"
+                ),
+            });
+        }
+        // range / points, not step itself: the grid then ends exactly at +-range.
+        Ok(range / points.round())
     }
 }
 
@@ -170,16 +208,13 @@ pub fn linearity<A: ModelAdapter + ?Sized>(
     neurons: &[NeuronId],
     config: &LinearityConfig,
 ) -> Result<LinearityReport> {
-    if config.points_per_side == 0 {
-        return Err(NegError::InvalidArgument {
-            name: "points_per_side",
-            reason: "must be at least 1".into(),
-        });
+    for &r in config.ranges.iter().chain([&config.linear_range]) {
+        config.step_for(r)?;
     }
     let sweep = |range: f32| -> Result<GroundTruth> {
         let cfg = SweepConfig {
             range,
-            step: range / config.points_per_side as f32,
+            step: config.step_for(range)?,
             mode: config.mode,
             max_variants_per_call: config.max_variants_per_call,
             naive: false,
@@ -199,4 +234,36 @@ pub fn linearity<A: ModelAdapter + ?Sized>(
         None => sweep(config.linear_range)?,
     };
     linearity_from(config, &per_range, &judged, adapter.num_layers())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn step_for_scaled_and_fixed_grids() {
+        let scaled = LinearityConfig::default();
+        assert!((scaled.step_for(2.0).unwrap() - 0.2).abs() < 1e-7);
+        assert!((scaled.step_for(10.0).unwrap() - 1.0).abs() < 1e-7);
+        let fixed = LinearityConfig {
+            fixed_step: Some(0.2),
+            ..LinearityConfig::default()
+        };
+        for r in [0.2f32, 1.0, 2.0, 10.0] {
+            assert!((fixed.step_for(r).unwrap() - 0.2).abs() < 1e-6, "R = {r}");
+        }
+        for r in [0.1f32, 0.5, 0.3] {
+            let e = fixed.step_for(r).unwrap_err().to_string();
+            assert!(e.contains(&format!("range {r}")), "{e}");
+        }
+        let zero = LinearityConfig {
+            fixed_step: Some(0.0),
+            ..LinearityConfig::default()
+        };
+        assert!(zero
+            .step_for(1.0)
+            .unwrap_err()
+            .to_string()
+            .contains("positive"));
+    }
 }
