@@ -81,18 +81,36 @@ def skill_table(out, step, title):
     print(f"\nWall time {timings.get('seconds', float('nan')):.0f} s.\n")
 
 
-def seeds_of(out, prefix):
+def runs_of(out, prefix, name):
+    """The `name` report of every seed directory `<prefix>-s<seed>` that has one, by seed."""
     runs = []
     # Directories only: each run's `<dir>.lock` file sits beside it.
-    for d in sorted(p for p in glob.glob(os.path.join(out, prefix + "-s*")) if os.path.isdir(p)):
-        r = load(os.path.join(d, "results.json"))
+    dirs = [p for p in glob.glob(os.path.join(out, prefix + "-s*")) if os.path.isdir(p)]
+    for d in sorted(dirs, key=lambda p: int(p.rsplit("-s", 1)[1])):
+        r = load(os.path.join(d, name))
         if r is not None:
             runs.append(r)
     return runs
 
 
+def seeds_note(runs):
+    return f"{len(runs)} seed{'s' if len(runs) != 1 else ''}"
+
+
+def fig2_table(runs, grid_header, grid_cell):
+    """Fig. 2's rows, mean ± sd over `runs`; `grid_cell(row)` shows the row's grid."""
+    print(f"| R | {grid_header} | mean \\|r\\| | linear ratio (\\|r\\| ≥ 0.95) |")
+    print("|---|---|---|---|")
+    for i, row in enumerate(runs[0]["fig2"]):
+        vals = [r["fig2"][i] for r in runs if i < len(r["fig2"])]
+        print(
+            f"| {grid_cell(row)} | {mean_sd([v['mean_abs_r'] for v in vals])} | "
+            f"{mean_sd([v['linear_ratio'] for v in vals])} |"
+        )
+
+
 def linearity(out):
-    runs = seeds_of(out, "linearity")
+    runs = runs_of(out, "linearity", "results.json")
     print("### Linearity (Fig. 2, Table 1, Table 5)\n")
     if not runs:
         print("_not run (`linearity-s*`)_\n")
@@ -105,14 +123,7 @@ def linearity(out):
         f"[-R, R] with {cfg['sweep']['points_per_side']} points per side ({cfg['sweep']['mode']} "
         f"shifts). Mean ± sd over seeds.\n"
     )
-    print("| R | step | mean \\|r\\| | linear ratio (\\|r\\| ≥ 0.95) |")
-    print("|---|---|---|---|")
-    for i, row in enumerate(runs[0]["fig2"]):
-        vals = [r["fig2"][i] for r in runs if i < len(r["fig2"])]
-        print(
-            f"| {row['range']} | {row['step']:.3g} | {mean_sd([v['mean_abs_r'] for v in vals])} | "
-            f"{mean_sd([v['linear_ratio'] for v in vals])} |"
-        )
+    fig2_table(runs, "step", lambda row: f"{row['range']} | {row['step']:.3g}")
     print(
         f"\nTable 1 at R = {cfg['sweep']['linear_range']}: linear ratio "
         f"{mean_sd([r['linear_ratio'] for r in runs])}, positive "
@@ -139,19 +150,12 @@ def linearity_fixed(out):
         f"{cfg['sweep']['fixed_step']:g} for every R ({cfg['sweep']['mode']} shifts). Mean ± sd "
         f"over seeds.\n"
     )
-    print("| R | points per side | mean \\|r\\| | linear ratio (\\|r\\| ≥ 0.95) |")
-    print("|---|---|---|---|")
-    for i, row in enumerate(runs[0]["fig2"]):
-        vals = [r["fig2"][i] for r in runs if i < len(r["fig2"])]
-        print(
-            f"| {row['range']:g} | {round(row['range'] / row['step'])} | "
-            f"{mean_sd([v['mean_abs_r'] for v in vals])} | {mean_sd([v['linear_ratio'] for v in vals])} |"
-        )
+    fig2_table(runs, "points per side", lambda row: f"{row['range']:g} | {round(row['range'] / row['step'])}")
     print()
 
 
 def estimation(out):
-    runs = seeds_of(out, "estimation")
+    runs = runs_of(out, "estimation", "results.json")
     print("### NEG estimation (Table 2)\n")
     if not runs:
         print("_not run (`estimation-s*`)_\n")
@@ -173,21 +177,6 @@ def estimation(out):
             f"{mean_sd_e([x['mae'] for x in rows])} | {mean_sd([x['seconds_per_prompt'] for x in rows])} |"
         )
     print(f"\nGround-truth sweep: {mean_sd([r['sweep_seconds_per_prompt'] for r in runs])} s per prompt.\n")
-
-
-def runs_of(out, prefix, name):
-    """The `name` report of every seed directory `<prefix>-s<seed>` that has one, by seed."""
-    runs = []
-    dirs = [p for p in glob.glob(os.path.join(out, prefix + "-s*")) if os.path.isdir(p)]
-    for d in sorted(dirs, key=lambda p: int(p.rsplit("-s", 1)[1])):
-        r = load(os.path.join(d, name))
-        if r is not None:
-            runs.append(r)
-    return runs
-
-
-def seeds_note(runs):
-    return f"{len(runs)} seed{'s' if len(runs) != 1 else ''}"
 
 
 def attribution(out):

@@ -102,11 +102,8 @@ pub fn run_linearity<A: ModelAdapter + ?Sized>(
     if cfg.points_per_side == 0 || cfg.ranges.is_empty() {
         bail!("--points-per-side must be at least 1 and --ranges non-empty");
     }
-    // Every range's grid is checked before any sweep runs.
-    for &r in cfg.ranges.iter().chain([&cfg.linear_range]) {
-        cfg.step_for(r)
-            .map_err(|e| anyhow::anyhow!("--ranges/--step: {e}"))?;
-    }
+    cfg.check_grids()
+        .map_err(|e| anyhow::anyhow!("--ranges/--step: {e}"))?;
     let (l, n) = (model.num_layers(), model.ff_width());
     let neurons = sampling::sample_neurons(l, n, config.random_neurons, config.seed)?;
     let mut ranges = cfg.ranges.clone();

@@ -71,6 +71,15 @@ impl LinearityConfig {
         // range / points, not step itself: the grid then ends exactly at +-range.
         Ok(range / points.round())
     }
+
+    /// Checks the grid of every range swept, `ranges` and `linear_range` ([`Self::step_for`]),
+    /// so that a bad one fails before any sweep runs.
+    pub fn check_grids(&self) -> Result<()> {
+        for &r in self.ranges.iter().chain([&self.linear_range]) {
+            self.step_for(r)?;
+        }
+        Ok(())
+    }
 }
 
 /// Linearity at one shift range.
@@ -208,9 +217,7 @@ pub fn linearity<A: ModelAdapter + ?Sized>(
     neurons: &[NeuronId],
     config: &LinearityConfig,
 ) -> Result<LinearityReport> {
-    for &r in config.ranges.iter().chain([&config.linear_range]) {
-        config.step_for(r)?;
-    }
+    config.check_grids()?;
     let sweep = |range: f32| -> Result<GroundTruth> {
         let cfg = SweepConfig {
             range,
