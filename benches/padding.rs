@@ -1,10 +1,13 @@
 //! Padding of skill-probe batches: padded / real tokens of the NeurGrad batches of every
 //! MCEval8K task, in file order (how batches were formed before) and grouped by length (how
 //! `skill::compute_features` forms them now), for the main job's selection (leak-free
-//! re-splits, 256 / 64 / 128 prompts, batches of at most 16, cut early where padding would
-//! pass 10%: `skill::length_batches`) with SmolLM2-135M-Instruct's tokenizer,
+//! re-splits, 256 / 64 / 128 prompts, batches of at most 16 prompts and 8,192 tokens, cut
+//! early where padding would pass 10%: `skill::length_batches`) with SmolLM2-135M-Instruct's
+//! tokenizer,
 //! zero- and few-shot. A count, not a timing: NeurGrad's cost is about linear in the tokens a
-//! batch runs, so the ratio is the work spent on padding.
+//! batch runs, so the ratio is the work spent on padding. The last columns say how many
+//! batches the token budget added and the largest batch's padded tokens (what the model's
+//! working memory grows with).
 //!
 //! `cargo bench --bench padding` (about a minute; needs the packaged model and `../shared`).
 use std::time::Instant;
@@ -12,8 +15,8 @@ use std::time::Instant;
 use mceval::TaskRegistry;
 use neg_core::ModelAdapter;
 use neg_rs::skill::{
-    length_batches, load_task, resolve_sources, select_prompts, shots_for, PromptContext, ShotMode,
-    SplitMode, TokenCounts, DEFAULT_SIZES,
+    length_batches, load_task, resolve_sources, select_prompts, shots_for, Batching, PromptContext,
+    ShotMode, SplitMode, TokenCounts, DEFAULT_SIZES,
 };
 
 const BATCH: usize = 16;
@@ -27,8 +30,11 @@ fn main() -> anyhow::Result<()> {
         "padded / real tokens, batches of {BATCH}, {} ({} / {} / {} prompts, leak-free)\n",
         sources.model, DEFAULT_SIZES.train, DEFAULT_SIZES.valid, DEFAULT_SIZES.test
     );
-    println!("| task | shots | prompts | real tokens | file order | by length | batches |");
-    println!("|---|---|---|---|---|---|---|");
+    println!(
+        "| task | shots | prompts | real tokens | file order | by length | batches | \
+         split by the token budget | largest batch (tokens) |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
     let mut worst: f64 = 0.0;
     for spec in TaskRegistry::builtin().tasks() {
         let task = load_task(&sources.data.source, spec.name, SplitMode::LeakFree, 0)?;
@@ -56,11 +62,22 @@ fn main() -> anyhow::Result<()> {
                 .collect();
             let file_rows: Vec<usize> = (0..lengths.len()).collect();
             let file = TokenCounts::of_batches(&lengths, file_rows.chunks(BATCH));
-            let budgeted = length_batches(&lengths, BATCH);
+            let budgeted = length_batches(&lengths, Batching::prompts(BATCH));
+            let unbounded = Batching {
+                prompts: BATCH,
+                tokens: usize::MAX,
+            };
+            let added = budgeted.len() - length_batches(&lengths, unbounded).len();
+            let largest = budgeted
+                .iter()
+                .map(|b| TokenCounts::of_batches(&lengths, [b.as_slice()]).padded)
+                .max()
+                .unwrap_or(0);
             let sorted = TokenCounts::of_batches(&lengths, budgeted.iter().map(Vec::as_slice));
             worst = worst.max(sorted.ratio());
             println!(
-                "| {} | {shots:?} | {} | {} | {:.3} | {:.3} | {} (file order {}) |",
+                "| {} | {shots:?} | {} | {} | {:.3} | {:.3} | {} (file order {}) | {added} | \
+                 {largest} |",
                 spec.name,
                 lengths.len(),
                 file.real,

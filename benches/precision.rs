@@ -12,8 +12,8 @@ use std::time::Instant;
 
 use indicatif::ProgressBar;
 use neg_rs::skill::{
-    compute_features, load_task, resolve_sources, select_prompts, shots_for, PromptContext,
-    ShotMode, Sizes, SkillFeatures, SplitMode,
+    compute_features, load_task, resolve_sources, select_prompts, shots_for, Batching,
+    PromptContext, ShotMode, Sizes, SkillFeatures, SplitMode,
 };
 
 fn env_usize(name: &str, default: usize) -> usize {
@@ -70,7 +70,15 @@ fn main() -> anyhow::Result<()> {
         let mut last = None;
         for _ in 0..reps {
             let t = Instant::now();
-            let f = compute_features(model, set, 16, true, None, &ProgressBar::hidden())?;
+            let f = compute_features(
+                model,
+                set,
+                Batching::prompts(16),
+                true,
+                None,
+                &neg_probe::Storage::Memory,
+                &ProgressBar::hidden(),
+            )?;
             times.push(t.elapsed().as_secs_f64());
             last = Some(f);
         }
@@ -79,16 +87,16 @@ fn main() -> anyhow::Result<()> {
     let (t32, f32s) = run(&f32_model)?;
     let (t16, bf16s) = run(&bf16_model)?;
     let (s32, s16) = (
-        f32s.scores.expect("scores kept"),
-        bf16s.scores.expect("scores kept"),
+        f32s.scores.as_ref().expect("scores kept"),
+        bf16s.scores.as_ref().expect("scores kept"),
     );
-    let flips = f32s
-        .activations
+    let (a32, a16) = (f32s.activations()?, bf16s.activations()?);
+    let flips = a32
         .iter()
-        .zip(bf16s.activations.iter())
+        .zip(a16.iter())
         .filter(|(a, b)| (**a > 0.0) != (**b > 0.0))
         .count() as f64
-        / f32s.activations.len() as f64;
+        / a32.len() as f64;
     let p = set.items.len();
     println!(
         "{task_name}, {p} prompts, {} on {device} (median of {reps}):",

@@ -12,8 +12,8 @@ use std::time::Instant;
 
 use indicatif::ProgressBar;
 use neg_rs::skill::{
-    compute_features, load_task, resolve_sources, select_prompts, shots_for, PromptContext,
-    ShotMode, Sizes, SkillFeatures, SplitMode,
+    compute_features, load_task, resolve_sources, select_prompts, shots_for, Batching,
+    PromptContext, ShotMode, Sizes, SkillFeatures, SplitMode,
 };
 
 fn env_usize(name: &str, default: usize) -> usize {
@@ -71,7 +71,15 @@ fn main() -> anyhow::Result<()> {
         let mut last = None;
         for _ in 0..reps {
             let t = Instant::now();
-            let f = compute_features(&model, &sets[set], 16, true, None, &ProgressBar::hidden())?;
+            let f = compute_features(
+                &model,
+                &sets[set],
+                Batching::prompts(16),
+                true,
+                None,
+                &neg_probe::Storage::Memory,
+                &ProgressBar::hidden(),
+            )?;
             times.push(t.elapsed().as_secs_f64());
             last = Some(f);
         }

@@ -34,6 +34,8 @@ pub struct SkillProbeConfig {
     pub trees: usize,
     /// Prompts per NeurGrad batch.
     pub batch: usize,
+    /// Tokens per NeurGrad batch, padding included ([`crate::skill::Batching::tokens`]).
+    pub batch_tokens: usize,
     /// cpu, cuda or cuda:N.
     pub device: String,
     /// Weights and activations: f32, bf16 or f16.
@@ -49,6 +51,16 @@ pub struct SkillProbeConfig {
     pub shard: Option<Shard>,
 }
 
+impl SkillProbeConfig {
+    /// The NeurGrad batching of `batch` and `batch_tokens`.
+    pub fn batching(&self) -> Batching {
+        Batching {
+            prompts: self.batch,
+            tokens: self.batch_tokens,
+        }
+    }
+}
+
 impl Default for SkillProbeConfig {
     fn default() -> Self {
         Self {
@@ -61,6 +73,7 @@ impl Default for SkillProbeConfig {
             seed: 0,
             trees: 100,
             batch: 16,
+            batch_tokens: DEFAULT_BATCH_TOKENS,
             device: "cpu".into(),
             dtype: "f32".into(),
             compact: false,
@@ -112,9 +125,7 @@ pub fn run_skill_probe(cfg: &SkillProbeConfig) -> Result<SkillProbeReport> {
     if cfg.tasks.is_empty() {
         bail!("no tasks given");
     }
-    if cfg.batch == 0 {
-        bail!("--batch must be at least 1");
-    }
+    cfg.batching().check()?;
     let registry = TaskRegistry::builtin();
     for t in &cfg.tasks {
         registry.get(t)?;
@@ -183,12 +194,22 @@ pub fn run_skill_probe(cfg: &SkillProbeConfig) -> Result<SkillProbeReport> {
         let bar = progress_bar(set.items.len(), task.spec.name, cfg.progress);
         if cfg.shard.is_some() {
             // A shard only computes its batches; `neg merge` evaluates the probes.
-            compute_shard(&model, set, cfg.batch, &cache, &bar)?;
+            compute_shard(&model, set, cfg.batching(), &cache, &bar)?;
             bar.finish_and_clear();
             continue;
         }
         let hits_before = cache.hits();
-        let features = compute_features(&model, set, cfg.batch, !cfg.compact, Some(&cache), &bar)?;
+        let features = compute_features(
+            &model,
+            set,
+            cfg.batching(),
+            !cfg.compact,
+            Some(&cache),
+            // The features stay on disk beside `--out`: the run's memory is the model's
+            // working set, not its data (docs/PERFORMANCE.md, "Memory of a skill-probe run").
+            &neg_probe::Storage::Disk(cache.dir().to_path_buf()),
+            &bar,
+        )?;
         bar.finish_and_clear();
         let resumed_batches = cache.hits() - hits_before;
         if resumed_batches > 0 {
@@ -359,6 +380,7 @@ impl Args {
             seed: s.seed,
             trees: self.trees,
             batch: s.batch,
+            batch_tokens: s.batch_tokens,
             device: s.model.device.clone(),
             dtype: s.model.dtype.clone(),
             compact: self.compact,

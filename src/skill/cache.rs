@@ -84,6 +84,12 @@ pub struct FeatureCache {
 }
 
 impl FeatureCache {
+    /// The cache's directory. A run also keeps its data sets' matrices there, in unlinked
+    /// files ([`neg_probe::Storage::Disk`]): the run's output goes to the same disk.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// Opens (creating it) the cache `dir` for a model whose files hash to `model_digest`, run
     /// in `dtype` on `device`, and removes temporaries that dead processes left in it.
     pub fn open(dir: &Path, model_digest: &str, dtype: &str, device: &str) -> Result<Self> {

@@ -7,7 +7,7 @@ use indicatif::ProgressBar;
 use mceval::Split as McSplit;
 use ndarray::{Array2, Array3, Axis};
 use neg_core::{ModelAdapter, TargetedPrompt};
-use neg_probe::{ProbeData, ProbeDataBuilder, Split};
+use neg_probe::{ProbeData, ProbeDataBuilder, Split, Storage};
 use serde::{Deserialize, Serialize};
 
 use super::*;
@@ -29,12 +29,11 @@ pub struct SkillFeatures {
     pub n_layers: usize,
     /// N per layer; neuron `i` of the features is layer `i / ff_width`, unit `i % ff_width`.
     pub ff_width: usize,
-    /// Compact probe features with activations and option probabilities.
+    /// Compact probe features with activations and option probabilities, `[L*N, P]`
+    /// neuron-major: the index of the option with the largest NeurGrad is
+    /// `data.option_index()`, the activations `data.activations()`. Kept where
+    /// [`compute_features`] was told ([`Storage`]).
     pub data: ProbeData,
-    /// `[P, L*N]` index of the option with the largest NeurGrad.
-    pub option_index: Array2<u8>,
-    /// `[P, L*N]` activations.
-    pub activations: Array2<f32>,
     /// `[P, K]` option probabilities.
     pub probs: Array2<f32>,
     /// `[P, K, L*N]` NeurGrad, when kept in memory (features computed without a cache).
@@ -53,6 +52,15 @@ pub struct SkillFeatures {
     pub tokens: TokenCounts,
     /// Seconds spent in the model.
     pub seconds: f64,
+}
+
+impl SkillFeatures {
+    /// `[L*N, P]` activations (always computed with the features).
+    pub fn activations(&self) -> Result<ndarray::ArrayView2<'_, f32>> {
+        self.data
+            .activations()
+            .with_context(|| format!("task {}: features without activations", self.task))
+    }
 }
 
 /// Where the NeurGrad of some rows is kept: the cache entry of the batch that computed them.
@@ -109,13 +117,62 @@ pub fn length_order(lengths: &[usize]) -> Vec<usize> {
 /// Most padded / real tokens a batch of [`length_batches`] may hold.
 pub const MAX_PADDING: f64 = 1.1;
 
-/// The batches [`compute_features`] runs: prompts in [`length_order`], at most `batch` to a
-/// batch, and a new batch begun early whenever the next (longest so far) prompt would make
-/// the batch's padded tokens exceed [`MAX_PADDING`] times its real ones. So no batch, and no
-/// run, spends more than 10% of its tokens on padding; only the long tail of a task's lengths
-/// runs in smaller batches. Deterministic: the same lengths give the same batches.
-pub fn length_batches(lengths: &[usize], batch: usize) -> Vec<Vec<usize>> {
-    let batch = batch.max(1);
+/// Default [`Batching::tokens`]: 16 of the longest few-shot MCEval8K prompts SmolLM2 sees
+/// (about 470 tokens, agnews) fit, so the main job's batches are the prompt-count ones, while
+/// a task of longer prompts runs in smaller batches instead of a larger workspace.
+pub const DEFAULT_BATCH_TOKENS: usize = 8192;
+
+/// How prompts are grouped into NeurGrad batches ([`length_batches`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Batching {
+    /// Most prompts in a batch (`--batch`).
+    pub prompts: usize,
+    /// Most tokens in a batch, padding included: batch size x its longest prompt
+    /// (`--batch-tokens`). The model's working memory (activations, the backward's tape, the
+    /// attention scores) grows with it, so bounding it bounds a run's peak memory whatever the
+    /// number or the length spread of the prompts. A single prompt longer than this runs alone.
+    pub tokens: usize,
+}
+
+impl Default for Batching {
+    fn default() -> Self {
+        Self {
+            prompts: 16,
+            tokens: DEFAULT_BATCH_TOKENS,
+        }
+    }
+}
+
+impl Batching {
+    /// Batches of at most `prompts` prompts and [`DEFAULT_BATCH_TOKENS`] tokens.
+    pub fn prompts(prompts: usize) -> Self {
+        Self {
+            prompts,
+            ..Self::default()
+        }
+    }
+
+    /// Errors naming the flag when either limit is 0.
+    pub fn check(&self) -> Result<()> {
+        if self.prompts == 0 {
+            bail!("--batch must be at least 1");
+        }
+        if self.tokens == 0 {
+            bail!("--batch-tokens must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+/// The batches [`compute_features`] runs: prompts in [`length_order`], at most
+/// `batching.prompts` to a batch, and a new batch begun early whenever the next (longest so
+/// far) prompt would make the batch's padded tokens exceed [`MAX_PADDING`] times its real
+/// ones or `batching.tokens` in all. So no batch, and no run, spends more than 10% of its
+/// tokens on padding, and no batch needs more memory than the token budget; only the long
+/// tail of a task's lengths runs in smaller batches. Deterministic: the same lengths give the
+/// same batches.
+pub fn length_batches(lengths: &[usize], batching: Batching) -> Vec<Vec<usize>> {
+    let batch = batching.prompts.max(1);
     let mut out = Vec::new();
     let (mut current, mut real) = (Vec::new(), 0usize);
     for i in length_order(lengths) {
@@ -123,7 +180,8 @@ pub fn length_batches(lengths: &[usize], batch: usize) -> Vec<Vec<usize>> {
         // Sorted ascending: with `i`, the batch's longest prompt is `i`.
         let padded = len * (current.len() + 1);
         let too_padded = padded as f64 > MAX_PADDING * (real + len) as f64;
-        if !current.is_empty() && (current.len() == batch || too_padded) {
+        let too_many_tokens = padded > batching.tokens;
+        if !current.is_empty() && (current.len() == batch || too_padded || too_many_tokens) {
             out.push(std::mem::take(&mut current));
             real = 0;
         }
@@ -216,7 +274,7 @@ fn targeted_prompts(adapter: &dyn ModelAdapter, set: &PromptSet) -> Result<Vec<T
 fn prompt_batches(
     adapter: &dyn ModelAdapter,
     targeted: &[TargetedPrompt],
-    batch: usize,
+    batching: Batching,
 ) -> (Vec<Vec<usize>>, TokenCounts) {
     // Prompts go to NeurGrad in batches of similar length (shortest first; ties in set
     // order; `length_batches`), so that a left-padded batch is at least 90% real tokens;
@@ -226,7 +284,7 @@ fn prompt_batches(
         .iter()
         .map(|tp| adapter.token_count(&tp.text).unwrap_or(tp.text.len()))
         .collect();
-    let batches = length_batches(&lengths, batch.max(1));
+    let batches = length_batches(&lengths, batching);
     let tokens = TokenCounts::of_batches(&lengths, batches.iter().map(Vec::as_slice));
     (batches, tokens)
 }
@@ -252,12 +310,12 @@ fn batch_neurgrad(
 pub fn compute_shard(
     adapter: &dyn ModelAdapter,
     set: &PromptSet,
-    batch: usize,
+    batching: Batching,
     cache: &FeatureCache,
     progress: &ProgressBar,
 ) -> Result<usize> {
     let targeted = targeted_prompts(adapter, set)?;
-    let (batches, _) = prompt_batches(adapter, &targeted, batch);
+    let (batches, _) = prompt_batches(adapter, &targeted, batching);
     let mut owned = 0;
     for rows in &batches {
         if cache.claim() {
@@ -270,19 +328,22 @@ pub fn compute_shard(
     Ok(owned)
 }
 
-/// Computes NeurGrad for every option of every prompt of `set` in batches of `batch` prompts
-/// (one target per option: `adapter.target_token(prompt, answer)`; an answer that is not one
+/// Computes NeurGrad for every option of every prompt of `set` in batches of `batching`
+/// ([`length_batches`]; one target per option: `adapter.target_token(prompt, answer)`; an answer that is not one
 /// token is an error naming the task and the answer). `keep_scores` keeps the full f32
 /// `[P, K, L*N]` tensor besides the compact features: in memory without a `cache`, else on
 /// disk in the cache's entries ([`SkillFeatures::score_batches`]). With a `cache`, each
 /// batch's NeurGrad is taken from it when an earlier (interrupted) run computed it, and stored
-/// in it otherwise.
+/// in it otherwise. The `[L*N, P]` features are kept as `storage` says: [`Storage::Disk`]
+/// keeps them in unlinked files of its directory, so that the run's anonymous memory does not
+/// grow with the number of prompts (see `neg_probe::store`).
 pub fn compute_features(
     adapter: &dyn ModelAdapter,
     set: &PromptSet,
-    batch: usize,
+    batching: Batching,
     keep_scores: bool,
     cache: Option<&FeatureCache>,
+    storage: &Storage,
     progress: &ProgressBar,
 ) -> Result<SkillFeatures> {
     let start = Instant::now();
@@ -292,13 +353,12 @@ pub fn compute_features(
     let (l, n) = (adapter.num_layers(), adapter.ff_width());
     let width = l * n;
     let p = set.items.len();
-    let mut builder = ProbeDataBuilder::new(p, k, width, true, true)?;
-    let mut option_index = Array2::<u8>::zeros((p, width));
-    let mut activations = Array2::<f32>::zeros((p, width));
+    let mut builder = ProbeDataBuilder::with_storage(p, k, width, true, true, storage.clone())
+        .with_context(|| format!("features of task {}", set.task))?;
     let mut probs = Array2::<f32>::zeros((p, k));
     let mut scores = (keep_scores && cache.is_none()).then(|| Array3::<f32>::zeros((p, k, width)));
     let mut score_batches = Vec::new();
-    let (batches, tokens) = prompt_batches(adapter, &targeted, batch);
+    let (batches, tokens) = prompt_batches(adapter, &targeted, batching);
     for rows in &batches {
         let chunk: Vec<TargetedPrompt> = rows.iter().map(|&i| targeted[i].clone()).collect();
         let chunk = chunk.as_slice();
@@ -339,16 +399,6 @@ pub fn compute_features(
                 Some(a.view()),
                 Some(pr),
             )?;
-            for (col, column) in g.columns().into_iter().enumerate() {
-                let mut best = 0;
-                for o in 1..k {
-                    if column[o] > column[best] {
-                        best = o;
-                    }
-                }
-                option_index[[row, col]] = best as u8;
-            }
-            activations.row_mut(row).assign(&a);
             probs.row_mut(row).assign(&pr);
             if let Some(s) = scores.as_mut() {
                 s.index_axis_mut(Axis(0), row).assign(&g);
@@ -365,8 +415,6 @@ pub fn compute_features(
         n_layers: l,
         ff_width: n,
         data: builder.finish()?,
-        option_index,
-        activations,
         probs,
         scores,
         score_batches,
@@ -430,7 +478,7 @@ mod tests {
         // Budgeted batches: never over 1.1 padded / real, at most `batch` prompts each, every
         // prompt once, in length order.
         let lengths = [5, 5, 5, 6, 40, 41, 100, 5, 5];
-        let batches = length_batches(&lengths, 4);
+        let batches = length_batches(&lengths, Batching::prompts(4));
         assert_eq!(
             batches,
             vec![vec![0, 1, 2, 7], vec![8, 3], vec![4, 5], vec![6]]
@@ -443,11 +491,48 @@ mod tests {
         let mut all: Vec<usize> = batches.concat();
         all.sort();
         assert_eq!(all, (0..lengths.len()).collect::<Vec<_>>());
-        assert_eq!(length_batches(&[], 4), Vec::<Vec<usize>>::new());
         assert_eq!(
-            length_batches(&[3, 3, 3], 1),
+            length_batches(&[], Batching::prompts(4)),
+            Vec::<Vec<usize>>::new()
+        );
+        assert_eq!(
+            length_batches(&[3, 3, 3], Batching::prompts(1)),
             vec![vec![0], vec![1], vec![2]]
         );
+        // A token budget: no batch holds more than 12 padded tokens, except a longer prompt
+        // alone; the prompt-count limit (4) no longer binds.
+        let budget = Batching {
+            prompts: 4,
+            tokens: 12,
+        };
+        let batches = length_batches(&lengths, budget);
+        assert_eq!(
+            batches,
+            vec![
+                vec![0, 1],
+                vec![2, 7],
+                vec![8, 3],
+                vec![4],
+                vec![5],
+                vec![6]
+            ]
+        );
+        for b in &batches {
+            let c = TokenCounts::of_batches(&lengths, [b.as_slice()]);
+            assert!(c.padded <= 12 || b.len() == 1, "{b:?}: {c:?}");
+        }
+        assert!(Batching {
+            prompts: 1,
+            tokens: 0
+        }
+        .check()
+        .is_err());
+        assert!(Batching {
+            prompts: 0,
+            tokens: 1
+        }
+        .check()
+        .is_err());
     }
 
     #[test]
@@ -455,11 +540,28 @@ mod tests {
         // The analytic model's vocabulary is tok0..tok4, one token each.
         let model = AnalyticAdapter::new(1, 2, 3, 5, 2);
         let ok = prompt_set([&[0, 1], &[0], &[1]], ["tok1", "tok2"]);
-        let f = compute_features(&model, &ok, 2, false, None, &ProgressBar::hidden()).unwrap();
+        let f = compute_features(
+            &model,
+            &ok,
+            Batching::prompts(2),
+            false,
+            None,
+            &Storage::Memory,
+            &ProgressBar::hidden(),
+        )
+        .unwrap();
         assert_eq!(f.answer_ids, vec![1, 2]);
         let same = prompt_set([&[0, 1], &[0], &[1]], ["tok3", "tok3"]);
-        let e =
-            compute_features(&model, &same, 2, false, None, &ProgressBar::hidden()).unwrap_err();
+        let e = compute_features(
+            &model,
+            &same,
+            Batching::prompts(2),
+            false,
+            None,
+            &Storage::Memory,
+            &ProgressBar::hidden(),
+        )
+        .unwrap_err();
         let msg = e.to_string();
         assert!(
             msg.contains("`tok3` and `tok3` are the same token (id 3)"),

@@ -37,8 +37,8 @@ pub fn features_safetensors_with(f: &SkillFeatures, extra: &[(&str, String)]) ->
         );
     }
     let mut t = TensorFile::default();
-    t.add("option_index", &f.option_index);
-    t.add("activations", &f.activations);
+    t.add("option_index", &f.data.option_index().t());
+    t.add("activations", &f.activations()?.t());
     t.add("probs", &f.probs);
     t.add(
         "labels",
@@ -79,8 +79,9 @@ pub fn write_features_file(
         l.meta(&key, v);
     }
     l.write(path, |r| {
-        r.put("option_index", 0, f.option_index.iter().copied())?;
-        r.put("activations", 0, f.activations.iter().copied())?;
+        // The data set is neuron-major (`[L*N, P]`, perhaps on disk); the file is prompt-major.
+        r.put_transposed("option_index", f.data.option_index())?;
+        r.put_transposed("activations", f.activations()?)?;
         r.put("probs", 0, f.probs.iter().copied())?;
         r.put("labels", 0, f.labels.iter().map(|&y| y as i64))?;
         r.put("split", 0, split_ids(f))?;

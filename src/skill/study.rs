@@ -43,6 +43,10 @@ pub struct SkillArgs {
     /// Prompts per NeurGrad batch.
     #[arg(long, default_value_t = 16)]
     pub batch: usize,
+    /// Tokens per NeurGrad batch, padding included (batch size x longest prompt): bounds the
+    /// model's working memory; a longer prompt runs alone.
+    #[arg(long, default_value_t = DEFAULT_BATCH_TOKENS)]
+    pub batch_tokens: usize,
     /// Compute only part i of n of the NeurGrad batches and write a shard to --out (e.g.
     /// `--shard 2/8`); `neg merge` then writes the run's results from all n shards.
     #[arg(long)]
@@ -51,6 +55,14 @@ pub struct SkillArgs {
 }
 
 impl SkillArgs {
+    /// The NeurGrad batching of `--batch` and `--batch-tokens`.
+    pub fn batching(&self) -> Batching {
+        Batching {
+            prompts: self.batch,
+            tokens: self.batch_tokens,
+        }
+    }
+
     /// Prompts per split.
     pub fn sizes(&self) -> Sizes {
         Sizes {
@@ -72,6 +84,7 @@ impl SkillArgs {
             test_size: sizes.test,
             seed: 0,
             batch: 16,
+            batch_tokens: DEFAULT_BATCH_TOKENS,
             shard: None,
         }
     }
@@ -229,9 +242,10 @@ pub fn study_features(args: &StudyArgs, contexts: &ContextMaker) -> Result<Study
         features.push(compute_features(
             &plan.model,
             set,
-            args.run.batch,
+            args.run.batching(),
             false,
             Some(&plan.cache),
+            &neg_probe::Storage::Disk(plan.cache.dir().to_path_buf()),
             &bar,
         )?);
         bar.finish_and_clear();
@@ -257,7 +271,7 @@ pub fn study_shard(args: &StudyArgs, contexts: &ContextMaker) -> Result<ShardSum
             &format!("{} {}", set.task, set.context),
             args.output.progress(),
         );
-        compute_shard(&plan.model, set, args.run.batch, &plan.cache, &bar)?;
+        compute_shard(&plan.model, set, args.run.batching(), &plan.cache, &bar)?;
         bar.finish_and_clear();
     }
     let run = crate::output::RunOutput::begin(args.out_dir())?;
@@ -280,9 +294,7 @@ struct StudyPlan {
 
 fn study_plan(args: &StudyArgs, contexts: &ContextMaker) -> Result<StudyPlan> {
     let spec = TaskRegistry::builtin().get(&args.task)?;
-    if args.run.batch == 0 {
-        bail!("--batch must be at least 1");
-    }
+    args.run.batching().check()?;
     crate::output::check_out_dir(args.out_dir())?;
     let run = &args.run;
     let sources = resolve_sources(run.model.model.as_deref(), run.data.as_deref())?;

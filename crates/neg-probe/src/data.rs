@@ -7,11 +7,13 @@
 //! gold option's margin `sum_o sign(g[y] - g[o])` (the Magn-Probe training statistic). That
 //! is 5 bytes per (prompt, neuron), 10.6 GB for the whole 7B model over 6000 prompts, or one
 //! byte (`option_index` only, enough for the Tree-Probe) = 2.1 GB. Matrices are stored
-//! neuron-major (`[neurons, prompts]`) because fitting scans one neuron over all prompts.
+//! neuron-major (`[neurons, prompts]`) because fitting scans one neuron over all prompts, in
+//! memory or, with [`Storage::Disk`], in mapped temporary files ([`crate::store`]).
 use ndarray::{Array2, ArrayView1, ArrayView2, ArrayView3};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ProbeError, Result};
+use crate::store::{Matrix, Storage};
 
 /// Largest number of options the sign bit masks hold (MCEval8K has at most 5).
 pub const MAX_OPTIONS: usize = 8;
@@ -52,13 +54,24 @@ impl Split {
 #[derive(Debug, Clone)]
 pub(crate) struct ScoreFeatures {
     /// `[N, P]` index of the option with the smallest NEG.
-    pub bottom: Array2<u8>,
+    pub bottom: Matrix<u8>,
     /// `[N, P]` bit o set when NEG of option o is > 0.
-    pub pos_bits: Array2<u8>,
+    pub pos_bits: Matrix<u8>,
     /// `[N, P]` bit o set when NEG of option o is < 0.
-    pub neg_bits: Array2<u8>,
+    pub neg_bits: Matrix<u8>,
     /// `[N, P]` `sum_o sign(g[y] - g[o])` for the gold option y.
-    pub gold_margin: Array2<i8>,
+    pub gold_margin: Matrix<i8>,
+}
+
+impl ScoreFeatures {
+    fn zeros(shape: (usize, usize), storage: &Storage) -> Result<Self> {
+        Ok(Self {
+            bottom: Matrix::zeros(shape, storage, "bottom")?,
+            pos_bits: Matrix::zeros(shape, storage, "pos_bits")?,
+            neg_bits: Matrix::zeros(shape, storage, "neg_bits")?,
+            gold_margin: Matrix::zeros(shape, storage, "gold_margin")?,
+        })
+    }
 }
 
 /// A probing data set: compact NEG features, optional activations and option probabilities,
@@ -69,10 +82,10 @@ pub struct ProbeData {
     labels: Vec<usize>,
     split: Vec<Split>,
     /// `[N, P]` index of the option with the largest NEG (the Tree-Probe feature).
-    top: Array2<u8>,
+    top: Matrix<u8>,
     scores: Option<ScoreFeatures>,
     /// `[N, P]` activations.
-    activations: Option<Array2<f32>>,
+    activations: Option<Matrix<f32>>,
     /// `[P, K]` option probabilities.
     probs: Option<Array2<f32>>,
 }
@@ -147,20 +160,45 @@ pub struct ProbeDataBuilder {
     /// Which rows are filled, and how many.
     filled: Vec<bool>,
     n_filled: usize,
+    /// Where the matrices are kept.
+    storage: Storage,
     /// The data set being filled: `[N, n_prompts]` tensors, labels and splits allocated up
     /// front, score features from the first scores.
     data: ProbeData,
 }
 
 impl ProbeDataBuilder {
-    /// A builder for `n_prompts` prompts with `n_options` options and `n_neurons` neurons.
-    /// `with_activations` / `with_probs` say whether every prompt will bring them.
+    /// A builder for `n_prompts` prompts with `n_options` options and `n_neurons` neurons,
+    /// kept in memory. `with_activations` / `with_probs` say whether every prompt will bring
+    /// them.
     pub fn new(
         n_prompts: usize,
         n_options: usize,
         n_neurons: usize,
         with_activations: bool,
         with_probs: bool,
+    ) -> Result<Self> {
+        Self::with_storage(
+            n_prompts,
+            n_options,
+            n_neurons,
+            with_activations,
+            with_probs,
+            Storage::Memory,
+        )
+    }
+
+    /// [`ProbeDataBuilder::new`] keeping the `[N, P]` matrices as `storage` says: with
+    /// [`Storage::Disk`] the data set's size no longer counts against the process's anonymous
+    /// memory (see [`crate::store`]). An unusable directory is a [`ProbeError::Spool`] naming
+    /// it.
+    pub fn with_storage(
+        n_prompts: usize,
+        n_options: usize,
+        n_neurons: usize,
+        with_activations: bool,
+        with_probs: bool,
+        storage: Storage,
     ) -> Result<Self> {
         check_options(n_options)?;
         if n_neurons == 0 {
@@ -170,6 +208,11 @@ impl ProbeDataBuilder {
                 found: "0".into(),
             });
         }
+        let shape = (n_neurons, n_prompts);
+        let activations = match with_activations {
+            true => Some(Matrix::zeros(shape, &storage, "activations")?),
+            false => None,
+        };
         Ok(Self {
             n_prompts,
             next: 0,
@@ -179,11 +222,12 @@ impl ProbeDataBuilder {
                 n_options,
                 labels: vec![0; n_prompts],
                 split: vec![Split::Train; n_prompts],
-                top: Array2::zeros((n_neurons, n_prompts)),
+                top: Matrix::zeros(shape, &storage, "option_index")?,
                 scores: None,
-                activations: with_activations.then(|| Array2::zeros((n_neurons, n_prompts))),
+                activations,
                 probs: with_probs.then(|| Array2::zeros((n_prompts, n_options))),
             },
+            storage,
         })
     }
 
@@ -233,7 +277,7 @@ impl ProbeDataBuilder {
     ) {
         let d = &mut self.data;
         if let (Some(dst), Some(a)) = (d.activations.as_mut(), activations) {
-            dst.column_mut(p).assign(&a);
+            dst.view_mut().column_mut(p).assign(&a);
         }
         if let (Some(dst), Some(pr)) = (d.probs.as_mut(), probs) {
             dst.row_mut(p).assign(&pr);
@@ -295,13 +339,15 @@ impl ProbeDataBuilder {
                 value: v.to_string(),
             });
         }
-        let np = self.n_prompts;
-        let sf = self.data.scores.get_or_insert_with(|| ScoreFeatures {
-            bottom: Array2::zeros((n, np)),
-            pos_bits: Array2::zeros((n, np)),
-            neg_bits: Array2::zeros((n, np)),
-            gold_margin: Array2::zeros((n, np)),
-        });
+        if self.data.scores.is_none() {
+            self.data.scores = Some(ScoreFeatures::zeros((n, self.n_prompts), &self.storage)?);
+        }
+        let Some(sf) = self.data.scores.as_mut() else {
+            unreachable!("score features made above");
+        };
+        let (mut top_col, mut bottom_col) = (self.data.top.view_mut(), sf.bottom.view_mut());
+        let (mut pos_col, mut neg_col) = (sf.pos_bits.view_mut(), sf.neg_bits.view_mut());
+        let mut margin_col = sf.gold_margin.view_mut();
         let y = label as usize;
         for neuron in 0..n {
             let col = scores.column(neuron);
@@ -324,11 +370,11 @@ impl ProbeDataBuilder {
                 }
                 margin += (gy > g) as i8 - (gy < g) as i8;
             }
-            self.data.top[[neuron, p]] = top as u8;
-            sf.bottom[[neuron, p]] = bottom as u8;
-            sf.pos_bits[[neuron, p]] = pos;
-            sf.neg_bits[[neuron, p]] = neg;
-            sf.gold_margin[[neuron, p]] = margin;
+            top_col[[neuron, p]] = top as u8;
+            bottom_col[[neuron, p]] = bottom as u8;
+            pos_col[[neuron, p]] = pos;
+            neg_col[[neuron, p]] = neg;
+            margin_col[[neuron, p]] = margin;
         }
         self.finish_row(p, y, split, activations, probs);
         Ok(())
@@ -371,7 +417,7 @@ impl ProbeDataBuilder {
                 n_options: k,
             });
         }
-        self.data.top.column_mut(p).assign(&option_index);
+        self.data.top.view_mut().column_mut(p).assign(&option_index);
         self.finish_row(p, label as usize, split, activations, probs);
         Ok(())
     }
@@ -511,6 +557,11 @@ impl ProbeData {
         self.top.view()
     }
 
+    /// Where the `[N, P]` matrices are kept.
+    pub fn storage(&self) -> Storage {
+        self.top.storage()
+    }
+
     /// Whether the data set was built from full scores (Polar- and Magn-Probe need them).
     pub fn has_scores(&self) -> bool {
         self.scores.is_some()
@@ -575,13 +626,15 @@ impl ProbeData {
                 .filter(|&o| b & (1 << o) != 0)
                 .fold(0u8, |acc, o| acc | (1 << perm[o]))
         };
-        let mut out = self.clone();
+        let mut out = self.try_clone()?;
         out.labels.iter_mut().for_each(|y| *y = perm[*y]);
-        out.top.mapv_inplace(|o| perm[o as usize] as u8);
+        out.top.view_mut().mapv_inplace(|o| perm[o as usize] as u8);
         if let Some(sf) = out.scores.as_mut() {
-            sf.bottom.mapv_inplace(|o| perm[o as usize] as u8);
-            sf.pos_bits.mapv_inplace(map_bits);
-            sf.neg_bits.mapv_inplace(map_bits);
+            sf.bottom
+                .view_mut()
+                .mapv_inplace(|o| perm[o as usize] as u8);
+            sf.pos_bits.view_mut().mapv_inplace(map_bits);
+            sf.neg_bits.view_mut().mapv_inplace(map_bits);
         }
         if let (Some(dst), Some(src)) = (out.probs.as_mut(), self.probs.as_ref()) {
             for (o, &to) in perm.iter().enumerate() {
@@ -589,6 +642,34 @@ impl ProbeData {
             }
         }
         Ok(out)
+    }
+
+    /// A copy kept where this data set is ([`ProbeData::storage`]): on disk, a new temporary
+    /// file beside the old. (`Clone` copies into memory, as it cannot report an I/O error.)
+    pub fn try_clone(&self) -> Result<Self> {
+        let storage = self.storage();
+        let scores = match &self.scores {
+            Some(sf) => Some(ScoreFeatures {
+                bottom: sf.bottom.copy_to(&storage, "bottom")?,
+                pos_bits: sf.pos_bits.copy_to(&storage, "pos_bits")?,
+                neg_bits: sf.neg_bits.copy_to(&storage, "neg_bits")?,
+                gold_margin: sf.gold_margin.copy_to(&storage, "gold_margin")?,
+            }),
+            None => None,
+        };
+        let activations = match &self.activations {
+            Some(a) => Some(a.copy_to(&storage, "activations")?),
+            None => None,
+        };
+        Ok(Self {
+            n_options: self.n_options,
+            labels: self.labels.clone(),
+            split: self.split.clone(),
+            top: self.top.copy_to(&storage, "option_index")?,
+            scores,
+            activations,
+            probs: self.probs.clone(),
+        })
     }
 
     /// Replaces the split ids (e.g. for a re-split); errors on a length mismatch.
@@ -675,14 +756,14 @@ mod tests {
                 let first_max = (0..k).fold(0, |b, o| if g[o] > g[b] { o } else { b });
                 let first_min = (0..k).fold(0, |b, o| if g[o] < g[b] { o } else { b });
                 assert_eq!(d.option_index()[[j, i]] as usize, first_max);
-                assert_eq!(sf.bottom[[j, i]] as usize, first_min);
+                assert_eq!(sf.bottom.view()[[j, i]] as usize, first_min);
                 for (o, &go) in g.iter().enumerate() {
-                    let s = ((sf.pos_bits[[j, i]] >> o) & 1) as i32
-                        - ((sf.neg_bits[[j, i]] >> o) & 1) as i32;
+                    let s = ((sf.pos_bits.view()[[j, i]] >> o) & 1) as i32
+                        - ((sf.neg_bits.view()[[j, i]] >> o) & 1) as i32;
                     assert_eq!(s, sign(go), "sign of prompt {i}, option {o}, neuron {j}");
                 }
                 let margin: i32 = (0..k).map(|o| sign(g[y] - g[o])).sum();
-                assert_eq!(sf.gold_margin[[j, i]] as i32, margin);
+                assert_eq!(sf.gold_margin.view()[[j, i]] as i32, margin);
             }
         }
         assert_eq!(d.labels()[149], 2);

@@ -119,6 +119,19 @@ pub enum ProbeError {
         /// What differs.
         what: String,
     },
+    /// A data set's matrix could not be kept on disk ([`crate::Storage::Disk`]): the
+    /// temporary file could not be made, sized or mapped.
+    #[error("cannot keep the {what} matrix ({bytes} bytes) on disk in {}: {message}", dir.display())]
+    Spool {
+        /// The matrix (`option_index`, `activations`, ...).
+        what: &'static str,
+        /// Its size.
+        bytes: u64,
+        /// The directory given.
+        dir: std::path::PathBuf,
+        /// The operating system's error.
+        message: String,
+    },
     /// A configuration value is invalid (e.g. zero trees).
     #[error("invalid configuration: {what}")]
     InvalidConfig {

@@ -46,6 +46,7 @@ pub mod error;
 pub mod forest;
 pub mod probes;
 pub mod select;
+pub mod store;
 pub mod studies;
 pub mod synthetic;
 
@@ -57,3 +58,4 @@ pub use probes::{
     RandomBaseline, TreeProbe, VoteProbe, MAX_SEARCHED_NEURONS,
 };
 pub use select::{evaluate, evaluate_views, neuron_counts, CurvePoint, Evaluation};
+pub use store::Storage;

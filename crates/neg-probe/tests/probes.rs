@@ -685,3 +685,72 @@ fn tree_and_act_accuracy_do_not_depend_on_option_order() {
     );
     assert!(t.data.permute_options(&[0, 0, 1, 2]).is_err());
 }
+
+/// A data set kept on disk ([`Storage::Disk`]) holds the same features as one in memory,
+/// every probe evaluates identically on both, the temporary files are unlinked from the
+/// start (the directory stays empty) and an unusable directory is a typed error naming it.
+#[test]
+fn disk_backed_data_equals_memory_and_every_probe_agrees() {
+    let t = Planted::generate(&PlantedConfig {
+        n_prompts: 300,
+        n_options: 3,
+        n_neurons: 120,
+        n_skill: 8,
+        ..Default::default()
+    })
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (p, k, n) = t.scores.dim();
+    let storage = Storage::Disk(dir.path().to_path_buf());
+    let mut b = ProbeDataBuilder::with_storage(p, k, n, true, true, storage.clone()).unwrap();
+    // Filled last row first, as batches of similar length fill it.
+    for i in (0..p).rev() {
+        b.push_scores_at(
+            i,
+            t.scores.index_axis(ndarray::Axis(0), i),
+            t.labels[i],
+            Split::from_id(i, t.split[i]).unwrap(),
+            Some(t.activations.row(i)),
+            Some(t.probs.row(i)),
+        )
+        .unwrap();
+    }
+    let disk = b.finish().unwrap();
+    assert_eq!(disk.storage(), storage);
+    assert_eq!(t.data.storage(), Storage::Memory);
+    assert_eq!(disk.option_index(), t.data.option_index());
+    assert_eq!(disk.activations(), t.data.activations());
+    assert_eq!(disk.probs(), t.data.probs());
+    assert_eq!(disk.labels(), t.data.labels());
+    assert_eq!(disk.splits(), t.data.splits());
+    // Everything but the wall-clock time.
+    let run = |kind: ProbeKind, d: &ProbeData| {
+        let mut probe = kind.build();
+        let mut e = evaluate(probe.as_mut(), d, None).unwrap();
+        e.fit_seconds = 0.0;
+        (e, probe.ranked_neurons().map(<[usize]>::to_vec))
+    };
+    for kind in ProbeKind::ALL {
+        assert_eq!(run(kind, &disk), run(kind, &t.data), "{kind}");
+    }
+    // A copy stays on disk, a permuted copy too, and equals the permuted memory data set.
+    let permuted = disk.permute_options(&[2, 0, 1]).unwrap();
+    assert_eq!(permuted.storage(), storage);
+    let expected = t.data.permute_options(&[2, 0, 1]).unwrap();
+    assert_eq!(permuted.option_index(), expected.option_index());
+    assert_eq!(permuted.labels(), expected.labels());
+    assert_eq!(
+        run(ProbeKind::Magn, &permuted),
+        run(ProbeKind::Magn, &expected)
+    );
+    // Four data sets live on disk, and the directory shows no file.
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    let missing = dir.path().join("missing");
+    let err = ProbeDataBuilder::with_storage(4, 2, 3, true, false, Storage::Disk(missing.clone()))
+        .unwrap_err();
+    assert!(
+        matches!(err, ProbeError::Spool { ref dir, what: "activations", .. } if *dir == missing),
+        "{err}"
+    );
+    assert!(err.to_string().contains("missing"), "{err}");
+}
