@@ -9,7 +9,7 @@
 //! byte (`option_index` only, enough for the Tree-Probe) = 2.1 GB. Matrices are stored
 //! neuron-major (`[neurons, prompts]`) because fitting scans one neuron over all prompts, in
 //! memory or, with [`Storage::Disk`], in mapped temporary files ([`crate::store`]).
-use ndarray::{Array2, ArrayView1, ArrayView2, ArrayView3};
+use ndarray::{Array2, ArrayView1, ArrayView2, ArrayView3, ArrayViewMut2};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ProbeError, Result};
@@ -160,10 +160,15 @@ pub struct ProbeDataBuilder {
     /// Which rows are filled, and how many.
     filled: Vec<bool>,
     n_filled: usize,
+    n_neurons: usize,
     /// Where the matrices are kept.
     storage: Storage,
-    /// The data set being filled: `[N, n_prompts]` tensors, labels and splits allocated up
-    /// front, score features from the first scores.
+    /// Whether the matrices are being filled as `[n_prompts, N]` (on disk, so that a prompt
+    /// writes its own pages only; transposed in [`ProbeDataBuilder::finish`]) rather than as
+    /// the data set's `[N, n_prompts]`.
+    prompt_major: bool,
+    /// The data set being filled: matrices, labels and splits allocated up front, score
+    /// features from the first scores.
     data: ProbeData,
 }
 
@@ -208,7 +213,11 @@ impl ProbeDataBuilder {
                 found: "0".into(),
             });
         }
-        let shape = (n_neurons, n_prompts);
+        let prompt_major = matches!(storage, Storage::Disk(_));
+        let shape = match prompt_major {
+            true => (n_prompts, n_neurons),
+            false => (n_neurons, n_prompts),
+        };
         let activations = match with_activations {
             true => Some(Matrix::zeros(shape, &storage, "activations")?),
             false => None,
@@ -218,6 +227,8 @@ impl ProbeDataBuilder {
             next: 0,
             filled: vec![false; n_prompts],
             n_filled: 0,
+            n_neurons,
+            prompt_major,
             data: ProbeData {
                 n_options,
                 labels: vec![0; n_prompts],
@@ -260,7 +271,7 @@ impl ProbeDataBuilder {
                 n_options: d.n_options,
             });
         }
-        let neurons = d.activations.as_ref().map(|_| d.n_neurons());
+        let neurons = d.activations.as_ref().map(|_| self.n_neurons);
         check_row("activations", RowIndex::Neuron, p, neurons, activations)?;
         let options = d.probs.as_ref().map(|_| d.n_options);
         check_row("probs", RowIndex::Option, p, options, probs)?;
@@ -277,7 +288,9 @@ impl ProbeDataBuilder {
     ) {
         let d = &mut self.data;
         if let (Some(dst), Some(a)) = (d.activations.as_mut(), activations) {
-            dst.view_mut().column_mut(p).assign(&a);
+            neuron_major(dst, self.prompt_major)
+                .column_mut(p)
+                .assign(&a);
         }
         if let (Some(dst), Some(pr)) = (d.probs.as_mut(), probs) {
             dst.row_mut(p).assign(&pr);
@@ -322,7 +335,7 @@ impl ProbeDataBuilder {
                 found: "scores".into(),
             });
         }
-        let (k, n) = (self.data.n_options, self.data.n_neurons());
+        let (k, n) = (self.data.n_options, self.n_neurons);
         if scores.dim() != (k, n) {
             return Err(ProbeError::ShapeMismatch {
                 what: format!("scores of prompt {p}"),
@@ -340,14 +353,20 @@ impl ProbeDataBuilder {
             });
         }
         if self.data.scores.is_none() {
-            self.data.scores = Some(ScoreFeatures::zeros((n, self.n_prompts), &self.storage)?);
+            let shape = self.data.top.view().dim();
+            self.data.scores = Some(ScoreFeatures::zeros(shape, &self.storage)?);
         }
         let Some(sf) = self.data.scores.as_mut() else {
             unreachable!("score features made above");
         };
-        let (mut top_col, mut bottom_col) = (self.data.top.view_mut(), sf.bottom.view_mut());
-        let (mut pos_col, mut neg_col) = (sf.pos_bits.view_mut(), sf.neg_bits.view_mut());
-        let mut margin_col = sf.gold_margin.view_mut();
+        let pm = self.prompt_major;
+        let mut top_col = neuron_major(&mut self.data.top, pm);
+        let mut bottom_col = neuron_major(&mut sf.bottom, pm);
+        let (mut pos_col, mut neg_col) = (
+            neuron_major(&mut sf.pos_bits, pm),
+            neuron_major(&mut sf.neg_bits, pm),
+        );
+        let mut margin_col = neuron_major(&mut sf.gold_margin, pm);
         let y = label as usize;
         for neuron in 0..n {
             let col = scores.column(neuron);
@@ -397,7 +416,7 @@ impl ProbeDataBuilder {
                 found: "option_index".into(),
             });
         }
-        let (k, n) = (self.data.n_options, self.data.n_neurons());
+        let (k, n) = (self.data.n_options, self.n_neurons);
         if option_index.len() != n {
             return Err(ProbeError::ShapeMismatch {
                 what: format!("option_index of prompt {p}"),
@@ -417,7 +436,9 @@ impl ProbeDataBuilder {
                 n_options: k,
             });
         }
-        self.data.top.view_mut().column_mut(p).assign(&option_index);
+        neuron_major(&mut self.data.top, self.prompt_major)
+            .column_mut(p)
+            .assign(&option_index);
         self.finish_row(p, label as usize, split, activations, probs);
         Ok(())
     }
@@ -431,7 +452,32 @@ impl ProbeDataBuilder {
                 found: format!("{}", self.n_filled),
             });
         }
-        Ok(self.data)
+        let mut data = self.data;
+        if self.prompt_major {
+            // Each assignment drops (and so frees) the prompt-major file it replaces, so the
+            // disk holds at most one matrix twice.
+            let st = &self.storage;
+            data.top = data.top.transposed(st, "option_index")?;
+            if let Some(sf) = data.scores.as_mut() {
+                sf.bottom = sf.bottom.transposed(st, "bottom")?;
+                sf.pos_bits = sf.pos_bits.transposed(st, "pos_bits")?;
+                sf.neg_bits = sf.neg_bits.transposed(st, "neg_bits")?;
+                sf.gold_margin = sf.gold_margin.transposed(st, "gold_margin")?;
+            }
+            if let Some(a) = data.activations.as_mut() {
+                *a = a.transposed(st, "activations")?;
+            }
+        }
+        Ok(data)
+    }
+}
+
+/// The `[N, P]` view of a matrix being filled: the matrix itself, or the transpose of the
+/// `[P, N]` one a disk-backed builder fills (see [`crate::store`]).
+fn neuron_major<T: bytemuck::Pod>(m: &mut Matrix<T>, prompt_major: bool) -> ArrayViewMut2<'_, T> {
+    match prompt_major {
+        true => m.view_mut().reversed_axes(),
+        false => m.view_mut(),
     }
 }
 

@@ -4,9 +4,13 @@
 //! and the f32 activation): 0.4 GB for SmolLM2's 46,080 neurons over 1,000 prompts, 25 GB for
 //! a 7B model's 352,256 neurons over 8,000. [`Storage::Disk`] keeps each matrix in a
 //! temporary file mapped into memory, so that it is page cache the kernel writes back and
-//! evicts under memory pressure instead of anonymous memory that must stay resident: the
-//! builder writes a batch's columns and the probes read neuron rows back as they scan, and
-//! the process's anonymous memory no longer grows with the number of prompts.
+//! evicts under memory pressure instead of anonymous memory that must stay resident, and the
+//! process's anonymous memory no longer grows with the number of prompts. A disk-backed
+//! builder writes prompt-major `[prompts, neurons]` files (each prompt a contiguous run of
+//! pages, written once) and transposes them once, in page-sized blocks, when it finishes:
+//! written neuron-major, every batch of prompts would touch every page of the files, which
+//! for a data set larger than RAM means reading and writing all of it once per batch. The
+//! probes then read neuron rows back as they scan.
 //!
 //! Written here rather than taken from a crate because what is needed is small: `memmap2`
 //! maps the file, `bytemuck` views its bytes as `u8` / `i8` / `f32`, and the mapping is handed
@@ -17,7 +21,11 @@ use std::path::{Path, PathBuf};
 
 use bytemuck::Pod;
 use memmap2::MmapMut;
-use ndarray::{Array2, ArrayView1, ArrayView2, ArrayViewMut2, Axis};
+use ndarray::{s, Array2, ArrayView1, ArrayView2, ArrayViewMut2, Axis};
+
+/// The usual page size; only sizes [`Matrix::transposed`]'s blocks, so another one costs
+/// speed, not correctness.
+const PAGE_BYTES: usize = 4096;
 
 use crate::error::{ProbeError, Result};
 
@@ -106,6 +114,25 @@ impl<T: Pod> Matrix<T> {
         }
     }
 
+    /// The transpose, `[cols, rows]`, kept as `storage` says. Copied in blocks of the
+    /// output's rows, as many as make one page of a source row, so that each page of either
+    /// matrix is read or written in one stretch: on disk that is one pass over each file
+    /// whether or not they fit in memory (a plain strided transpose would revisit every
+    /// source page once per output row).
+    pub fn transposed(&self, storage: &Storage, what: &'static str) -> Result<Self> {
+        let (rows, cols) = self.shape;
+        let mut out = Self::zeros((cols, rows), storage, what)?;
+        let block = (PAGE_BYTES / std::mem::size_of::<T>()).max(1);
+        let src = self.view();
+        let mut dst = out.view_mut();
+        for c0 in (0..cols).step_by(block) {
+            let c1 = (c0 + block).min(cols);
+            dst.slice_mut(s![c0..c1, ..])
+                .assign(&src.slice(s![.., c0..c1]).t());
+        }
+        Ok(out)
+    }
+
     /// A copy kept as `storage` says.
     pub fn copy_to(&self, storage: &Storage, what: &'static str) -> Result<Self> {
         let mut out = Self::zeros(self.shape, storage, what)?;
@@ -151,4 +178,34 @@ fn map_zeroed(dir: &Path, bytes: usize, what: &'static str) -> Result<MmapMut> {
     // SAFETY: the file is unlinked and its handle private to this mapping, so no other
     // process or handle can truncate or write it while it is mapped.
     unsafe { MmapMut::map_mut(&file) }.map_err(err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The blocked transpose equals ndarray's, on disk and in memory, for shapes that are
+    /// not multiples of the block (4,096 u8 columns, 1,024 f32 ones) and for a single row.
+    #[test]
+    fn transposed_equals_the_transpose_across_blocks() {
+        let dir = tempfile::tempdir().unwrap();
+        for storage in [Storage::Memory, Storage::Disk(dir.path().to_path_buf())] {
+            for (rows, cols) in [(3, 9_000), (1, 5), (7, 1_030)] {
+                let mut bytes = Matrix::<u8>::zeros((rows, cols), &storage, "u8").unwrap();
+                let mut floats = Matrix::<f32>::zeros((rows, cols), &storage, "f32").unwrap();
+                for ((r, c), v) in bytes.view_mut().indexed_iter_mut() {
+                    *v = (r * 31 + c * 7) as u8;
+                }
+                for ((r, c), v) in floats.view_mut().indexed_iter_mut() {
+                    *v = (r * cols + c) as f32 * 0.5;
+                }
+                let bt = bytes.transposed(&storage, "u8 t").unwrap();
+                let ft = floats.transposed(&storage, "f32 t").unwrap();
+                assert_eq!(bt.view(), bytes.view().t(), "{rows}x{cols} {storage:?}");
+                assert_eq!(ft.view(), floats.view().t(), "{rows}x{cols} {storage:?}");
+                assert_eq!(bt.storage(), storage);
+            }
+        }
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
 }
