@@ -44,7 +44,8 @@ pub struct SkillArgs {
     #[arg(long, default_value_t = 16)]
     pub batch: usize,
     /// Tokens per NeurGrad batch, padding included (batch size x longest prompt): bounds the
-    /// model's working memory; a longer prompt runs alone.
+    /// model's working memory; a longer prompt runs alone. 2048 keeps a SmolLM2 run's peak
+    /// flat in the number of prompts on CPU (docs/PERFORMANCE.md).
     #[arg(long, default_value_t = DEFAULT_BATCH_TOKENS)]
     pub batch_tokens: usize,
     /// Compute only part i of n of the NeurGrad batches and write a shard to --out (e.g.
