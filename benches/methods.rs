@@ -28,6 +28,8 @@
 //! machine); written to `target/bench-models/paired-<model>.json`. `NEG_BENCH_CASES=a,b,..`
 //! restricts the paired mode to those cases (`forward` first: ratios are to the first case;
 //! written to `paired-<model>-<cases>.json`).
+mod common;
+
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkGroup, Criterion, SamplingMode};
@@ -224,18 +226,6 @@ fn groups(setup: &Setup, paired: bool) -> Vec<(String, &[TargetedPrompt], Slow)>
     ]
 }
 
-/// Median of a non-empty slice (the mean of the two middle values for an even length).
-fn median(xs: &[f64]) -> f64 {
-    let mut v = xs.to_vec();
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
-}
-
 /// Interleaved timings of every case (see the module docs).
 fn paired(setup: &Setup, neurons: &[NeuronId], reps: usize) {
     let mut report = serde_json::Map::new();
@@ -275,14 +265,14 @@ fn paired(setup: &Setup, neurons: &[NeuronId], reps: usize) {
             eprintln!(
                 "paired {}/{name}/{case}: median {:.4} s, median ratio to forward {:.3}",
                 setup.label,
-                median(&samples[c]),
-                median(&ratios)
+                common::median(&samples[c]),
+                common::median(&ratios)
             );
             group.insert(
                 case.clone(),
                 serde_json::json!({
-                    "median_s": median(&samples[c]),
-                    "median_ratio_to_forward": median(&ratios),
+                    "median_s": common::median(&samples[c]),
+                    "median_ratio_to_forward": common::median(&ratios),
                     "samples_s": samples[c],
                 }),
             );

@@ -8,6 +8,8 @@
 //! `cargo bench --bench precision` (a few minutes on 2 cores). `NEG_BENCH_TASK` (default
 //! `agnews`) and `NEG_BENCH_PROMPTS` (default 32 test prompts) choose the work,
 //! `NEG_BENCH_DEVICE` (default `cpu`) the device.
+mod common;
+
 use std::time::Instant;
 
 use indicatif::ProgressBar;
@@ -15,18 +17,6 @@ use neg_rs::skill::{
     compute_features, load_task, resolve_sources, select_prompts, shots_for, Batching,
     PromptContext, ShotMode, Sizes, SkillFeatures, SplitMode,
 };
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
 
 fn rel_l2<'a>(a: impl Iterator<Item = &'a f32>, b: impl Iterator<Item = &'a f32>) -> f64 {
     let (mut num, mut den) = (0f64, 0f64);
@@ -40,8 +30,8 @@ fn rel_l2<'a>(a: impl Iterator<Item = &'a f32>, b: impl Iterator<Item = &'a f32>
 fn main() -> anyhow::Result<()> {
     let task_name = std::env::var("NEG_BENCH_TASK").unwrap_or_else(|_| "agnews".into());
     let device = std::env::var("NEG_BENCH_DEVICE").unwrap_or_else(|_| "cpu".into());
-    let n = env_usize("NEG_BENCH_PROMPTS", 32);
-    let reps = env_usize("NEG_BENCH_REPS", 2).max(1);
+    let n = common::env_usize("NEG_BENCH_PROMPTS", 32);
+    let reps = common::env_usize("NEG_BENCH_REPS", 2).max(1);
     let sources = resolve_sources(None, None)?;
     let f32_model = neg_rs::sources::load_model(&sources.model, &device, "f32", 16 * 8)?;
     let bf16_model = neg_rs::sources::load_model(&sources.model, &device, "bf16", 16 * 8)?;
@@ -82,7 +72,10 @@ fn main() -> anyhow::Result<()> {
             times.push(t.elapsed().as_secs_f64());
             last = Some(f);
         }
-        Ok((median(times), last.expect("at least one repetition")))
+        Ok((
+            common::median(&times),
+            last.expect("at least one repetition"),
+        ))
     };
     let (t32, f32s) = run(&f32_model)?;
     let (t16, bf16s) = run(&bf16_model)?;

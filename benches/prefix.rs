@@ -8,6 +8,8 @@
 //!
 //! `cargo bench --bench prefix` (a few minutes on 2 cores). `NEG_BENCH_TASK` (default
 //! `agnews`) and `NEG_BENCH_PROMPTS` (default 32 test prompts) choose the work.
+mod common;
+
 use std::time::Instant;
 
 use indicatif::ProgressBar;
@@ -16,22 +18,10 @@ use neg_rs::skill::{
     PromptContext, ShotMode, Sizes, SkillFeatures, SplitMode,
 };
 
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
 fn main() -> anyhow::Result<()> {
     let task_name = std::env::var("NEG_BENCH_TASK").unwrap_or_else(|_| "agnews".into());
-    let n = env_usize("NEG_BENCH_PROMPTS", 32);
-    let reps = env_usize("NEG_BENCH_REPS", 2).max(1);
+    let n = common::env_usize("NEG_BENCH_PROMPTS", 32);
+    let reps = common::env_usize("NEG_BENCH_REPS", 2).max(1);
     let sources = resolve_sources(None, None)?;
     let mut model = neg_rs::sources::load_model(&sources.model, "cpu", "f32", 16 * 8)?;
     let templates = sources.data.template_set()?;
@@ -83,7 +73,10 @@ fn main() -> anyhow::Result<()> {
             times.push(t.elapsed().as_secs_f64());
             last = Some(f);
         }
-        Ok((median(times), last.expect("at least one repetition")))
+        Ok((
+            common::median(&times),
+            last.expect("at least one repetition"),
+        ))
     };
     let (zero, _) = run(0, true)?;
     let (few_shared, shared) = run(1, true)?;

@@ -7,6 +7,8 @@
 //!
 //! `cargo bench --bench shard` (a few minutes on 2 cores). `NEG_BENCH_TASKS` (default
 //! `agnews`) and `NEG_BENCH_SIZES` (train,valid,test; default 64,16,32) choose the work.
+mod common;
+
 use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
@@ -83,11 +85,7 @@ fn max_rel_diff(a: &[u8], b: &[u8]) -> anyhow::Result<String> {
 }
 
 fn main() -> anyhow::Result<()> {
-    let n: usize = std::env::var("NEG_BENCH_SHARDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(2)
-        .max(1);
+    let n = common::env_usize("NEG_BENCH_SHARDS", 2).max(1);
     let tasks = std::env::var("NEG_BENCH_TASKS").unwrap_or_else(|_| "agnews".into());
     let sizes = std::env::var("NEG_BENCH_SIZES").unwrap_or_else(|_| "64,16,32".into());
     let s: Vec<&str> = sizes.split(',').collect();
