@@ -160,13 +160,10 @@ pub struct ProbeDataBuilder {
     /// Which rows are filled, and how many.
     filled: Vec<bool>,
     n_filled: usize,
+    /// `N`, kept because the matrices' shape depends on how they are filled.
     n_neurons: usize,
-    /// Where the matrices are kept.
+    /// Where the matrices are kept; it decides how they are filled ([`fills_prompt_major`]).
     storage: Storage,
-    /// Whether the matrices are being filled as `[n_prompts, N]` (on disk, so that a prompt
-    /// writes its own pages only; transposed in [`ProbeDataBuilder::finish`]) rather than as
-    /// the data set's `[N, n_prompts]`.
-    prompt_major: bool,
     /// The data set being filled: matrices, labels and splits allocated up front, score
     /// features from the first scores.
     data: ProbeData,
@@ -213,8 +210,7 @@ impl ProbeDataBuilder {
                 found: "0".into(),
             });
         }
-        let prompt_major = matches!(storage, Storage::Disk(_));
-        let shape = match prompt_major {
+        let shape = match fills_prompt_major(&storage) {
             true => (n_prompts, n_neurons),
             false => (n_neurons, n_prompts),
         };
@@ -228,7 +224,6 @@ impl ProbeDataBuilder {
             filled: vec![false; n_prompts],
             n_filled: 0,
             n_neurons,
-            prompt_major,
             data: ProbeData {
                 n_options,
                 labels: vec![0; n_prompts],
@@ -288,7 +283,7 @@ impl ProbeDataBuilder {
     ) {
         let d = &mut self.data;
         if let (Some(dst), Some(a)) = (d.activations.as_mut(), activations) {
-            neuron_major(dst, self.prompt_major)
+            neuron_major(dst, fills_prompt_major(&self.storage))
                 .column_mut(p)
                 .assign(&a);
         }
@@ -359,7 +354,7 @@ impl ProbeDataBuilder {
         let Some(sf) = self.data.scores.as_mut() else {
             unreachable!("score features made above");
         };
-        let pm = self.prompt_major;
+        let pm = fills_prompt_major(&self.storage);
         let mut top_col = neuron_major(&mut self.data.top, pm);
         let mut bottom_col = neuron_major(&mut sf.bottom, pm);
         let (mut pos_col, mut neg_col) = (
@@ -436,7 +431,7 @@ impl ProbeDataBuilder {
                 n_options: k,
             });
         }
-        neuron_major(&mut self.data.top, self.prompt_major)
+        neuron_major(&mut self.data.top, fills_prompt_major(&self.storage))
             .column_mut(p)
             .assign(&option_index);
         self.finish_row(p, label as usize, split, activations, probs);
@@ -453,7 +448,7 @@ impl ProbeDataBuilder {
             });
         }
         let mut data = self.data;
-        if self.prompt_major {
+        if fills_prompt_major(&self.storage) {
             // Each assignment drops (and so frees) the prompt-major file it replaces, so the
             // disk holds at most one matrix twice.
             let st = &self.storage;
@@ -470,6 +465,13 @@ impl ProbeDataBuilder {
         }
         Ok(data)
     }
+}
+
+/// Whether a builder keeping its matrices as `storage` says fills them as `[P, N]` (on disk, so
+/// that each prompt writes its own pages once; transposed in [`ProbeDataBuilder::finish`])
+/// rather than as the data set's `[N, P]`.
+fn fills_prompt_major(storage: &Storage) -> bool {
+    matches!(storage, Storage::Disk(_))
 }
 
 /// The `[N, P]` view of a matrix being filled: the matrix itself, or the transpose of the

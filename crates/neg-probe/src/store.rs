@@ -23,11 +23,11 @@ use bytemuck::Pod;
 use memmap2::MmapMut;
 use ndarray::{s, Array2, ArrayView1, ArrayView2, ArrayViewMut2, Axis};
 
+use crate::error::{ProbeError, Result};
+
 /// The usual page size; only sizes [`Matrix::transposed`]'s blocks, so another one costs
 /// speed, not correctness.
 const PAGE_BYTES: usize = 4096;
-
-use crate::error::{ProbeError, Result};
 
 /// Where [`crate::ProbeDataBuilder::with_storage`] keeps the data set's matrices.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
