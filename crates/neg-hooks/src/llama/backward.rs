@@ -16,7 +16,7 @@
 
 use tch::{Kind, Tensor};
 
-use super::block::{Attention, Block, Mlp};
+use super::block::{matmul_shared, Attention, Block, Kv, Mlp};
 use super::passes::{left_pad, KvMode};
 use super::rope::{rotate_half, Angles};
 use super::Llama;
@@ -28,9 +28,11 @@ pub(crate) struct AttentionTape {
     pub input: Tensor,
     /// The rotated query `[P, nh, 1, hd]`.
     pub query: Tensor,
-    /// All positions' keys and values `[P, nh, S, hd]` (GQA-repeated).
-    pub keys: Tensor,
-    pub values: Tensor,
+    /// The keys and values of the prefix every row shares, `[1, kv_heads, c, hd]`, when the
+    /// pass had one: positions `0..c`.
+    pub shared: Option<Kv>,
+    /// The rows' own keys and values `[P, kv_heads, s, hd]`: positions `c..c + s = S`.
+    pub own: Kv,
     /// The last row's attention weights `[P, nh, 1, S]`.
     pub weights: Tensor,
 }
@@ -70,11 +72,15 @@ fn f32(t: &Tensor) -> Tensor {
 
 impl AttentionTape {
     fn to_f32(&self) -> Self {
+        let kv = |kv: &Kv| Kv {
+            keys: f32(&kv.keys),
+            values: f32(&kv.values),
+        };
         AttentionTape {
             input: f32(&self.input),
             query: f32(&self.query),
-            keys: f32(&self.keys),
-            values: f32(&self.values),
+            shared: self.shared.as_ref().map(kv),
+            own: kv(&self.own),
             weights: f32(&self.weights),
         }
     }
@@ -123,17 +129,35 @@ impl Attention {
     fn input_gradient(&self, tape: &AttentionTape, d_mid: &Tensor, angles: &Angles) -> Tensor {
         let (p, t) = (d_mid.size()[0], d_mid.size()[1]);
         let (nh, kvh, hd) = (self.num_heads, self.num_kv_heads, self.head_dim);
-        let (scale, rep) = (self.scale(), nh / kvh);
+        let (scale, rep) = (self.scale(), self.group_size());
         let att_p = &tape.weights;
         let d_att = d_mid
             .matmul(&f32(&self.o.w))
             .view([p, t, nh, hd])
             .transpose(1, 2); // [P, nh, T, hd]
-        let d_a = d_att.matmul(&tape.values.transpose(-2, -1)); // [P, nh, T, S]
+                              // Over the positions, in two parts: the shared prefix (one matrix for all rows) and
+                              // the rows' own; each kv head serves its group of query heads.
+        let grouped = self.grouped(&d_att); // [P, kvh, rep * T, hd]
+        let own_a = grouped.matmul(&tape.own.values.transpose(-2, -1));
+        let d_a = match &tape.shared {
+            Some(kv) => Tensor::cat(
+                &[matmul_shared(&grouped, &kv.values.transpose(-2, -1)), own_a],
+                -1,
+            ),
+            None => own_a,
+        };
+        let d_a = self.ungrouped(&d_a); // [P, nh, T, S]
         let d_s =
             att_p * (&d_a - (att_p * &d_a).sum_dim_intlist([-1i64].as_slice(), true, None::<Kind>));
         let s_len = att_p.size()[3];
-        let d_q = d_s.matmul(&tape.keys) * scale; // [P, nh, T, hd]
+        let d_s_grouped = self.grouped(&d_s); // [P, kvh, rep * T, S]
+        let c = s_len - tape.own.keys.size()[2];
+        let own_q = d_s_grouped.narrow(-1, c, s_len - c).matmul(&tape.own.keys);
+        let d_q = match &tape.shared {
+            Some(kv) => matmul_shared(&d_s_grouped.narrow(-1, 0, c), &kv.keys) + own_q,
+            None => own_q,
+        };
+        let d_q = self.ungrouped(&d_q) * scale; // [P, nh, T, hd]
         let d_k = d_s.narrow(-1, s_len - 1, 1) * &tape.query * scale;
         let d_v = att_p.narrow(-1, s_len - 1, 1) * &d_att;
         // GQA: query heads kv*rep + r share key/value head kv.

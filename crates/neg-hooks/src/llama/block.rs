@@ -11,17 +11,42 @@ use crate::hooks::{Focus, Hooks};
 use crate::loader::Weights;
 use crate::nn::{Linear, RmsNorm};
 
-/// Keys and values of one layer, heads already repeated for GQA: `[B, heads, p, hd]` each.
+/// Keys and values of one layer, one per key/value head (GQA heads are not repeated: a
+/// query head reads its group's): `[B, kv_heads, p, hd]` each.
 pub(crate) struct Kv {
     pub keys: Tensor,
     pub values: Tensor,
 }
 
-/// Rotated queries and (GQA-repeated) keys and values: `[B, heads, s, hd]` each.
+impl Kv {
+    /// The same tensors, shared (no copy).
+    pub fn shallow_clone(&self) -> Self {
+        Kv {
+            keys: self.keys.shallow_clone(),
+            values: self.values.shallow_clone(),
+        }
+    }
+}
+
+/// Rotated queries `[B, heads, s, hd]`, keys and values `[B, kv_heads, s, hd]`.
 pub(crate) struct Qkv {
     pub q: Tensor,
     pub k: Tensor,
     pub v: Tensor,
+}
+
+/// `a` `[B, G, r, n]` times `b` `[1, G, n, m]` (one matrix per group, the same for every batch
+/// element) as `[B, G, r, m]`. The batch is folded into `a`'s rows, so that `b` (a shared
+/// prefix's keys or values) is not copied once per element, as a broadcasting matmul would.
+pub(crate) fn matmul_shared(a: &Tensor, b: &Tensor) -> Tensor {
+    let s = a.size();
+    let (bs, g, r, n) = (s[0], s[1], s[2], s[3]);
+    let m = b.size()[3];
+    a.transpose(0, 1)
+        .reshape([g, bs * r, n])
+        .matmul(&b.squeeze_dim(0))
+        .view([g, bs, r, m])
+        .transpose(0, 1)
 }
 
 /// Self-attention with rotary embeddings and grouped-query heads.
@@ -63,10 +88,32 @@ impl Attention {
         (self.head_dim as f64).powf(-0.5)
     }
 
-    fn repeat_kv(&self, t: Tensor) -> Tensor {
-        let rep = self.num_heads / self.num_kv_heads;
+    /// Query heads per key/value head.
+    pub fn group_size(&self) -> i64 {
+        self.num_heads / self.num_kv_heads
+    }
+
+    /// Per-query-head rows `[B, heads, r, n]` as per-key/value-head rows
+    /// `[B, kv_heads, group * r, n]` (query head `kv * group + j` is kv head `kv`'s rows
+    /// `j * r ..`), so that one matmul per kv head serves its whole group, without repeating
+    /// its keys and values.
+    pub fn grouped(&self, x: &Tensor) -> Tensor {
+        let s = x.size();
+        x.reshape([s[0], self.num_kv_heads, self.group_size() * s[2], s[3]])
+    }
+
+    /// The inverse of [`Self::grouped`]: `[B, kv_heads, group * r, n]` as `[B, heads, r, n]`.
+    pub fn ungrouped(&self, x: &Tensor) -> Tensor {
+        let s = x.size();
+        x.reshape([s[0], self.num_heads, s[2] / self.group_size(), s[3]])
+    }
+
+    /// Keys or values `[B, kv_heads, p, hd]` repeated for every query head `[B, heads, p, hd]`
+    /// (only for the few rows of a one-token pass).
+    pub fn repeated(&self, t: &Tensor) -> Tensor {
+        let rep = self.group_size();
         if rep == 1 {
-            return t;
+            return t.shallow_clone();
         }
         let s = t.size();
         t.unsqueeze(2)
@@ -81,29 +128,32 @@ impl Attention {
         let q = heads(self.q.forward(x), self.num_heads);
         let k = heads(self.k.forward(x), self.num_kv_heads);
         let v = heads(self.v.forward(x), self.num_kv_heads);
-        let q = rope::apply(&q, angles);
-        let k = rope::apply(&k, angles);
         Qkv {
-            q,
-            k: self.repeat_kv(k),
-            v: self.repeat_kv(v),
+            q: rope::apply(&q, angles),
+            k: rope::apply(&k, angles),
+            v,
         }
     }
 
-    /// Softmax of scores in f32 (as transformers' eager attention), cast back.
+    /// Softmax of unscaled scores `q . k`: scaled in the model's type, then masked and
+    /// normalized in f32 and cast back, as transformers' eager attention does. The mask is
+    /// added in place: the scores are as large as attention gets (rows x every key), and a
+    /// pass that allocates another such tensor costs a few percent of a few-shot pass. (The
+    /// scale is not: tch's in-place scalar multiply rounds differently from the out-of-place
+    /// one in bf16, by one unit in the last place.)
     fn weights(&self, scores: Tensor, mask: Option<&Tensor>) -> Tensor {
-        let scores = scores.to_kind(Kind::Float);
-        let scores = match mask {
-            Some(m) => scores + m,
-            None => scores,
-        };
+        let mut scores = (scores * self.scale()).to_kind(Kind::Float);
+        if let Some(m) = mask {
+            scores += m;
+        }
         scores.softmax(-1, Kind::Float).to_kind(self.kind)
     }
 
     /// Full-sequence attention under `mask` `[B, 1, s, p + s]`, after the `p` positions of
-    /// `shared` when given: the heads' output `[B, s, nh * hd]` (before `o`), the attention
-    /// weights `[B, heads, s, p + s]` and the keys and values attended to (`[B, heads, p + s,
-    /// hd]`).
+    /// `shared` (`[1, kv_heads, p, hd]`) when given: the heads' output `[B, s, nh * hd]`
+    /// (before `o`), the attention weights `[B, heads, s, p + s]` and the keys and values
+    /// attended to (`[B, kv_heads, p + s, hd]`; the prefix's copied into every row only for
+    /// this call).
     fn full(&self, qkv: &Qkv, mask: &Tensor, shared: Option<&Kv>) -> (Tensor, Tensor, Kv) {
         let (b, s) = (qkv.q.size()[0], qkv.q.size()[2]);
         let (keys, values) = match shared {
@@ -118,11 +168,12 @@ impl Attention {
             }
             None => (qkv.k.shallow_clone(), qkv.v.shallow_clone()),
         };
-        let weights = self.weights(
-            qkv.q.matmul(&keys.transpose(-2, -1)) * self.scale(),
-            Some(mask),
-        );
-        let out = weights.matmul(&values).transpose(1, 2).reshape([b, s, -1]);
+        let scores = self.ungrouped(&self.grouped(&qkv.q).matmul(&keys.transpose(-2, -1)));
+        let weights = self.weights(scores, Some(mask));
+        let out = self
+            .ungrouped(&self.grouped(&weights).matmul(&values))
+            .transpose(1, 2)
+            .reshape([b, s, -1]);
         (out, weights, Kv { keys, values })
     }
 
@@ -131,10 +182,13 @@ impl Attention {
     fn step(&self, qkv: &Qkv, past: &Kv, past_mask: Option<&Tensor>) -> Tensor {
         let (b, r) = (qkv.q.size()[0], qkv.q.size()[2]);
         let p = past.keys.size()[2];
-        let s_past = qkv.q.matmul(&past.keys.transpose(-2, -1));
-        let s_self = (&qkv.q * &qkv.k).sum_dim_intlist([-1i64].as_slice(), true, None::<Kind>);
-        let weights = self.weights(Tensor::cat(&[s_past, s_self], -1) * self.scale(), past_mask);
-        let out = weights.narrow(-1, 0, p).matmul(&past.values) + weights.narrow(-1, p, 1) * &qkv.v;
+        let s_past = self.ungrouped(&self.grouped(&qkv.q).matmul(&past.keys.transpose(-2, -1)));
+        let (k_self, v_self) = (self.repeated(&qkv.k), self.repeated(&qkv.v));
+        let s_self = (&qkv.q * &k_self).sum_dim_intlist([-1i64].as_slice(), true, None::<Kind>);
+        let weights = self.weights(Tensor::cat(&[s_past, s_self], -1), past_mask);
+        let from_past =
+            self.ungrouped(&self.grouped(&weights.narrow(-1, 0, p)).matmul(&past.values));
+        let out = from_past + weights.narrow(-1, p, 1) * &v_self;
         out.transpose(1, 2).reshape([b, r, -1])
     }
 }
@@ -187,7 +241,7 @@ pub(crate) struct FullContext<'a> {
     pub angles: Angles,
     /// `[B, 1, s, p + s]` causal + padding mask (`p`: the shared prefix's length, 0 without).
     pub mask: Tensor,
-    /// Per layer, the keys and values of a prefix shared by every row (`[1, heads, p, hd]`),
+    /// Per layer, the keys and values of a prefix shared by every row (`[1, kv_heads, p, hd]`),
     /// which the sequence continues.
     pub shared: Option<&'a [Kv]>,
 }
@@ -243,11 +297,16 @@ impl Block {
         let shared = ctx.shared.map(|kv| &kv[layer]);
         let (attended, weights, kv) = self.attention.full(&qkv, &ctx.mask, shared);
         if hooks.record.tape {
+            // The prefix and the rows' own keys and values apart: the rows' copies of the
+            // prefix (most of a few-shot prompt) are dropped with this layer.
             hooks.recorded.tape.attention.push(AttentionTape {
                 input: h.narrow(1, s - 1, 1),
                 query: qkv.q.narrow(2, s - 1, 1),
-                keys: kv.keys.shallow_clone(),
-                values: kv.values.shallow_clone(),
+                shared: shared.map(Kv::shallow_clone),
+                own: Kv {
+                    keys: qkv.k.shallow_clone(),
+                    values: qkv.v.shallow_clone(),
+                },
                 weights: weights.narrow(2, s - 1, 1),
             });
         }

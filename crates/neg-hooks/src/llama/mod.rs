@@ -63,6 +63,9 @@ pub struct Llama {
     /// Whether a batch's common prefix runs once ([`passes::SharedPrefix`]); on by default,
     /// off only to measure what it saves.
     pub(crate) share_prefix: bool,
+    /// The last shared prefix computed, kept for the next batch that starts with the same
+    /// tokens ([`passes::PrefixMemo`]).
+    pub(crate) prefix_memo: passes::PrefixMemo,
 }
 
 impl Llama {
@@ -94,6 +97,7 @@ impl Llama {
             kind,
             device,
             share_prefix: true,
+            prefix_memo: passes::PrefixMemo::default(),
         })
     }
 

@@ -1,6 +1,8 @@
 //! The two pass shapes (full sequence, one token from a cached prefix), the prefix caches they
 //! share, and the batched no-grad forward.
 
+use std::sync::Mutex;
+
 use tch::{Device, Kind, Tensor};
 
 use super::block::{FullContext, Kv, StepContext};
@@ -53,8 +55,62 @@ pub(crate) fn left_pad(seqs: &[&[u32]], device: Device) -> Batch {
 pub(crate) struct SharedPrefix {
     /// Its length in tokens.
     pub len: i64,
-    /// Per layer, `[1, heads, len, hd]`.
+    /// Per layer, `[1, kv_heads, len, hd]`.
     pub kv: Vec<Kv>,
+}
+
+impl SharedPrefix {
+    /// The same tensors, shared (no copy).
+    fn shallow_clone(&self) -> Self {
+        SharedPrefix {
+            len: self.len,
+            kv: self.kv.iter().map(Kv::shallow_clone).collect(),
+        }
+    }
+}
+
+/// The last [`SharedPrefix`] a model computed, with its tokens. A skill-probe set's batches
+/// (all the few-shot prompts of a task) mostly share one prefix; without this each batch of 16
+/// would run its 400-odd tokens again, a third of the work for a set of 34 prompts.
+///
+/// Why this cannot change a number: the prefix's keys and values are a pure function of its
+/// tokens (a batch-1 pass with no hooks), so a batch that finds its own prefix here gets the
+/// very tensors a fresh pass would compute. Only an exact match of the batch's own common
+/// prefix is reused, never a shorter one continued: the split point stays a function of the
+/// batch alone, which the resume cache's byte-identical outputs need.
+#[derive(Default)]
+pub(crate) struct PrefixMemo(Mutex<Option<(Vec<u32>, SharedPrefix)>>);
+
+impl PrefixMemo {
+    /// The prefix of `ids`: the kept one when its tokens are `ids`, else `compute(ids)`, which
+    /// is kept in its place.
+    fn get_or_compute(&self, ids: &[u32], compute: impl FnOnce() -> SharedPrefix) -> SharedPrefix {
+        // A poisoned lock only means a pass panicked while holding it; the memo is then
+        // dropped and recomputed, never trusted.
+        let mut memo = self.0.lock().unwrap_or_else(|poisoned| {
+            let mut guard = poisoned.into_inner();
+            *guard = None;
+            guard
+        });
+        if let Some((kept, prefix)) = memo.as_ref() {
+            if kept.as_slice() == ids {
+                return prefix.shallow_clone();
+            }
+        }
+        let prefix = compute();
+        *memo = Some((ids.to_vec(), prefix.shallow_clone()));
+        prefix
+    }
+
+    /// Whether a prefix of exactly `ids` is kept.
+    #[cfg(test)]
+    pub(crate) fn holds(&self, ids: &[u32]) -> bool {
+        self.0
+            .lock()
+            .ok()
+            .and_then(|m| m.as_ref().map(|(kept, _)| kept.as_slice() == ids))
+            .unwrap_or(false)
+    }
 }
 
 /// Shortest common prefix worth a pass of its own: below it, sharing saves less than the
@@ -152,7 +208,8 @@ impl Llama {
     }
 
     /// `seqs` split for a full pass: the prefix they all share (when worth it, see
-    /// [`shared_prefix_len`]) with its keys and values, and each row's own tokens after it.
+    /// [`shared_prefix_len`]) with its keys and values (kept from the previous batch when it
+    /// had the same prefix, see [`PrefixMemo`]), and each row's own tokens after it.
     pub(crate) fn split_shared<'a>(
         &self,
         seqs: &[&'a [u32]],
@@ -165,7 +222,10 @@ impl Llama {
         if c == 0 {
             return (None, seqs.to_vec());
         }
-        let shared = self.shared_prefix(&seqs[0][..c]);
+        let ids = &seqs[0][..c];
+        let shared = self
+            .prefix_memo
+            .get_or_compute(ids, || self.shared_prefix(ids));
         (Some(shared), seqs.iter().map(|s| &s[c..]).collect())
     }
 
@@ -182,8 +242,8 @@ impl Llama {
         let (b, s) = (ids.size()[0], ids.size()[1]);
         let nl = self.blocks.len();
         if s == 0 {
-            let (nh, hd) = (self.cfg.num_heads as i64, self.cfg.head_dim as i64);
-            let empty = || Tensor::zeros([b, nh, 0, hd], (self.kind, self.device));
+            let (kvh, hd) = (self.cfg.num_kv_heads as i64, self.cfg.head_dim as i64);
+            let empty = || Tensor::zeros([b, kvh, 0, hd], (self.kind, self.device));
             let kvs = if kv == KvMode::None {
                 Vec::new()
             } else {
@@ -241,7 +301,7 @@ impl Llama {
 
     /// One-token pass from layer `start`: `h` `[B, R, H]` is the input of layer `start` for `R`
     /// rows per element, all at position `pos[b]` (`[B]`), attending to `past[l]`
-    /// (`[B or 1, heads, p, hd]`; `past_mask` `[B, 1, 1, p + 1]` masks its padding) and to
+    /// (`[B or 1, kv_heads, p, hd]`; `past_mask` `[B, 1, 1, p + 1]` masks its padding) and to
     /// themselves. Returns the last layer's output `[B, R, H]`.
     pub(crate) fn step(
         &self,

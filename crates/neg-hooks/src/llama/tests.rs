@@ -105,6 +105,72 @@ fn a_shared_prefix_gives_the_numbers_of_whole_prompts() {
     }
 }
 
+/// A batch whose common prefix the previous batch already ran reuses its keys and values
+/// ([`super::passes::PrefixMemo`]) and gets exactly (bit for bit) the numbers a model that never
+/// saw the previous batch computes; a batch with another prefix replaces the kept one.
+#[test]
+fn a_kept_prefix_gives_the_numbers_of_a_fresh_pass() {
+    use super::passes::shared_prefix_len;
+    let dir = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/models/stories260k"
+    );
+    let load = || HfModel::load(&ModelSource::parse(dir), &LoadOptions::default()).unwrap();
+    let header = "Once upon a time, there was a little girl named Lily. She loved to play \
+                  outside in the park with her friends. One day,";
+    let batch = |ends: &[&str], model: &HfModel| -> Vec<Vec<u32>> {
+        ends.iter()
+            .map(|e| model.encode(&format!("{header} {e}")).unwrap())
+            .collect()
+    };
+    let (warm, fresh) = (load(), load());
+    let (Arch::Llama(warm_llama), Arch::Llama(fresh_llama)) = (&warm.arch, &fresh.arch) else {
+        panic!("stories260k is a Llama")
+    };
+    let first = batch(&["she saw a big red", "Tom"], &warm);
+    let second = batch(&["the sun was hot", "a cat sat on the", "Ben"], &warm);
+    fn refs(b: &[Vec<u32>]) -> Vec<&[u32]> {
+        b.iter().map(|s| s.as_slice()).collect()
+    }
+    let (first, second) = (refs(&first), refs(&second));
+    let c = shared_prefix_len(&second);
+    assert!(
+        c > 0 && c == shared_prefix_len(&first),
+        "both batches share {c} tokens"
+    );
+    let targets = vec![vec![264, 29], vec![17, 264], vec![400, 3]];
+
+    warm_llama.gradients_tape(&first, &targets[..2]);
+    assert!(warm_llama.prefix_memo.holds(&first[0][..c]));
+    let kept = warm_llama.gradients_tape(&second, &targets);
+    let computed = fresh_llama.gradients_tape(&second, &targets);
+    assert!(kept.grads.equal(&computed.grads), "gradients");
+    assert!(kept.probs.equal(&computed.probs), "probs");
+    assert!(kept.acts.equal(&computed.acts), "activations");
+    let kept_fwd = warm_llama.forward_tokens(&second, &targets, true);
+    let computed_fwd = fresh_llama.forward_tokens(&second, &targets, true);
+    assert!(
+        kept_fwd.acts.equal(&computed_fwd.acts),
+        "forward activations"
+    );
+
+    let other = batch(&["Tom", "Ben"], &warm);
+    let other: Vec<Vec<u32>> = other
+        .iter()
+        .map(|s| {
+            let mut s = s.clone();
+            s[2] = s[2].wrapping_add(1) % 512;
+            s
+        })
+        .collect();
+    let other = refs(&other);
+    let c_other = shared_prefix_len(&other);
+    assert!(c_other > 0);
+    warm_llama.forward_tokens(&other, &targets[..2], false);
+    assert!(warm_llama.prefix_memo.holds(&other[0][..c_other]));
+    assert!(!warm_llama.prefix_memo.holds(&first[0][..c]));
+}
+
 /// In bf16 and f16 the tape backward runs in f32 over the half-precision pass: its gradients
 /// are as close to f32's as autograd's (which differentiates in half precision), and close to
 /// f32 in relative L2.
