@@ -10,6 +10,16 @@ use crate::loader::Weights;
 /// padding rows give a uniform softmax instead of NaN; exp(-1e9) underflows to exactly 0.
 pub(crate) const MASKED: f64 = -1e9;
 
+/// [`MASKED`] as a mask of type `kind` can hold it: f16 tops out at 65504, and -1e9 would
+/// be -inf there (NaN rows again); -65504 still sends exp to 0 after any real score.
+pub(crate) fn masked_score(kind: tch::Kind) -> f64 {
+    if kind == tch::Kind::Half {
+        -65504.0
+    } else {
+        MASKED
+    }
+}
+
 /// `y = x W^T + b`, `W` `[out, in]`.
 pub(crate) struct Linear {
     pub w: Tensor,

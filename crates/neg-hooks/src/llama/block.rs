@@ -149,12 +149,25 @@ impl Attention {
         scores.softmax(-1, Kind::Float).to_kind(self.kind)
     }
 
-    /// Full-sequence attention under `mask` `[B, 1, s, p + s]`, after the `p` positions of
-    /// `shared` (`[1, kv_heads, p, hd]`) when given: the heads' output `[B, s, nh * hd]`
-    /// (before `o`), the attention weights `[B, heads, s, p + s]` and the keys and values
-    /// attended to (`[B, kv_heads, p + s, hd]`; the prefix's copied into every row only for
-    /// this call).
-    fn full(&self, qkv: &Qkv, mask: &Tensor, shared: Option<&Kv>) -> (Tensor, Tensor, Kv) {
+    /// Full-sequence attention under `mask` `[B, 1, s, p + s]` (in the model's type), after
+    /// the `p` positions of `shared` (`[1, kv_heads, p, hd]`) when given: the heads' output
+    /// `[B, s, nh * hd]` (before `o`), the last row's attention weights `[B, heads, 1, p + s]`
+    /// when `last_weights` (the tape needs them) and the keys and values attended to
+    /// (`[B, kv_heads, p + s, hd]`; the prefix's copied into every row only for this call).
+    ///
+    /// All rows go through libtorch's fused attention (`scaled_dot_product_attention`, flash
+    /// attention on CPU and CUDA): it never writes the rows x keys weights out, which for a
+    /// few-shot batch (every own token over a 400-odd-token prefix) took 40% longer in eager
+    /// matmul-softmax-matmul form. It agrees with the eager form to float rounding (the
+    /// parity tests against transformers' eager attention hold at 1e-5). The last row's
+    /// weights, one row per prompt, are computed eagerly beside it.
+    fn full(
+        &self,
+        qkv: &Qkv,
+        mask: &Tensor,
+        shared: Option<&Kv>,
+        last_weights: bool,
+    ) -> (Tensor, Option<Tensor>, Kv) {
         let (b, s) = (qkv.q.size()[0], qkv.q.size()[2]);
         let (keys, values) = match shared {
             Some(kv) => {
@@ -168,12 +181,23 @@ impl Attention {
             }
             None => (qkv.k.shallow_clone(), qkv.v.shallow_clone()),
         };
-        let scores = self.ungrouped(&self.grouped(&qkv.q).matmul(&keys.transpose(-2, -1)));
-        let weights = self.weights(scores, Some(mask));
-        let out = self
-            .ungrouped(&self.grouped(&weights).matmul(&values))
-            .transpose(1, 2)
-            .reshape([b, s, -1]);
+        let out = Tensor::scaled_dot_product_attention(
+            &qkv.q,
+            &keys,
+            &values,
+            Some(mask),
+            0.0,
+            false,
+            self.scale(),
+            self.group_size() > 1,
+        )
+        .transpose(1, 2)
+        .reshape([b, s, -1]);
+        let weights = last_weights.then(|| {
+            let q_last = qkv.q.narrow(2, s - 1, 1);
+            let scores = self.ungrouped(&self.grouped(&q_last).matmul(&keys.transpose(-2, -1)));
+            self.weights(scores, Some(&mask.narrow(2, s - 1, 1)))
+        });
         (out, weights, Kv { keys, values })
     }
 
@@ -239,7 +263,8 @@ pub(crate) struct Block {
 /// What a full pass needs at every layer.
 pub(crate) struct FullContext<'a> {
     pub angles: Angles,
-    /// `[B, 1, s, p + s]` causal + padding mask (`p`: the shared prefix's length, 0 without).
+    /// `[B, 1, s, p + s]` causal + padding mask (`p`: the shared prefix's length, 0 without),
+    /// in the model's type.
     pub mask: Tensor,
     /// Per layer, the keys and values of a prefix shared by every row (`[1, kv_heads, p, hd]`),
     /// which the sequence continues.
@@ -295,8 +320,10 @@ impl Block {
         hooks.layer_input(&h, &Focus::LastPosition);
         let qkv = self.attention.qkv(&self.in_norm.forward(&h), &ctx.angles);
         let shared = ctx.shared.map(|kv| &kv[layer]);
-        let (attended, weights, kv) = self.attention.full(&qkv, &ctx.mask, shared);
-        if hooks.record.tape {
+        let (attended, weights, kv) =
+            self.attention
+                .full(&qkv, &ctx.mask, shared, hooks.record.tape);
+        if let Some(weights) = weights {
             // The prefix and the rows' own keys and values apart: the rows' copies of the
             // prefix (most of a few-shot prompt) are dropped with this layer.
             hooks.recorded.tape.attention.push(AttentionTape {
@@ -307,7 +334,7 @@ impl Block {
                     keys: qkv.k.shallow_clone(),
                     values: qkv.v.shallow_clone(),
                 },
-                weights: weights.narrow(2, s - 1, 1),
+                weights,
             });
         }
         let h = h + self.attention.o.forward(&attended);

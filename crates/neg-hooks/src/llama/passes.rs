@@ -8,7 +8,7 @@ use tch::{Device, Kind, Tensor};
 use super::block::{FullContext, Kv, StepContext};
 use super::Llama;
 use crate::hooks::{targets_tensor, Hooks, Record};
-use crate::nn::MASKED;
+use crate::nn::{masked_score, MASKED};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum KvMode {
@@ -273,7 +273,7 @@ impl Llama {
         }
         let ctx = FullContext {
             angles: self.rope.angles(&pos),
-            mask: (allowed.logical_not().to_kind(Kind::Float) * MASKED).unsqueeze(1),
+            mask: (allowed.logical_not().to_kind(self.kind) * masked_score(self.kind)).unsqueeze(1),
             shared: shared.map(|p| p.kv.as_slice()),
         };
         let mut h = self.embed.forward(ids);

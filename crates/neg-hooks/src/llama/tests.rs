@@ -173,7 +173,9 @@ fn a_kept_prefix_gives_the_numbers_of_a_fresh_pass() {
 
 /// In bf16 and f16 the tape backward runs in f32 over the half-precision pass: its gradients
 /// are as close to f32's as autograd's (which differentiates in half precision), and close to
-/// f32 in relative L2.
+/// f32 in relative L2. Eight prompts of different lengths in one padded batch: on this
+/// 5-layer model one prompt's error is amplified rounding noise (2.6e-2 to 6.8e-2 per prompt
+/// in bf16), too unsteady to bound alone.
 #[test]
 fn half_precision_tape_backward_is_close_to_f32() {
     use crate::DType;
@@ -194,17 +196,23 @@ fn half_precision_tape_backward_is_close_to_f32() {
     let texts = [
         "Once upon a time, there was a little girl named Lily. She",
         "The dog ran",
+        "Tom and his mom went to the park. They saw a big",
+        "One day, a little bird",
+        "Sue had a red ball. She liked to play with it every",
+        "The sun was hot and the",
+        "Max the cat was very hungry. He looked for",
+        "Once upon a time there was a boy",
     ];
-    let targets = vec![vec![264, 29, 350], vec![17, 264, 1]];
-    let reference = {
-        let m = load(DType::F32);
-        let Arch::Llama(llama) = &m.arch else {
-            panic!("stories260k is a Llama")
-        };
-        let seqs: Vec<Vec<u32>> = texts.iter().map(|t| m.encode(t).unwrap()).collect();
-        let refs: Vec<&[u32]> = seqs.iter().map(|s| s.as_slice()).collect();
-        llama.gradients_tape(&refs, &targets).grads
+    let targets: Vec<Vec<u32>> = (0..texts.len() as u32)
+        .map(|i| vec![264, 29 + i, 350 - 7 * i])
+        .collect();
+    let f32_model = load(DType::F32);
+    let Arch::Llama(llama) = &f32_model.arch else {
+        panic!("stories260k is a Llama")
     };
+    let seqs: Vec<Vec<u32>> = texts.iter().map(|t| f32_model.encode(t).unwrap()).collect();
+    let refs: Vec<&[u32]> = seqs.iter().map(|s| s.as_slice()).collect();
+    let reference = llama.gradients_tape(&refs, &targets);
     let rel_l2 = |a: &Tensor, b: &Tensor| {
         (a - b).norm().double_value(&[]) / b.norm().double_value(&[]).max(1e-30)
     };
@@ -213,19 +221,21 @@ fn half_precision_tape_backward_is_close_to_f32() {
         let Arch::Llama(llama) = &m.arch else {
             panic!("stories260k is a Llama")
         };
-        let seqs: Vec<Vec<u32>> = texts.iter().map(|t| m.encode(t).unwrap()).collect();
-        let refs: Vec<&[u32]> = seqs.iter().map(|s| s.as_slice()).collect();
         let tape = llama.gradients_tape(&refs, &targets);
         let auto = llama.gradients_autograd(&refs, &targets);
         assert_eq!(tape.grads.kind(), tch::Kind::Float);
-        let (e_tape, e_auto) = (
-            rel_l2(&tape.grads, &reference),
-            rel_l2(&auto.grads, &reference),
+        let (e_tape, e_auto, e_probs) = (
+            rel_l2(&tape.grads, &reference.grads),
+            rel_l2(&auto.grads, &reference.grads),
+            rel_l2(&tape.probs, &reference.probs),
         );
-        eprintln!("{dtype:?}: relative L2 to f32: tape {e_tape:.2e}, autograd {e_auto:.2e}");
+        eprintln!(
+            "{dtype:?}: relative L2 to f32: gradients by tape {e_tape:.2e}, by autograd \
+             {e_auto:.2e}; probabilities {e_probs:.2e}"
+        );
         assert!(
             e_tape <= 0.05,
-            "{dtype:?}: tape gradients {e_tape} from f32"
+            "{dtype:?}: tape gradients {e_tape} from f32 (probabilities {e_probs})"
         );
         assert!(
             e_tape <= e_auto * 1.5,
