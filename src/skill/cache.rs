@@ -28,7 +28,8 @@ use super::shard::Shard;
 use crate::output::TensorFile;
 
 /// Bumped whenever what an entry holds, or how it is computed, changes.
-const FORMAT: &str = "neg-rs feature cache v1";
+/// v2: fused attention in full passes (numbers differ from v1 by float rounding).
+const FORMAT: &str = "neg-rs feature cache v2";
 
 /// NeurGrad of one batch, as `neg_core::methods::neurgrad` returns it.
 #[derive(Debug, Clone, PartialEq)]
