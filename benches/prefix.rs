@@ -3,8 +3,10 @@
 //! every prompt run whole (`HfModel::set_prefix_sharing(false)`), in one run, on
 //! SmolLM2-135M-Instruct (f32, CPU threads as libtorch sets them), batches of 16 grouped by
 //! length, each case repeated `NEG_BENCH_REPS` times (default 2; the median is reported).
-//! The shared and whole few-shot features are also compared (largest relative difference of
-//! NeurGrad), since sharing must not change the numbers.
+//! The shared and whole few-shot features are also compared (largest difference of |NeurGrad|
+//! relative to the largest value, and how many values differ in sign: an activation within
+//! rounding of 0 can round either way, which flips its NeurGrad), since sharing must not
+//! change the numbers beyond rounding.
 //!
 //! `cargo bench --bench prefix` (a few minutes on 2 cores). `NEG_BENCH_TASK` (default
 //! `agnews`) and `NEG_BENCH_PROMPTS` (default 32 test prompts) choose the work.
@@ -85,11 +87,17 @@ fn main() -> anyhow::Result<()> {
         shared.scores.expect("scores kept"),
         whole.scores.expect("scores kept"),
     );
+    // NeurGrad is dP/da x sign(a): where an activation lies within rounding of 0, the two
+    // computations may round it to opposite signs and the value flips whole. So magnitudes
+    // (|dP/da|) are compared, and the flips counted apart.
     let scale = b.iter().fold(0f32, |m, x| m.max(x.abs()));
-    let diff = a
-        .iter()
-        .zip(b.iter())
-        .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+    let (mut diff, mut flips) = (0f32, 0usize);
+    for (x, y) in a.iter().zip(b.iter()) {
+        diff = diff.max((x.abs() - y.abs()).abs());
+        if x * y < 0.0 {
+            flips += 1;
+        }
+    }
     let n = sets[0].items.len();
     let per = |s: f64| s / n as f64;
     println!(
@@ -110,10 +118,11 @@ fn main() -> anyhow::Result<()> {
         few_whole / zero
     );
     println!(
-        "\nsharing the prefix: {:.2}x faster; NeurGrad max |shared - whole| = {diff:.2e} \
-         ({:.2e} of the largest |NeurGrad|)",
+        "\nsharing the prefix: {:.2}x faster; NeurGrad max ||shared| - |whole|| = {diff:.2e} \
+         ({:.2e} of the largest |NeurGrad|); signs differ on {flips} of {} values",
         few_whole / few_shared,
-        diff / scale.max(f32::MIN_POSITIVE)
+        diff / scale.max(f32::MIN_POSITIVE),
+        a.len()
     );
     Ok(())
 }
