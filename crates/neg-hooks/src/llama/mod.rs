@@ -53,7 +53,7 @@ use rope::Rope;
 pub struct Llama {
     pub(crate) cfg: LlamaConfig,
     embed: Embedding,
-    blocks: Vec<Block>,
+    pub(crate) blocks: Vec<Block>,
     norm: RmsNorm,
     /// `None` when tied to the input embeddings.
     lm_head: Option<Tensor>,

@@ -243,3 +243,42 @@ fn half_precision_tape_backward_is_close_to_f32() {
         );
     }
 }
+
+/// `matmul_shared` (the batch folded into the rows) equals a broadcasting matmul, and
+/// grouping query heads onto their kv head is undone by `ungrouped`: head `kv * group + j`'s
+/// rows sit at `j * r ..` of kv head `kv`, the head order of GQA's `repeat_interleave`.
+#[test]
+fn grouped_heads_and_the_shared_matmul_are_the_plain_forms() {
+    use super::block::matmul_shared;
+    let dir = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/models/stories260k"
+    );
+    let model = HfModel::load(&ModelSource::parse(dir), &LoadOptions::default()).unwrap();
+    let Arch::Llama(llama) = &model.arch else {
+        panic!("stories260k is a Llama")
+    };
+    let attention = &llama.blocks[0].attention;
+    let (nh, kvh, g) = (
+        attention.num_heads,
+        attention.num_kv_heads,
+        attention.group_size(),
+    );
+    assert!(g > 1, "stories260k has grouped-query attention");
+    let opts = (tch::Kind::Float, tch::Device::Cpu);
+    let a = Tensor::randn([3, kvh, 5, 8], opts);
+    let b = Tensor::randn([1, kvh, 8, 7], opts);
+    let plain = a.matmul(&b);
+    assert_eq!(matmul_shared(&a, &b).size(), plain.size());
+    assert!(max_rel(&matmul_shared(&a, &b), &plain) < 1e-6);
+
+    let q = Tensor::randn([2, nh, 4, 8], opts);
+    let k = Tensor::randn([2, kvh, 6, 8], opts);
+    assert!(attention.ungrouped(&attention.grouped(&q)).equal(&q));
+    let grouped = attention.ungrouped(&attention.grouped(&q).matmul(&k.transpose(-2, -1)));
+    let repeated = q.matmul(&k.repeat_interleave_self_int(g, 1, None).transpose(-2, -1));
+    assert!(max_rel(&grouped, &repeated) < 1e-6);
+    assert!(attention
+        .repeated(&k)
+        .equal(&k.repeat_interleave_self_int(g, 1, None)));
+}
