@@ -135,8 +135,9 @@ impl Attention {
             .matmul(&f32(&self.o.w))
             .view([p, t, nh, hd])
             .transpose(1, 2); // [P, nh, T, hd]
-                              // Over the positions, in two parts: the shared prefix (one matrix for all rows) and
-                              // the rows' own; each kv head serves its group of query heads.
+
+        // Over the positions, in two parts: the shared prefix (one matrix for all rows) and
+        // the rows' own; each kv head serves its group of query heads.
         let grouped = self.grouped(&d_att); // [P, kvh, rep * T, hd]
         let own_a = grouped.matmul(&tape.own.values.transpose(-2, -1));
         let d_a = match &tape.shared {

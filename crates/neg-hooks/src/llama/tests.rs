@@ -1,7 +1,33 @@
 //! The hand-written backward against autograd.
+use super::Llama;
 use crate::model::Arch;
-use crate::{HfModel, LoadOptions, ModelSource};
+use crate::{DType, HfModel, LoadOptions, ModelSource};
 use tch::Tensor;
+
+/// The real stories260k from `../shared`, loaded in `dtype`.
+fn stories(dtype: DType) -> HfModel {
+    let dir = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/models/stories260k"
+    );
+    assert!(
+        std::path::Path::new(dir).join("config.json").exists(),
+        "missing {dir}: the real stories260k model from ../shared is needed"
+    );
+    let options = LoadOptions {
+        dtype,
+        ..LoadOptions::default()
+    };
+    HfModel::load(&ModelSource::parse(dir), &options).unwrap()
+}
+
+/// The decoder inside `model`.
+fn llama_of(model: &HfModel) -> &Llama {
+    let Arch::Llama(llama) = &model.arch else {
+        panic!("stories260k is a Llama")
+    };
+    llama
+}
 
 fn max_rel(a: &Tensor, b: &Tensor) -> f64 {
     let scale = b.abs().max().double_value(&[]).max(1e-12);
@@ -12,18 +38,8 @@ fn max_rel(a: &Tensor, b: &Tensor) -> f64 {
 /// left-padded batch of prompts of different lengths and several targets each.
 #[test]
 fn hand_written_backward_equals_autograd() {
-    let dir = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/models/stories260k"
-    );
-    assert!(
-        std::path::Path::new(dir).join("config.json").exists(),
-        "missing {dir}: the real stories260k model from ../shared is needed"
-    );
-    let model = HfModel::load(&ModelSource::parse(dir), &LoadOptions::default()).unwrap();
-    let Arch::Llama(llama) = &model.arch else {
-        panic!("stories260k is a Llama")
-    };
+    let model = stories(DType::F32);
+    let llama = llama_of(&model);
     let texts = [
         "Once upon a time, there was a little girl named Lily. She",
         "The dog ran",
@@ -53,14 +69,8 @@ fn hand_written_backward_equals_autograd() {
 #[test]
 fn a_shared_prefix_gives_the_numbers_of_whole_prompts() {
     use super::passes::{shared_prefix_len, MIN_SHARED_PREFIX};
-    let dir = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/models/stories260k"
-    );
-    let model = HfModel::load(&ModelSource::parse(dir), &LoadOptions::default()).unwrap();
-    let Arch::Llama(llama) = &model.arch else {
-        panic!("stories260k is a Llama")
-    };
+    let model = stories(DType::F32);
+    let llama = llama_of(&model);
     let header = "Once upon a time, there was a little girl named Lily. She loved to play \
                   outside in the park with her friends. One day,";
     let texts = [
@@ -111,11 +121,6 @@ fn a_shared_prefix_gives_the_numbers_of_whole_prompts() {
 #[test]
 fn a_kept_prefix_gives_the_numbers_of_a_fresh_pass() {
     use super::passes::shared_prefix_len;
-    let dir = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/models/stories260k"
-    );
-    let load = || HfModel::load(&ModelSource::parse(dir), &LoadOptions::default()).unwrap();
     let header = "Once upon a time, there was a little girl named Lily. She loved to play \
                   outside in the park with her friends. One day,";
     let batch = |ends: &[&str], model: &HfModel| -> Vec<Vec<u32>> {
@@ -123,10 +128,8 @@ fn a_kept_prefix_gives_the_numbers_of_a_fresh_pass() {
             .map(|e| model.encode(&format!("{header} {e}")).unwrap())
             .collect()
     };
-    let (warm, fresh) = (load(), load());
-    let (Arch::Llama(warm_llama), Arch::Llama(fresh_llama)) = (&warm.arch, &fresh.arch) else {
-        panic!("stories260k is a Llama")
-    };
+    let (warm, fresh) = (stories(DType::F32), stories(DType::F32));
+    let (warm_llama, fresh_llama) = (llama_of(&warm), llama_of(&fresh));
     let first = batch(&["she saw a big red", "Tom"], &warm);
     let second = batch(&["the sun was hot", "a cat sat on the", "Ben"], &warm);
     fn refs(b: &[Vec<u32>]) -> Vec<&[u32]> {
@@ -178,21 +181,6 @@ fn a_kept_prefix_gives_the_numbers_of_a_fresh_pass() {
 /// in bf16), too unsteady to bound alone.
 #[test]
 fn half_precision_tape_backward_is_close_to_f32() {
-    use crate::DType;
-    let dir = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/models/stories260k"
-    );
-    let load = |dtype| {
-        HfModel::load(
-            &ModelSource::parse(dir),
-            &LoadOptions {
-                dtype,
-                ..LoadOptions::default()
-            },
-        )
-        .unwrap()
-    };
     let texts = [
         "Once upon a time, there was a little girl named Lily. She",
         "The dog ran",
@@ -206,21 +194,17 @@ fn half_precision_tape_backward_is_close_to_f32() {
     let targets: Vec<Vec<u32>> = (0..texts.len() as u32)
         .map(|i| vec![264, 29 + i, 350 - 7 * i])
         .collect();
-    let f32_model = load(DType::F32);
-    let Arch::Llama(llama) = &f32_model.arch else {
-        panic!("stories260k is a Llama")
-    };
+    let f32_model = stories(DType::F32);
+    let reference_llama = llama_of(&f32_model);
     let seqs: Vec<Vec<u32>> = texts.iter().map(|t| f32_model.encode(t).unwrap()).collect();
     let refs: Vec<&[u32]> = seqs.iter().map(|s| s.as_slice()).collect();
-    let reference = llama.gradients_tape(&refs, &targets);
+    let reference = reference_llama.gradients_tape(&refs, &targets);
     let rel_l2 = |a: &Tensor, b: &Tensor| {
         (a - b).norm().double_value(&[]) / b.norm().double_value(&[]).max(1e-30)
     };
     for dtype in [DType::BF16, DType::F16] {
-        let m = load(dtype);
-        let Arch::Llama(llama) = &m.arch else {
-            panic!("stories260k is a Llama")
-        };
+        let m = stories(dtype);
+        let llama = llama_of(&m);
         let tape = llama.gradients_tape(&refs, &targets);
         let auto = llama.gradients_autograd(&refs, &targets);
         assert_eq!(tape.grads.kind(), tch::Kind::Float);
@@ -250,14 +234,8 @@ fn half_precision_tape_backward_is_close_to_f32() {
 #[test]
 fn grouped_heads_and_the_shared_matmul_are_the_plain_forms() {
     use super::block::matmul_shared;
-    let dir = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/models/stories260k"
-    );
-    let model = HfModel::load(&ModelSource::parse(dir), &LoadOptions::default()).unwrap();
-    let Arch::Llama(llama) = &model.arch else {
-        panic!("stories260k is a Llama")
-    };
+    let model = stories(DType::F32);
+    let llama = llama_of(&model);
     let attention = &llama.blocks[0].attention;
     let (nh, kvh, g) = (
         attention.num_heads,
