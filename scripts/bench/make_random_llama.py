@@ -15,6 +15,10 @@ Usage (from the workspace root):
         [--out target/bench-models/llama-135m-random] [--seed 0] [--force]
     .venv/bin/python scripts/bench/make_random_llama.py --shape llama2-7b \
         --out target/bench-models/llama2-7b-random --dtype bfloat16
+    # the 7B width with 4 of its 32 layers (1.1B parameters): per-layer costs of the 7B shape
+    # on a machine that cannot hold all of it
+    .venv/bin/python scripts/bench/make_random_llama.py --shape llama2-7b --layers 4 \
+        --out target/bench-models/llama2-7b-4layers-random --dtype bfloat16
 """
 import argparse
 import json
@@ -48,6 +52,8 @@ def main():
                     help="output directory (default target/bench-models/<shape>-random)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
+    ap.add_argument("--layers", type=int, default=None,
+                    help="number of layers instead of the shape's (same width)")
     ap.add_argument("--force", action="store_true", help="overwrite an existing checkpoint")
     ap.add_argument("--device", default="cpu",
                     help="where the weights are drawn: cuda makes a 7B shape in seconds instead "
@@ -66,9 +72,15 @@ def main():
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
+    shape = dict(SHAPES[args.shape])
+    if args.layers is not None:
+        if args.layers < 1:
+            fail(f"--layers {args.layers}: must be at least 1")
+        shape["num_hidden_layers"] = args.layers
+
     torch.manual_seed(args.seed)
     config = LlamaConfig(
-        **SHAPES[args.shape],
+        **shape,
         rms_norm_eps=1e-5,
         rope_theta=10000.0,
         hidden_act="silu",
@@ -94,7 +106,7 @@ def main():
     for name in ("tokenizer.json", "tokenizer_config.json"):
         shutil.copyfile(os.path.join(TOKENIZER_DIR, name), os.path.join(out, name))
     with open(os.path.join(out, "bench-model.json"), "w") as f:
-        json.dump({"shape": args.shape, "seed": args.seed, "dtype": args.dtype,
+        json.dump({"shape": args.shape, "layers": shape["num_hidden_layers"], "seed": args.seed, "dtype": args.dtype,
                    "device": args.device,
                    "parameters": params, "tokenizer": "stories260k"}, f, indent=1)
     print(f"wrote {out}: {params / 1e6:.1f}M parameters ({args.dtype}, seed {args.seed})")
