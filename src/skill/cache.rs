@@ -29,7 +29,9 @@ use crate::output::TensorFile;
 
 /// Bumped whenever what an entry holds, or how it is computed, changes.
 /// v2: fused attention in full passes (numbers differ from v1 by float rounding).
-const FORMAT: &str = "neg-rs feature cache v2";
+/// v3: half-precision models' backward multiplies by the weights in their own type (bf16/f16
+/// numbers differ from v2 by rounding; f32 ones do not, but one version serves all).
+const FORMAT: &str = "neg-rs feature cache v3";
 
 /// NeurGrad of one batch, as `neg_core::methods::neurgrad` returns it.
 #[derive(Debug, Clone, PartialEq)]

@@ -2,9 +2,11 @@
 //!
 //! With at least one target: one no-grad full pass records a [`Tape`] (per layer, the last
 //! position's state), then a backward written out by hand runs through that position only,
-//! all `T` targets as rows. In bf16/f16 the pass runs in the model's type and the backward in
-//! f32 (the tape and each weight a matmul needs are cast as they are used): half-precision
-//! gradients would lose most of their digits over the layers they accumulate through.
+//! all `T` targets as rows. In bf16/f16 the pass runs in the model's type; the backward keeps
+//! the gradient it carries down the layers, and every elementwise step, in f32 (the tape is
+//! cast per layer), since a half-precision chain would lose its digits over the layers it sums
+//! through, and multiplies by the weights in their own type ([`by_weight`]), each product
+//! accumulated in f32 and rounded once.
 //!
 //! Why by hand: autograd would need the last position re-run with gradients (a second read of
 //! every weight, forward and backward: 1.5x a forward for one prompt on a 135M model); this
@@ -60,13 +62,30 @@ pub(crate) struct GradientTensors {
     pub grads: Tensor,
 }
 
-/// `t` as f32: itself (shared) when it is f32 already, else a cast copy. The backward runs in
-/// f32 whatever the model's type.
+/// `t` as f32: itself (shared) when it is f32 already, else a cast copy. The backward's
+/// elementwise steps run in f32 whatever the model's type (its weight products: [`by_weight`]).
 fn f32(t: &Tensor) -> Tensor {
     if t.kind() == Kind::Float {
         t.shallow_clone()
     } else {
         t.to_kind(Kind::Float)
+    }
+}
+
+/// `g` (f32) times the weight matrix `w`, as f32. Half-precision weights are multiplied in
+/// their own type: libtorch's half matrix products accumulate in f32 and round the product
+/// once, while the gradient chain and every elementwise step of the backward stay in f32.
+/// Casting `w` to f32 instead reads and writes every weight matrix in every backward (three
+/// times its bytes, then an f32 product): on SmolLM2 in bf16 that made NeurGrad about 20%
+/// slower on CPU, and on a 7B model, whose backward rows are few, it is most of the backward's
+/// memory traffic. What the rounding costs is measured in docs/PERFORMANCE.md ("Half
+/// precision"): on SmolLM2, dP/da moves 9e-3 (bf16) and 2e-3 (f16) relative from the f32-weight
+/// backward, against the half pass's own 6.8e-2 and 8.9e-3 from f32.
+fn by_weight(g: &Tensor, w: &Tensor) -> Tensor {
+    if w.kind() == Kind::Float {
+        g.matmul(&f32(w))
+    } else {
+        g.to_kind(w.kind()).matmul(w).to_kind(Kind::Float)
     }
 }
 
@@ -108,7 +127,7 @@ impl Mlp {
     /// dP/da `[P, T, N]` of the FF neurons given dP/d(block output) `g` `[P, T, H]`: the FF
     /// block adds `down(a)` to the residual, so this is `g W_down`.
     fn neuron_gradient(&self, g: &Tensor) -> Tensor {
-        g.matmul(&f32(&self.down.w))
+        by_weight(g, &self.down.w)
     }
 
     /// dP/dx of the normed input x given the neurons' gradient `d_act`, through
@@ -118,7 +137,7 @@ impl Mlp {
         let sig = gate.sigmoid();
         let d_gate = d_act * up * (&sig * (gate * (sig.ones_like() - &sig) + 1.0));
         let d_up = d_act * gate.silu();
-        d_gate.matmul(&f32(&self.gate.w)) + d_up.matmul(&f32(&self.up.w))
+        by_weight(&d_gate, &self.gate.w) + by_weight(&d_up, &self.up.w)
     }
 }
 
@@ -131,8 +150,7 @@ impl Attention {
         let (nh, kvh, hd) = (self.num_heads, self.num_kv_heads, self.head_dim);
         let (scale, rep) = (self.scale(), self.group_size());
         let att_p = &tape.weights;
-        let d_att = d_mid
-            .matmul(&f32(&self.o.w))
+        let d_att = by_weight(d_mid, &self.o.w)
             .view([p, t, nh, hd])
             .transpose(1, 2); // [P, nh, T, hd]
 
@@ -170,9 +188,9 @@ impl Attention {
         // RoPE is a rotation: its transpose rotates back.
         let unrope = |x: &Tensor| x * &angles.cos - rotate_half(&(x * &angles.sin));
         let flat = |x: Tensor, heads: i64| x.transpose(1, 2).reshape([p, t, heads * hd]);
-        flat(unrope(&d_q), nh).matmul(&f32(&self.q.w))
-            + flat(unrope(&d_k), kvh).matmul(&f32(&self.k.w))
-            + flat(d_v, kvh).matmul(&f32(&self.v.w))
+        by_weight(&flat(unrope(&d_q), nh), &self.q.w)
+            + by_weight(&flat(unrope(&d_k), kvh), &self.k.w)
+            + by_weight(&flat(d_v, kvh), &self.v.w)
     }
 }
 
@@ -200,7 +218,7 @@ impl Block {
 
 impl Llama {
     /// Probabilities, activations and gradients of every target and FF neuron: by the tape
-    /// with at least one target (any dtype; the backward in f32), else by autograd.
+    /// with at least one target (any dtype; the backward's chain in f32), else by autograd.
     pub(crate) fn gradients_tokens(
         &self,
         seqs: &[&[u32]],
@@ -317,7 +335,7 @@ impl Llama {
                     + Tensor::zeros([p, t, all.size()[1]], (Kind::Float, self.device))
                         .scatter_value(2, &tgt.unsqueeze(2), 1.0))
                     * probs.unsqueeze(2); // [P, T, V]
-            let d_normed = d_logits.matmul(&f32(self.lm_head()));
+            let d_normed = by_weight(&d_logits, self.lm_head());
             let h_last = f32(&h_last);
             let mut g = self.norm.backward(&h_last, &d_normed); // [P, T, H]
 

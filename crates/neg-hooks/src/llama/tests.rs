@@ -174,7 +174,8 @@ fn a_kept_prefix_gives_the_numbers_of_a_fresh_pass() {
     assert!(!warm_llama.prefix_memo.holds(&first[0][..c]));
 }
 
-/// In bf16 and f16 the tape backward runs in f32 over the half-precision pass: its gradients
+/// In bf16 and f16 the tape backward (its chain in f32, its weight products in the model's
+/// type) runs over the half-precision pass: its gradients
 /// are as close to f32's as autograd's (which differentiates in half precision), and close to
 /// f32 in relative L2. Eight prompts of different lengths in one padded batch: on this
 /// 5-layer model one prompt's error is amplified rounding noise (2.6e-2 to 6.8e-2 per prompt
