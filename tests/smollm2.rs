@@ -197,9 +197,19 @@ fn neurgrad_and_intervene_on_the_gguf_file_match_transformers() {
         // Per value (against the value, floored at 1% of the largest): the sweep's NEG is a
         // slope of f32 probability differences over a 30-layer model, compared with a float64
         // reference, so NEGs near zero carry about 1e-6 of f32 noise (measured: -3.9387e-4 vs
-        // -3.9271e-4 where the largest is 2.7e-2); the other quantities meet 1e-3 per value.
-        if name != "ground-truth NEG" {
-            assert!(worst <= 1e-3, "{name}: per-value relative error {worst}");
+        // -3.9271e-4 where the largest is 2.7e-2). NeurGrad, an f32 gradient through 30
+        // layers, meets 2e-3: on an AMD EPYC machine its worst value was 1.005e-3 off
+        // (-5.6311e-4 vs -5.6368e-4, 2% of the largest, 2.7e-2: an absolute 5.7e-7, 2e-5 of the
+        // largest; relative L2 8.05e-5), where transformers' own float32 run is 1.8e-4 off at
+        // that value, 2.7e-4 at its worst, and has the same relative L2, 8.05e-5. Earlier
+        // machines stayed under 1e-3. Probabilities and activations meet 1e-3.
+        let per_value = match name {
+            "ground-truth NEG" => None,
+            "NeurGrad" => Some(2e-3),
+            _ => Some(1e-3),
+        };
+        if let Some(bound) = per_value {
+            assert!(worst <= bound, "{name}: per-value relative error {worst}");
         }
     }
 }
