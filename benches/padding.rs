@@ -1,13 +1,15 @@
 //! Padding of skill-probe batches: padded / real tokens of the NeurGrad batches of every
 //! MCEval8K task, in file order (how batches were formed before) and grouped by length (how
 //! `skill::compute_features` forms them now), for the main job's selection (leak-free
-//! re-splits, 256 / 64 / 128 prompts, batches of at most 16 prompts and 8,192 tokens, cut
+//! re-splits, 256 / 64 / 128 prompts, batches of at most 16 prompts and 2,048 tokens run, cut
 //! early where padding would pass 10%: `skill::length_batches`) with SmolLM2-135M-Instruct's
 //! tokenizer,
 //! zero- and few-shot. A count, not a timing: NeurGrad's cost is about linear in the tokens a
-//! batch runs, so the ratio is the work spent on padding. The last columns say how many
-//! batches the token budget added and the largest batch's padded tokens (what the model's
-//! working memory grows with).
+//! batch runs, so the ratio is the work spent on padding. The last columns give the prefix
+//! every prompt of the set shares (run once per batch, so the token budget counts it once),
+//! how many batches the token budget added, and the largest batch's tokens run (the shared
+//! prefix once plus every row's own tokens, padded: what the model's working memory grows
+//! with, `skill::batch_cost`).
 //!
 //! `cargo bench --bench padding` (about a minute; needs the packaged model and `../shared`).
 use std::time::Instant;
@@ -15,8 +17,8 @@ use std::time::Instant;
 use mceval::TaskRegistry;
 use neg_core::ModelAdapter;
 use neg_rs::skill::{
-    length_batches, load_task, resolve_sources, select_prompts, shots_for, Batching, PromptContext,
-    ShotMode, SplitMode, TokenCounts, DEFAULT_SIZES,
+    batch_cost, length_batches, load_task, resolve_sources, select_prompts, shots_for, Batching,
+    PromptContext, ShotMode, SplitMode, TokenCounts, DEFAULT_SIZES,
 };
 
 const BATCH: usize = 16;
@@ -32,9 +34,9 @@ fn main() -> anyhow::Result<()> {
     );
     println!(
         "| task | shots | prompts | real tokens | file order | by length | batches | \
-         split by the token budget | largest batch (tokens) |"
+         shared prefix | split by the token budget | largest batch (tokens run) |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     let mut worst: f64 = 0.0;
     for spec in TaskRegistry::builtin().tasks() {
         let task = load_task(&sources.data.source, spec.name, SplitMode::LeakFree, 0)?;
@@ -51,7 +53,10 @@ fn main() -> anyhow::Result<()> {
             };
             let fits = |p: &str| model.encode(p).is_ok();
             let Ok((sets, _)) = select_prompts(&task, &[context], DEFAULT_SIZES, 0, &fits) else {
-                println!("| {} | {shots:?} | no prompt fits | | | |", spec.name);
+                println!(
+                    "| {} | {shots:?} | no prompt fits | | | | | | | |",
+                    spec.name
+                );
                 continue;
             };
             let set = &sets[0];
@@ -62,22 +67,27 @@ fn main() -> anyhow::Result<()> {
                 .collect();
             let file_rows: Vec<usize> = (0..lengths.len()).collect();
             let file = TokenCounts::of_batches(&lengths, file_rows.chunks(BATCH));
-            let budgeted = length_batches(&lengths, Batching::prompts(BATCH));
+            let texts: Vec<&str> = set.items.iter().map(|i| i.prompt.as_str()).collect();
+            let shared = model.shared_prefix_len(&texts);
+            let budgeted = length_batches(&lengths, shared, Batching::prompts(BATCH));
             let unbounded = Batching {
                 prompts: BATCH,
                 tokens: usize::MAX,
             };
-            let added = budgeted.len() - length_batches(&lengths, unbounded).len();
+            let added = budgeted.len() - length_batches(&lengths, shared, unbounded).len();
             let largest = budgeted
                 .iter()
-                .map(|b| TokenCounts::of_batches(&lengths, [b.as_slice()]).padded)
+                .map(|b| {
+                    let longest = b.iter().map(|&i| lengths[i]).max().unwrap_or(0);
+                    batch_cost(longest, b.len(), shared)
+                })
                 .max()
                 .unwrap_or(0);
             let sorted = TokenCounts::of_batches(&lengths, budgeted.iter().map(Vec::as_slice));
             worst = worst.max(sorted.ratio());
             println!(
-                "| {} | {shots:?} | {} | {} | {:.3} | {:.3} | {} (file order {}) | {added} | \
-                 {largest} |",
+                "| {} | {shots:?} | {} | {} | {:.3} | {:.3} | {} (file order {}) | {shared} | \
+                 {added} | {largest} |",
                 spec.name,
                 lengths.len(),
                 file.real,

@@ -34,7 +34,7 @@ pub struct SkillProbeConfig {
     pub trees: usize,
     /// Prompts per NeurGrad batch.
     pub batch: usize,
-    /// Tokens per NeurGrad batch, padding included ([`crate::skill::Batching::tokens`]).
+    /// Tokens a NeurGrad batch runs, padding included ([`crate::skill::Batching::tokens`]).
     pub batch_tokens: usize,
     /// cpu, cuda or cuda:N.
     pub device: String,

@@ -117,20 +117,22 @@ pub fn length_order(lengths: &[usize]) -> Vec<usize> {
 /// Most padded / real tokens a batch of [`length_batches`] may hold.
 pub const MAX_PADDING: f64 = 1.1;
 
-/// Default [`Batching::tokens`]: 16 of the longest few-shot MCEval8K prompts SmolLM2 sees
-/// (about 470 tokens, agnews) fit, so the main job's batches are the prompt-count ones, while
-/// a task of longer prompts runs in smaller batches instead of a larger workspace.
-pub const DEFAULT_BATCH_TOKENS: usize = 8192;
+/// Default [`Batching::tokens`]: small enough that a SmolLM2 skill-probe run's peak memory is
+/// flat in the number of prompts on CPU (docs/PERFORMANCE.md: 8192 let it grow with the
+/// sample's longest prompts), and large enough that few-shot batches, whose shared prefix
+/// counts once, still hold 16 prompts (agnews: 428 shared tokens + 16 x at most 100 own).
+pub const DEFAULT_BATCH_TOKENS: usize = 2048;
 
 /// How prompts are grouped into NeurGrad batches ([`length_batches`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Batching {
     /// Most prompts in a batch (`--batch`).
     pub prompts: usize,
-    /// Most tokens in a batch, padding included: batch size x its longest prompt
-    /// (`--batch-tokens`). The model's working memory (activations, the backward's tape, the
-    /// attention scores) grows with it, so bounding it bounds a run's peak memory whatever the
-    /// number or the length spread of the prompts. A single prompt longer than this runs alone.
+    /// Most tokens a batch runs, padding included (`--batch-tokens`; [`batch_cost`]): the
+    /// prefix its prompts share once, plus batch size x its longest prompt's own tokens. The
+    /// model's working memory (activations, the backward's tape, the attention scores) grows
+    /// with it, so bounding it bounds a run's peak memory whatever the number or the length
+    /// spread of the prompts. A single prompt longer than this runs alone.
     pub tokens: usize,
 }
 
@@ -167,20 +169,22 @@ impl Batching {
 /// The batches [`compute_features`] runs: prompts in [`length_order`], at most
 /// `batching.prompts` to a batch, and a new batch begun early whenever the next (longest so
 /// far) prompt would make the batch's padded tokens exceed [`MAX_PADDING`] times its real
-/// ones or `batching.tokens` in all. So no batch, and no run, spends more than 10% of its
-/// tokens on padding, and no batch needs more memory than the token budget; only the long
-/// tail of a task's lengths runs in smaller batches. Deterministic: the same lengths give the
-/// same batches.
-pub fn length_batches(lengths: &[usize], batching: Batching) -> Vec<Vec<usize>> {
+/// ones or its tokens run exceed `batching.tokens` ([`batch_cost`]: the `shared` leading
+/// tokens that every prompt has in common and the model runs once per batch,
+/// [`ModelAdapter::shared_prefix_len`], count once). So no batch, and no run, spends more
+/// than 10% of its tokens on padding, and no batch needs more memory than the token budget;
+/// only the long tail of a task's lengths runs in smaller batches. Deterministic: the same
+/// lengths give the same batches.
+pub fn length_batches(lengths: &[usize], shared: usize, batching: Batching) -> Vec<Vec<usize>> {
     let batch = batching.prompts.max(1);
     let mut out = Vec::new();
     let (mut current, mut real) = (Vec::new(), 0usize);
     for i in length_order(lengths) {
         let len = lengths[i];
         // Sorted ascending: with `i`, the batch's longest prompt is `i`.
-        let padded = len * (current.len() + 1);
-        let too_padded = padded as f64 > MAX_PADDING * (real + len) as f64;
-        let too_many_tokens = padded > batching.tokens;
+        let rows = current.len() + 1;
+        let too_padded = (len * rows) as f64 > MAX_PADDING * (real + len) as f64;
+        let too_many_tokens = batch_cost(len, rows, shared) > batching.tokens;
         if !current.is_empty() && (current.len() == batch || too_padded || too_many_tokens) {
             out.push(std::mem::take(&mut current));
             real = 0;
@@ -192,6 +196,18 @@ pub fn length_batches(lengths: &[usize], batching: Batching) -> Vec<Vec<usize>> 
         out.push(current);
     }
     out
+}
+
+/// The tokens the model runs for a left-padded batch of `rows` prompts whose longest is
+/// `longest` tokens, when all of them begin with the same `shared` tokens: those once, then
+/// each row's own tokens padded to the longest (a batch of one runs whole). This is what the
+/// model's working memory grows with, so it is what [`Batching::tokens`] bounds.
+pub fn batch_cost(longest: usize, rows: usize, shared: usize) -> usize {
+    if rows < 2 || shared == 0 {
+        return longest * rows;
+    }
+    let shared = shared.min(longest);
+    shared + rows * (longest - shared)
 }
 
 /// One row of a features file, traceable to its MCEval8K record (written as one JSON line of
@@ -284,7 +300,11 @@ fn prompt_batches(
         .iter()
         .map(|tp| adapter.token_count(&tp.text).unwrap_or(tp.text.len()))
         .collect();
-    let batches = length_batches(&lengths, batching);
+    // The tokens every prompt of the set shares: every batch of two or more shares at least
+    // these, so counting them once never lets a batch past the token budget.
+    let texts: Vec<&str> = targeted.iter().map(|tp| tp.text.as_str()).collect();
+    let shared = adapter.shared_prefix_len(&texts);
+    let batches = length_batches(&lengths, shared, batching);
     let tokens = TokenCounts::of_batches(&lengths, batches.iter().map(Vec::as_slice));
     (batches, tokens)
 }
@@ -478,7 +498,7 @@ mod tests {
         // Budgeted batches: never over 1.1 padded / real, at most `batch` prompts each, every
         // prompt once, in length order.
         let lengths = [5, 5, 5, 6, 40, 41, 100, 5, 5];
-        let batches = length_batches(&lengths, Batching::prompts(4));
+        let batches = length_batches(&lengths, 0, Batching::prompts(4));
         assert_eq!(
             batches,
             vec![vec![0, 1, 2, 7], vec![8, 3], vec![4, 5], vec![6]]
@@ -492,11 +512,11 @@ mod tests {
         all.sort();
         assert_eq!(all, (0..lengths.len()).collect::<Vec<_>>());
         assert_eq!(
-            length_batches(&[], Batching::prompts(4)),
+            length_batches(&[], 0, Batching::prompts(4)),
             Vec::<Vec<usize>>::new()
         );
         assert_eq!(
-            length_batches(&[3, 3, 3], Batching::prompts(1)),
+            length_batches(&[3, 3, 3], 0, Batching::prompts(1)),
             vec![vec![0], vec![1], vec![2]]
         );
         // A token budget: no batch holds more than 12 padded tokens, except a longer prompt
@@ -505,7 +525,7 @@ mod tests {
             prompts: 4,
             tokens: 12,
         };
-        let batches = length_batches(&lengths, budget);
+        let batches = length_batches(&lengths, 0, budget);
         assert_eq!(
             batches,
             vec![
@@ -533,6 +553,34 @@ mod tests {
         }
         .check()
         .is_err());
+    }
+
+    #[test]
+    fn a_shared_prefix_counts_once_against_the_token_budget() {
+        // Rows of 30 tokens whose first 20 the model runs once per batch: three fit a
+        // budget of 50 tokens (20 + 3 x 10), a fourth does not; counted whole (30 a row) each
+        // would run alone.
+        assert_eq!(batch_cost(30, 3, 20), 50);
+        assert_eq!(batch_cost(30, 4, 20), 60);
+        assert_eq!(batch_cost(30, 1, 20), 30, "a batch of one runs whole");
+        assert_eq!(batch_cost(30, 3, 0), 90);
+        let budget = Batching {
+            prompts: 16,
+            tokens: 50,
+        };
+        let lengths = [30; 7];
+        assert_eq!(
+            length_batches(&lengths, 20, budget),
+            vec![vec![0, 1, 2], vec![3, 4, 5], vec![6]]
+        );
+        assert_eq!(length_batches(&lengths, 0, budget).len(), 7);
+        // The padding cap still counts whole prompts (padded / real as `TokenCounts` reports
+        // it): a 30-token prompt does not join two of 21 tokens, shared prefix or not.
+        let mixed = [21, 21, 30];
+        assert_eq!(
+            length_batches(&mixed, 20, Batching::prompts(16)),
+            vec![vec![0, 1], vec![2]]
+        );
     }
 
     #[test]

@@ -43,9 +43,10 @@ pub struct SkillArgs {
     /// Prompts per NeurGrad batch.
     #[arg(long, default_value_t = 16)]
     pub batch: usize,
-    /// Tokens per NeurGrad batch, padding included (batch size x longest prompt): bounds the
-    /// model's working memory; a longer prompt runs alone. 2048 keeps a SmolLM2 run's peak
-    /// flat in the number of prompts on CPU (docs/PERFORMANCE.md).
+    /// Tokens a NeurGrad batch runs, padding included (the prefix its prompts share, once,
+    /// plus batch size x the longest prompt's own tokens): bounds the model's working memory,
+    /// so the peak is flat in the number of prompts; a longer prompt runs alone. On a GPU a
+    /// larger budget gives larger batches (docs/PERFORMANCE.md).
     #[arg(long, default_value_t = DEFAULT_BATCH_TOKENS)]
     pub batch_tokens: usize,
     /// Compute only part i of n of the NeurGrad batches and write a shard to --out (e.g.

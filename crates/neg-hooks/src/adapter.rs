@@ -343,6 +343,25 @@ impl ModelAdapter for HfModel {
         self.encode(prompt).ok().map(|ids| ids.len())
     }
 
+    fn shared_prefix_len(&self, prompts: &[&str]) -> usize {
+        let Arch::Llama(m) = &self.arch else {
+            return 0;
+        };
+        if !m.share_prefix {
+            return 0;
+        }
+        // A prompt that does not encode shares nothing; its error comes from the pass itself.
+        let Ok(seqs) = prompts
+            .iter()
+            .map(|p| self.encode(p))
+            .collect::<Result<Vec<_>>>()
+        else {
+            return 0;
+        };
+        let refs: Vec<&[u32]> = seqs.iter().map(Vec::as_slice).collect();
+        crate::llama::shared_prefix_len(&refs)
+    }
+
     fn patched_pass(
         &self,
         prompt: &TargetedPrompt,

@@ -257,6 +257,14 @@ pub trait ModelAdapter {
         None
     }
 
+    /// How many leading tokens a batch of `prompts` shares that the model runs only once for
+    /// the whole batch (its keys and values reused by every row: a few-shot prompt's
+    /// instruction and demonstrations); 0 when it runs every prompt whole (the default).
+    /// Callers that bound a batch's tokens count these once rather than once per row.
+    fn shared_prefix_len(&self, _prompts: &[&str]) -> usize {
+        0
+    }
+
     /// The patch primitive: one prompt's pass with the patches of one variant applied at its
     /// position (in order: a later `Set` overrides an earlier `Add` on the same unit, a later
     /// `Add` adds to an earlier `Set`; a [`Site::Residual`] patch changes a layer's output).

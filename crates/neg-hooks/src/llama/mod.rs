@@ -44,7 +44,7 @@ use crate::nn::{Embedding, RmsNorm};
 
 pub(crate) use backward::{AttentionTape, GradientTensors, MlpTape, Tape};
 pub(crate) use block::Kv;
-pub(crate) use passes::ForwardTensors;
+pub(crate) use passes::{shared_prefix_len, ForwardTensors};
 
 use block::Block;
 use rope::Rope;

@@ -63,6 +63,41 @@ fn hand_written_backward_equals_autograd() {
     assert!(err < 1e-4, "gradients differ: max relative error {err}");
 }
 
+/// The adapter tells batching callers the prefix a batch runs once: exactly the tokens the
+/// prompts' encodings share (each keeping one of its own), and nothing for one prompt, for
+/// prompts with little in common, or with sharing off.
+#[test]
+fn the_adapter_reports_the_prefix_a_batch_runs_once() {
+    use super::passes::MIN_SHARED_PREFIX;
+    use neg_core::ModelAdapter;
+    let mut model = stories(DType::F32);
+    let header = "Once upon a time, there was a little girl named Lily. She loved to play \
+                  outside in the park with her friends. One day,";
+    let texts = [
+        format!("{header} she saw a big red"),
+        format!("{header} Tom"),
+    ];
+    let prompts: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let seqs: Vec<Vec<u32>> = texts.iter().map(|t| model.encode(t).unwrap()).collect();
+    let common = seqs[0]
+        .iter()
+        .zip(&seqs[1])
+        .take_while(|(a, b)| a == b)
+        .count();
+    let shortest = seqs.iter().map(Vec::len).min().unwrap();
+    let c = model.shared_prefix_len(&prompts);
+    assert!(c >= MIN_SHARED_PREFIX, "the prompts share {c} tokens");
+    assert_eq!(c, common.min(shortest - 1));
+    assert_eq!(model.shared_prefix_len(&prompts[..1]), 0, "one prompt");
+    assert_eq!(
+        model.shared_prefix_len(&["The dog ran", "The dog sat"]),
+        0,
+        "too short to share"
+    );
+    model.set_prefix_sharing(false);
+    assert_eq!(model.shared_prefix_len(&prompts), 0, "sharing off");
+}
+
 /// Prompts that share a long prefix run it once ([`super::passes::SharedPrefix`]); the
 /// numbers are those of running every prompt whole: the tape backward against autograd (which
 /// does not share) and the batched forward against one prompt at a time.
