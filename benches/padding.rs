@@ -1,24 +1,25 @@
 //! Padding of skill-probe batches: padded / real tokens of the NeurGrad batches of every
-//! MCEval8K task, in file order (how batches were formed before) and grouped by length (how
+//! MCEval8K task, in file order (how batches were formed before) and grouped by language and length (how
 //! `skill::compute_features` forms them now), for the main job's selection (leak-free
 //! re-splits, 256 / 64 / 128 prompts, batches of at most 16 prompts and 2,048 tokens run, cut
 //! early where padding would pass 10%: `skill::length_batches`) with SmolLM2-135M-Instruct's
 //! tokenizer,
 //! zero- and few-shot. A count, not a timing: NeurGrad's cost is about linear in the tokens a
 //! batch runs, so the ratio is the work spent on padding. The last columns give the prefix
-//! every prompt of the set shares (run once per batch, so the token budget counts it once),
+//! the prompts of each language share (the smallest over a multilingual task's languages;
+//! run once per batch, so the token budget counts it once),
 //! how many batches the token budget added, and the largest batch's tokens run (the shared
 //! prefix once plus every row's own tokens, padded: what the model's working memory grows
-//! with, `skill::batch_cost`).
+//! with, `skill::batch_cost`). Batches as `skill::plan_batches` forms them: by language, then
+//! by length.
 //!
 //! `cargo bench --bench padding` (about a minute; needs the packaged model and `../shared`).
 use std::time::Instant;
 
 use mceval::TaskRegistry;
-use neg_core::ModelAdapter;
 use neg_rs::skill::{
-    batch_cost, length_batches, load_task, resolve_sources, select_prompts, shots_for, Batching,
-    PromptContext, ShotMode, SplitMode, TokenCounts, DEFAULT_SIZES,
+    load_task, plan_batches, resolve_sources, select_prompts, shots_for, Batching, PromptContext,
+    ShotMode, SplitMode, TokenCounts, DEFAULT_SIZES,
 };
 
 const BATCH: usize = 16;
@@ -60,29 +61,17 @@ fn main() -> anyhow::Result<()> {
                 continue;
             };
             let set = &sets[0];
-            let lengths: Vec<usize> = set
-                .items
-                .iter()
-                .map(|i| model.token_count(&i.prompt).unwrap_or(0))
-                .collect();
+            let (budgeted, lengths) = plan_batches(&model, set, Batching::prompts(BATCH));
             let file_rows: Vec<usize> = (0..lengths.len()).collect();
             let file = TokenCounts::of_batches(&lengths, file_rows.chunks(BATCH));
-            let texts: Vec<&str> = set.items.iter().map(|i| i.prompt.as_str()).collect();
-            let shared = model.shared_prefix_len(&texts);
-            let budgeted = length_batches(&lengths, shared, Batching::prompts(BATCH));
             let unbounded = Batching {
                 prompts: BATCH,
                 tokens: usize::MAX,
             };
-            let added = budgeted.len() - length_batches(&lengths, shared, unbounded).len();
-            let largest = budgeted
-                .iter()
-                .map(|b| {
-                    let longest = b.iter().map(|&i| lengths[i]).max().unwrap_or(0);
-                    batch_cost(longest, b.len(), shared)
-                })
-                .max()
-                .unwrap_or(0);
+            let added = budgeted.len() - plan_batches(&model, set, unbounded).0.len();
+            let largest = budgeted.iter().map(|b| b.cost(&lengths)).max().unwrap_or(0);
+            let shared = budgeted.iter().map(|b| b.shared).min().unwrap_or(0);
+            let budgeted: Vec<Vec<usize>> = budgeted.into_iter().map(|b| b.rows).collect();
             let sorted = TokenCounts::of_batches(&lengths, budgeted.iter().map(Vec::as_slice));
             worst = worst.max(sorted.ratio());
             println!(

@@ -166,7 +166,8 @@ impl Batching {
     }
 }
 
-/// The batches [`compute_features`] runs: prompts in [`length_order`], at most
+/// The batches [`compute_features`] runs for one group of prompts ([`plan_batches`]): prompts
+/// in [`length_order`], at most
 /// `batching.prompts` to a batch, and a new batch begun early whenever the next (longest so
 /// far) prompt would make the batch's padded tokens exceed [`MAX_PADDING`] times its real
 /// ones or its tokens run exceed `batching.tokens` ([`batch_cost`]: the `shared` leading
@@ -285,26 +286,108 @@ fn targeted_prompts(adapter: &dyn ModelAdapter, set: &PromptSet) -> Result<Vec<T
     Ok(targeted)
 }
 
-/// The batches of `targeted` prompts that NeurGrad runs ([`length_batches`]) and their token
-/// counts.
+/// One NeurGrad batch of [`plan_batches`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedBatch {
+    /// Its prompts: indices into the set's items, shortest first.
+    pub rows: Vec<usize>,
+    /// The leading tokens all prompts of its group share, which the token budget counted
+    /// once ([`ModelAdapter::shared_prefix_len`]).
+    pub shared: usize,
+}
+
+impl PlannedBatch {
+    /// The tokens the model runs for this batch ([`batch_cost`]) of prompts of `lengths`.
+    pub fn cost(&self, lengths: &[usize]) -> usize {
+        let longest = self.rows.iter().map(|&i| lengths[i]).max().unwrap_or(0);
+        batch_cost(longest, self.rows.len(), self.shared)
+    }
+}
+
+/// The NeurGrad batches of `set` and its prompts' lengths (token counts when the model tells
+/// them, else bytes). A multilingual task's templates and demonstrations are per language,
+/// so only prompts of one language share a prefix the model can run once: a language whose
+/// prompts share more than the whole set's do gets batches of its own (languages in the
+/// order of their first prompt in the set), and the other prompts (all of them, for a task
+/// without languages) are batched together. Each group is batched by [`length_batches`] with
+/// the prefix its prompts share. Deterministic; results go back to the set's order whatever
+/// the batches.
+pub fn plan_batches(
+    adapter: &dyn ModelAdapter,
+    set: &PromptSet,
+    batching: Batching,
+) -> (Vec<PlannedBatch>, Vec<usize>) {
+    let lengths: Vec<usize> = set
+        .items
+        .iter()
+        .map(|item| {
+            adapter
+                .token_count(&item.prompt)
+                .unwrap_or(item.prompt.len())
+        })
+        .collect();
+    let mut groups: Vec<(Option<&str>, Vec<usize>)> = Vec::new();
+    for (i, item) in set.items.iter().enumerate() {
+        let lang = item.lang.as_deref();
+        match groups.iter_mut().find(|(l, _)| *l == lang) {
+            Some((_, members)) => members.push(i),
+            None => groups.push((lang, vec![i])),
+        }
+    }
+    let shared_of = |members: &[usize]| {
+        let texts: Vec<&str> = members
+            .iter()
+            .map(|&i| set.items[i].prompt.as_str())
+            .collect();
+        adapter.shared_prefix_len(&texts)
+    };
+    // A language keeps batches of its own only where its prompts share more than the whole
+    // set's do; the others are pooled (fewer, fuller batches, since nothing is saved by
+    // keeping them apart). A task without languages is one pool.
+    let mut own = Vec::new();
+    let mut pool = Vec::new();
+    if groups.len() > 1 {
+        let all: Vec<usize> = (0..set.items.len()).collect();
+        let set_shared = shared_of(&all);
+        for (_, members) in groups {
+            let shared = shared_of(&members);
+            if shared > set_shared {
+                own.push((members, shared));
+            } else {
+                pool.extend(members);
+            }
+        }
+        pool.sort_unstable();
+    } else {
+        pool = groups.pop().map(|(_, members)| members).unwrap_or_default();
+    }
+    if !pool.is_empty() {
+        let shared = shared_of(&pool);
+        own.push((pool, shared));
+    }
+    let mut batches = Vec::new();
+    for (members, shared) in &own {
+        // Every batch of two or more of a group shares at least the group's prefix, so
+        // counting it once never lets a batch past the token budget.
+        let group_lengths: Vec<usize> = members.iter().map(|&i| lengths[i]).collect();
+        for rows in length_batches(&group_lengths, *shared, batching) {
+            batches.push(PlannedBatch {
+                rows: rows.iter().map(|&j| members[j]).collect(),
+                shared: *shared,
+            });
+        }
+    }
+    (batches, lengths)
+}
+
+/// The batches of `set` that NeurGrad runs ([`plan_batches`]) and their token counts.
 fn prompt_batches(
     adapter: &dyn ModelAdapter,
-    targeted: &[TargetedPrompt],
+    set: &PromptSet,
     batching: Batching,
 ) -> (Vec<Vec<usize>>, TokenCounts) {
-    // Prompts go to NeurGrad in batches of similar length (shortest first; ties in set
-    // order; `length_batches`), so that a left-padded batch is at least 90% real tokens;
-    // results go back to the set's order. Lengths are token counts when the model tells
-    // them, else bytes.
-    let lengths: Vec<usize> = targeted
-        .iter()
-        .map(|tp| adapter.token_count(&tp.text).unwrap_or(tp.text.len()))
-        .collect();
-    // The tokens every prompt of the set shares: every batch of two or more shares at least
-    // these, so counting them once never lets a batch past the token budget.
-    let texts: Vec<&str> = targeted.iter().map(|tp| tp.text.as_str()).collect();
-    let shared = adapter.shared_prefix_len(&texts);
-    let batches = length_batches(&lengths, shared, batching);
+    let (planned, lengths) = plan_batches(adapter, set, batching);
+    let batches: Vec<Vec<usize>> = planned.into_iter().map(|b| b.rows).collect();
     let tokens = TokenCounts::of_batches(&lengths, batches.iter().map(Vec::as_slice));
     (batches, tokens)
 }
@@ -335,7 +418,7 @@ pub fn compute_shard(
     progress: &ProgressBar,
 ) -> Result<usize> {
     let targeted = targeted_prompts(adapter, set)?;
-    let (batches, _) = prompt_batches(adapter, &targeted, batching);
+    let (batches, _) = prompt_batches(adapter, set, batching);
     let mut owned = 0;
     for rows in &batches {
         if cache.claim() {
@@ -378,7 +461,7 @@ pub fn compute_features(
     let mut probs = Array2::<f32>::zeros((p, k));
     let mut scores = (keep_scores && cache.is_none()).then(|| Array3::<f32>::zeros((p, k, width)));
     let mut score_batches = Vec::new();
-    let (batches, tokens) = prompt_batches(adapter, &targeted, batching);
+    let (batches, tokens) = prompt_batches(adapter, set, batching);
     for rows in &batches {
         let chunk: Vec<TargetedPrompt> = rows.iter().map(|&i| targeted[i].clone()).collect();
         let chunk = chunk.as_slice();
@@ -581,6 +664,146 @@ mod tests {
             length_batches(&mixed, 20, Batching::prompts(16)),
             vec![vec![0, 1], vec![2]]
         );
+    }
+
+    /// The analytic model with words as tokens and a prefix rule like the real models': a
+    /// batch runs the leading words all its prompts share once, when they are at least 2 and
+    /// leave every prompt one of its own.
+    struct WordPrefixes(AnalyticAdapter);
+
+    impl ModelAdapter for WordPrefixes {
+        fn model_id(&self) -> &str {
+            self.0.model_id()
+        }
+        fn kind(&self) -> neg_core::ModelKind {
+            self.0.kind()
+        }
+        fn num_layers(&self) -> usize {
+            self.0.num_layers()
+        }
+        fn ff_width(&self) -> usize {
+            self.0.ff_width()
+        }
+        fn hidden_size(&self) -> usize {
+            self.0.hidden_size()
+        }
+        fn target_token(&self, prompt: &str, answer: &str) -> Result<u32, neg_core::AdapterError> {
+            self.0.target_token(prompt, answer)
+        }
+        fn forward(
+            &self,
+            prompts: &[TargetedPrompt],
+        ) -> Result<neg_core::Forward, neg_core::AdapterError> {
+            self.0.forward(prompts)
+        }
+        fn gradients(
+            &self,
+            prompts: &[TargetedPrompt],
+        ) -> Result<neg_core::Gradients, neg_core::AdapterError> {
+            self.0.gradients(prompts)
+        }
+        fn token_count(&self, prompt: &str) -> Option<usize> {
+            Some(prompt.split_whitespace().count())
+        }
+        fn shared_prefix_len(&self, prompts: &[&str]) -> usize {
+            let words: Vec<Vec<&str>> = prompts
+                .iter()
+                .map(|p| p.split_whitespace().collect())
+                .collect();
+            let shortest = words.iter().map(Vec::len).min().unwrap_or(0);
+            let mut c = 0;
+            while prompts.len() > 1 && c + 1 < shortest && words.iter().all(|w| w[c] == words[0][c])
+            {
+                c += 1;
+            }
+            if c >= 2 {
+                c
+            } else {
+                0
+            }
+        }
+    }
+
+    /// A set of prompts in `langs`: language `a` and `b` prompts begin with four words of
+    /// their own language, `c` prompts share nothing.
+    fn multilingual_set(langs: &[&str]) -> PromptSet {
+        let mut set = prompt_set([&[0, 1, 0, 1], &[0, 1], &[1, 0]], ["tok1", "tok2"]);
+        set.items.truncate(langs.len());
+        set.splits.truncate(langs.len());
+        set.origins.truncate(langs.len());
+        for (i, (item, lang)) in set.items.iter_mut().zip(langs).enumerate() {
+            let own = format!("tok{}", i % 5);
+            item.prompt = match *lang {
+                "a" => format!("tok0 tok1 tok2 tok3 {own}"),
+                "b" => format!("tok4 tok3 tok2 tok1 {own}"),
+                _ => format!("tok{} tok{} tok1 tok0 {own}", (i + 1) % 5, (i + 3) % 5),
+            };
+            item.lang = Some(lang.to_string());
+        }
+        set
+    }
+
+    #[test]
+    fn languages_with_a_prefix_of_their_own_batch_apart() {
+        let model = WordPrefixes(AnalyticAdapter::new(3, 2, 3, 5, 2));
+        let set = multilingual_set(&["a", "b", "c", "a", "b", "c", "a", "b"]);
+        // 7 tokens: three prompts of one language (4 shared + 3 x 1 own), or one of five
+        // words that shares nothing.
+        let budget = Batching {
+            prompts: 16,
+            tokens: 7,
+        };
+        let (batches, lengths) = plan_batches(&model, &set, budget);
+        assert_eq!(lengths, vec![5; 8]);
+        let planned: Vec<(Vec<usize>, usize)> =
+            batches.iter().map(|b| (b.rows.clone(), b.shared)).collect();
+        assert_eq!(
+            planned,
+            vec![
+                (vec![0, 3, 6], 4),
+                (vec![1, 4, 7], 4),
+                (vec![2], 0),
+                (vec![5], 0)
+            ]
+        );
+        assert!(batches.iter().all(|b| b.cost(&lengths) <= 7));
+        // Without languages the set shares nothing, so every prompt runs alone.
+        let mut plain = set.clone();
+        for item in &mut plain.items {
+            item.lang = None;
+        }
+        let (alone, _) = plan_batches(&model, &plain, budget);
+        assert_eq!(alone.len(), 8);
+        assert_eq!(
+            alone.iter().map(|b| b.rows.clone()).collect::<Vec<_>>(),
+            length_batches(&lengths, 0, budget)
+        );
+        // A language whose prompts share no more than the whole set's is pooled with the rest.
+        let few = multilingual_set(&["a", "c", "c", "a"]);
+        let (pooled, _) = plan_batches(&model, &few, Batching::prompts(16));
+        let planned: Vec<(Vec<usize>, usize)> =
+            pooled.iter().map(|b| (b.rows.clone(), b.shared)).collect();
+        assert_eq!(planned, vec![(vec![0, 3], 4), (vec![1, 2], 0)]);
+
+        // The features are those of every prompt run alone, in the set's order.
+        let run = |batching: Batching| {
+            compute_features(
+                &model,
+                &set,
+                batching,
+                true,
+                None,
+                &Storage::Memory,
+                &ProgressBar::hidden(),
+            )
+            .unwrap()
+        };
+        let (grouped, one_by_one) = (run(budget), run(Batching::prompts(1)));
+        assert_eq!(grouped.tokens.batches, 4);
+        assert_eq!(one_by_one.tokens.batches, 8);
+        assert_eq!(grouped.probs, one_by_one.probs);
+        assert_eq!(grouped.scores, one_by_one.scores);
+        assert_eq!(grouped.labels, one_by_one.labels);
     }
 
     #[test]
