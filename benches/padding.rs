@@ -1,16 +1,14 @@
 //! Padding of skill-probe batches: padded / real tokens of the NeurGrad batches of every
-//! MCEval8K task, in file order (how batches were formed before) and grouped by language and length (how
-//! `skill::compute_features` forms them now), for the main job's selection (leak-free
-//! re-splits, 256 / 64 / 128 prompts, batches of at most 16 prompts and 2,048 tokens run, cut
-//! early where padding would pass 10%: `skill::length_batches`) with SmolLM2-135M-Instruct's
-//! tokenizer,
-//! zero- and few-shot. A count, not a timing: NeurGrad's cost is about linear in the tokens a
+//! MCEval8K task, in file order (how batches were formed before) and grouped by language and
+//! length (how `skill::compute_features` forms them now), for the main job's selection
+//! (leak-free re-splits, 256 / 64 / 128 prompts, batches of at most 16 prompts and 2,048
+//! tokens run, cut early where padding would pass 10%: `skill::length_batches`) with
+//! SmolLM2-135M-Instruct's tokenizer, zero- and few-shot. A count, not a timing: NeurGrad's cost is about linear in the tokens a
 //! batch runs, so the ratio is the work spent on padding. The last columns give the prefix
 //! the prompts of each language share (the smallest over a multilingual task's languages;
-//! run once per batch, so the token budget counts it once),
-//! how many batches the token budget added, and the largest batch's tokens run (the shared
-//! prefix once plus every row's own tokens, padded: what the model's working memory grows
-//! with, `skill::batch_cost`). Batches as `skill::plan_batches` forms them: by language, then
+//! run once per batch, so the token budget counts it once), how many batches the token
+//! budget added, and the largest batch's tokens run (the shared prefix once plus every row's
+//! own tokens, padded: what the model's working memory grows with, `skill::batch_cost`). Batches as `skill::plan_batches` forms them: by language, then
 //! by length.
 //!
 //! `cargo bench --bench padding` (about a minute; needs the packaged model and `../shared`).

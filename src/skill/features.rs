@@ -167,10 +167,9 @@ impl Batching {
 }
 
 /// The batches [`compute_features`] runs for one group of prompts ([`plan_batches`]): prompts
-/// in [`length_order`], at most
-/// `batching.prompts` to a batch, and a new batch begun early whenever the next (longest so
-/// far) prompt would make the batch's padded tokens exceed [`MAX_PADDING`] times its real
-/// ones or its tokens run exceed `batching.tokens` ([`batch_cost`]: the `shared` leading
+/// in [`length_order`], at most `batching.prompts` to a batch, and a new batch begun early
+/// whenever the next (longest so far) prompt would make the batch's padded tokens exceed
+/// [`MAX_PADDING`] times its real ones or its tokens run exceed `batching.tokens` ([`batch_cost`]: the `shared` leading
 /// tokens that every prompt has in common and the model runs once per batch,
 /// [`ModelAdapter::shared_prefix_len`], count once). So no batch, and no run, spends more
 /// than 10% of its tokens on padding, and no batch needs more memory than the token budget;
