@@ -131,11 +131,17 @@ fn looks_like_path(s: &str) -> bool {
 /// Loads the model `spec` on `device` (`cpu`, `cuda`, `cuda:N`) in `dtype` (`f32`, `bf16`,
 /// `f16`), running at most `max_batch` prompts per forward pass (at least 1). The error names
 /// the model.
+///
+/// While `neg merge` reruns a command ([`crate::skill::shard::merging`]), every batch comes
+/// from the shards, so the weights are deferred ([`LoadOptions::defer_weights`]) and never
+/// read: the merge job needs the tokenizer's memory, not the model's, and no GPU even when the
+/// shards ran with `--device cuda`.
 pub fn load_model(spec: &str, device: &str, dtype: &str, max_batch: usize) -> Result<HfModel> {
     let opts = LoadOptions {
         device: DeviceSpec::parse(device)?,
         dtype: neg_hooks::DType::parse(dtype)?,
         max_batch: max_batch.max(1),
+        defer_weights: crate::skill::shard::merging(),
     };
     HfModel::load(&ModelSource::parse(spec), &opts)
         .with_context(|| format!("cannot load model {spec}"))

@@ -54,12 +54,13 @@ impl HfModel {
     }
 
     fn not_bert(&self, what: &str) -> std::result::Result<(), AdapterError> {
-        match self.arch {
-            Arch::Bert(_) => Err(AdapterError::Unsupported {
+        if self.is_causal() {
+            Ok(())
+        } else {
+            Err(AdapterError::Unsupported {
                 what: what.into(),
                 model: self.id.clone(),
-            }),
-            Arch::Llama(_) => Ok(()),
+            })
         }
     }
 
@@ -116,7 +117,7 @@ impl HfModel {
         for rows in Self::length_chunks(&seqs, self.chunk_len(1)) {
             let s: Vec<&[u32]> = rows.iter().map(|&i| seqs[i].as_slice()).collect();
             let targets: Vec<Vec<u32>> = rows.iter().map(|&i| prompts[i].targets.clone()).collect();
-            let out = match &self.arch {
+            let out = match self.arch()? {
                 Arch::Llama(m) => m.forward_tokens(&s, &targets, want_resid),
                 Arch::Bert(m) => {
                     m.forward_tokens(&s, &self.mask_positions(&s), &targets, want_resid)
@@ -148,7 +149,7 @@ impl HfModel {
         for rows in Self::length_chunks(&seqs, self.chunk_len(t)) {
             let s: Vec<&[u32]> = rows.iter().map(|&i| seqs[i].as_slice()).collect();
             let targets: Vec<Vec<u32>> = rows.iter().map(|&i| prompts[i].targets.clone()).collect();
-            let out = match &self.arch {
+            let out = match self.arch()? {
                 Arch::Llama(m) => m.gradients_tokens(&s, &targets),
                 Arch::Bert(m) => m.gradients_tokens(&s, &self.mask_positions(&s), &targets, &[]),
             };
@@ -172,7 +173,7 @@ impl HfModel {
         self.check_targets(std::slice::from_ref(prompt))?;
         self.check_patches(variants)?;
         let seq = self.encode(&prompt.text)?;
-        let out = match &self.arch {
+        let out = match self.arch()? {
             Arch::Llama(m) => {
                 if naive {
                     m.sweep_naive(&seq, &prompt.targets, variants, self.opts.max_batch)
@@ -210,7 +211,7 @@ impl HfModel {
         self.check_patches(&[patches.to_vec()])?;
         let seq = self.encode(&prompt.text)?;
         let want_grads = outputs == PassOutputs::Gradients;
-        let (probs, acts, grads) = match &self.arch {
+        let (probs, acts, grads) = match self.arch()? {
             Arch::Llama(m) => {
                 let cache = m.prompt_cache(&seq);
                 let out = m.patched_pass(&cache, &prompt.targets, patches, want_grads);
@@ -242,7 +243,7 @@ impl HfModel {
             self.check_layer(l)?;
         }
         let seq = self.encode(&prompt.text)?;
-        let out = match &self.arch {
+        let out = match self.arch()? {
             Arch::Llama(m) => {
                 let cache = m.prompt_cache(&seq);
                 m.scaled_gradients(&cache, &prompt.targets, layers, alphas, self.opts.max_batch)
@@ -263,15 +264,16 @@ impl HfModel {
     }
 
     fn target_token_impl(&self, prompt: &str, answer: &str) -> Result<u32> {
-        let (base, full) = match self.arch {
-            Arch::Llama(_) => (
+        let (base, full) = if self.is_causal() {
+            (
                 tokenize::encode(&self.tokenizer, prompt, true)?,
                 tokenize::encode(&self.tokenizer, &format!("{prompt}{answer}"), true)?,
-            ),
-            Arch::Bert(_) => (
+            )
+        } else {
+            (
                 Vec::new(),
                 tokenize::encode(&self.tokenizer, answer, false)?,
-            ),
+            )
         };
         let common = base.iter().zip(&full).take_while(|(a, b)| a == b).count();
         if common == base.len() && full.len() == base.len() + 1 {
@@ -291,9 +293,10 @@ impl ModelAdapter for HfModel {
     }
 
     fn kind(&self) -> ModelKind {
-        match self.arch {
-            Arch::Llama(_) => ModelKind::CausalLm,
-            Arch::Bert(_) => ModelKind::MaskedLm,
+        if self.is_causal() {
+            ModelKind::CausalLm
+        } else {
+            ModelKind::MaskedLm
         }
     }
 
@@ -344,10 +347,8 @@ impl ModelAdapter for HfModel {
     }
 
     fn shared_prefix_len(&self, prompts: &[&str]) -> usize {
-        let Arch::Llama(m) = &self.arch else {
-            return 0;
-        };
-        if !m.share_prefix {
+        // From the tokenizer alone: a model whose weights are deferred plans batches too.
+        if !self.is_causal() || !self.share_prefix {
             return 0;
         }
         // A prompt that does not encode shares nothing; its error comes from the pass itself.
@@ -418,10 +419,10 @@ impl ModelAdapter for HfModel {
         self.not_bert("log-probability increase (LPI)")?;
         self.check_targets(std::slice::from_ref(prompt))?;
         let seq = self.encode(&prompt.text)?;
-        let Arch::Llama(m) = &self.arch else {
-            unreachable!("checked by not_bert")
-        };
         Ok(libtorch("log-probability increase", || {
+            let Arch::Llama(m) = self.arch()? else {
+                unreachable!("checked by not_bert")
+            };
             let cache = m.prompt_cache(&seq);
             to_array(&m.log_prob_increase(&cache, &prompt.targets))
         })?)
@@ -443,10 +444,10 @@ impl ModelAdapter for HfModel {
     ) -> std::result::Result<Generation, AdapterError> {
         self.not_bert("generation")?;
         let seq = self.encode(prompt)?;
-        let Arch::Llama(m) = &self.arch else {
-            unreachable!("checked by not_bert")
-        };
         let (ids, mean) = libtorch("generation", || {
+            let Arch::Llama(m) = self.arch()? else {
+                unreachable!("checked by not_bert")
+            };
             let generated = m.generate(&seq, max_new_tokens, &self.eos);
             let mean =
                 to_array::<ndarray::Ix2>(&generated.act_sum)? / generated.positions.max(1) as f32;

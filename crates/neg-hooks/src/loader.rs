@@ -290,6 +290,14 @@ pub struct LoadOptions {
     pub dtype: DType,
     /// Most rows (prompts x targets, or patch variants) run in one batched call.
     pub max_batch: usize,
+    /// Read only the config and tokenizer at load; read the weights, and open the device, at
+    /// the first call that runs the model. For work that needs the tokenizer and the model's
+    /// shape but may never run it (merging a cluster run's shards on a CPU node, planning
+    /// batches): such a model loads in milliseconds, in the tokenizer's memory, even when
+    /// `device` is a GPU the machine does not have. An error in the weights or the device is
+    /// then returned by that first call ([`crate::HfModel::weights_loaded`] tells whether it
+    /// has happened).
+    pub defer_weights: bool,
 }
 
 impl Default for LoadOptions {
@@ -298,6 +306,7 @@ impl Default for LoadOptions {
             device: DeviceSpec::Cpu,
             dtype: DType::F32,
             max_batch: 64,
+            defer_weights: false,
         }
     }
 }

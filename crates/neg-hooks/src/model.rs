@@ -2,6 +2,7 @@
 //! method of the adapter.
 
 use std::path::PathBuf;
+use std::sync::{Mutex, OnceLock, PoisonError};
 
 use neg_core::{Patch, Site, TargetedPrompt};
 use tokenizers::Tokenizer;
@@ -9,6 +10,7 @@ use tokenizers::Tokenizer;
 use crate::bert::Bert;
 use crate::config::ModelConfig;
 use crate::error::{HooksError, Result};
+use crate::gguf::GgufTensors;
 use crate::llama::Llama;
 use crate::loader::{self, LoadOptions, ModelSource, Resolved, Weights};
 use crate::tokenize;
@@ -24,7 +26,15 @@ pub struct HfModel {
     pub(crate) config: ModelConfig,
     pub(crate) tokenizer: Tokenizer,
     pub(crate) opts: LoadOptions,
-    pub(crate) arch: Arch,
+    /// The layers: built by [`HfModel::load`], or by the first call that runs the model when
+    /// [`LoadOptions::defer_weights`] is set ([`HfModel::arch`]).
+    arch: OnceLock<Arch>,
+    /// Where the weights are while they are deferred and not loaded yet. Locked while they
+    /// load, so that two threads asking at once load them once.
+    pending: Mutex<Option<WeightSource>>,
+    /// Llama/Qwen2: whether a batch's common prefix runs once ([`HfModel::set_prefix_sharing`]);
+    /// kept here so that it holds for weights loaded later.
+    pub(crate) share_prefix: bool,
     /// `[MASK]` id (masked LMs).
     pub(crate) mask_id: Option<u32>,
     /// Generation stops at these ids.
@@ -33,27 +43,32 @@ pub struct HfModel {
     pub(crate) files: Vec<PathBuf>,
 }
 
+/// Where a model's weights are, until they are read.
+enum WeightSource {
+    Safetensors(Vec<PathBuf>),
+    Gguf(GgufTensors),
+}
+
 impl std::fmt::Debug for HfModel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HfModel")
             .field("id", &self.id)
             .field("config", &self.config)
             .field("opts", &self.opts)
+            .field("weights_loaded", &self.weights_loaded())
             .finish_non_exhaustive()
     }
 }
 
 impl HfModel {
     /// Loads config, tokenizer and weights from a directory, a GGUF file, a packaged model or the
-    /// hub, onto `opts.device` in `opts.dtype` (GGUF tensors are dequantized to it).
+    /// hub, onto `opts.device` in `opts.dtype` (GGUF tensors are dequantized to it). With
+    /// [`LoadOptions::defer_weights`], only config and tokenizer now; the weights at first use.
     pub fn load(source: &ModelSource, opts: &LoadOptions) -> Result<Self> {
         crate::guard::libtorch("loading the model", || Self::load_unguarded(source, opts))
     }
 
     fn load_unguarded(source: &ModelSource, opts: &LoadOptions) -> Result<Self> {
-        let device = opts.device.device()?;
-        let kind = opts.dtype.kind();
-        // `gguf_file`: errors about the weights are restated in the GGUF file's terms.
         let resolved = loader::resolve(source)?;
         let files = match &resolved {
             Resolved::Safetensors(f) => [
@@ -63,44 +78,32 @@ impl HfModel {
             .concat(),
             Resolved::Gguf(path) => vec![path.clone()],
         };
-        let (config, tokenizer, mut ws, tokenizer_path, gguf_file) = match resolved {
+        let (config, tokenizer, weights, tokenizer_path) = match resolved {
             Resolved::Safetensors(files) => (
                 ModelConfig::from_file(&files.config)?,
                 tokenize::load(&files.tokenizer)?,
-                Weights::load(&files.weights, kind, device)?,
+                WeightSource::Safetensors(files.weights),
                 files.tokenizer,
-                None,
             ),
             Resolved::Gguf(path) => {
                 let ck = crate::gguf::load(&path)?;
-                let location = path.display().to_string();
                 (
                     ck.config,
                     ck.tokenizer,
-                    Weights::from_map(ck.tensors, location, kind, device),
-                    path.clone(),
-                    Some(path),
+                    WeightSource::Gguf(ck.tensors),
+                    path,
                 )
             }
         };
-        let (arch, mask_id, eos) = match &config {
+        let (mask_id, eos) = match &config {
             ModelConfig::Llama(c) => {
                 let mut eos = c.eos_token_ids.clone();
                 if eos.is_empty() {
                     eos.extend(tokenizer.token_to_id("</s>"));
                 }
-                (
-                    Arch::Llama(Llama::load(c.clone(), &mut ws, kind, device).map_err(|e| {
-                        match &gguf_file {
-                            Some(file) => crate::gguf::in_file_terms(file, e),
-                            None => e,
-                        }
-                    })?),
-                    None,
-                    eos,
-                )
+                (None, eos)
             }
-            ModelConfig::Bert(c) => {
+            ModelConfig::Bert(_) => {
                 let mask = tokenizer
                     .token_to_id("[MASK]")
                     .or_else(|| tokenizer.token_to_id("<mask>"))
@@ -108,39 +111,96 @@ impl HfModel {
                         path: tokenizer_path.clone(),
                         message: "no [MASK] token in the vocabulary".into(),
                     })?;
-                (
-                    Arch::Bert(Bert::load(c.clone(), &mut ws, kind, device)?),
-                    Some(mask),
-                    Vec::new(),
-                )
+                (Some(mask), Vec::new())
             }
         };
-        let num_layers = match &config {
-            ModelConfig::Llama(c) => c.num_layers,
-            ModelConfig::Bert(c) => c.num_layers,
-        };
-        ws.check_no_extra_layers(num_layers)
-            .map_err(|e| match &gguf_file {
-                Some(file) => crate::gguf::in_file_terms(file, e),
-                None => e,
-            })?;
-        Ok(HfModel {
+        let model = HfModel {
             id: source.id(),
             config,
             tokenizer,
             opts: opts.clone(),
-            arch,
+            arch: OnceLock::new(),
+            pending: Mutex::new(Some(weights)),
+            share_prefix: true,
             mask_id,
             eos,
             files,
-        })
+        };
+        if !opts.defer_weights {
+            model.arch()?;
+        }
+        Ok(model)
+    }
+
+    /// The layers, reading the weights first if they are deferred and not read yet. A failed
+    /// read leaves them pending, so every later call returns the same error.
+    pub(crate) fn arch(&self) -> Result<&Arch> {
+        if let Some(arch) = self.arch.get() {
+            return Ok(arch);
+        }
+        let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        // Another thread may have read them while this one waited for the lock.
+        if let Some(arch) = self.arch.get() {
+            return Ok(arch);
+        }
+        let source = pending
+            .as_ref()
+            .expect("the weights are pending until they are loaded");
+        let built = self.build_arch(source)?;
+        let arch = self.arch.get_or_init(|| built);
+        *pending = None;
+        Ok(arch)
+    }
+
+    /// Reads the weights of `source` onto the device, in the model's dtype, into its layers.
+    fn build_arch(&self, source: &WeightSource) -> Result<Arch> {
+        let device = self.opts.device.device()?;
+        let kind = self.opts.dtype.kind();
+        // `gguf_file`: errors about the weights are restated in the GGUF file's terms.
+        let (mut ws, gguf_file) = match source {
+            WeightSource::Safetensors(files) => (Weights::load(files, kind, device)?, None),
+            WeightSource::Gguf(tensors) => {
+                let location = tensors.path().display().to_string();
+                (
+                    Weights::from_map(tensors.dequantize_all()?, location, kind, device),
+                    Some(tensors.path()),
+                )
+            }
+        };
+        let in_file_terms = |e| match gguf_file {
+            Some(file) => crate::gguf::in_file_terms(file, e),
+            None => e,
+        };
+        let arch = match &self.config {
+            ModelConfig::Llama(c) => {
+                let mut m = Llama::load(c.clone(), &mut ws, kind, device).map_err(in_file_terms)?;
+                m.share_prefix = self.share_prefix;
+                Arch::Llama(m)
+            }
+            ModelConfig::Bert(c) => Arch::Bert(Bert::load(c.clone(), &mut ws, kind, device)?),
+        };
+        ws.check_no_extra_layers(self.layers())
+            .map_err(in_file_terms)?;
+        Ok(arch)
+    }
+
+    /// Whether the weights are read: always after [`HfModel::load`], unless
+    /// [`LoadOptions::defer_weights`] is set and nothing has run the model yet.
+    pub fn weights_loaded(&self) -> bool {
+        self.arch.get().is_some()
+    }
+
+    /// Whether this is a causal LM (Llama/Qwen2), known from the config alone.
+    pub(crate) fn is_causal(&self) -> bool {
+        matches!(self.config, ModelConfig::Llama(_))
     }
 
     /// Whether the prompts of a batch that share a prefix (few-shot demonstrations) run it
     /// once (the default) or each in full, for measuring what sharing saves. Results are the
     /// same either way (to float rounding). Llama/Qwen2 only; BERT runs every prompt whole.
     pub fn set_prefix_sharing(&mut self, on: bool) {
-        if let Arch::Llama(m) = &mut self.arch {
+        self.share_prefix = on;
+        if let Some(Arch::Llama(m)) = self.arch.get_mut() {
             m.share_prefix = on;
         }
     }

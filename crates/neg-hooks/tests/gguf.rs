@@ -45,6 +45,27 @@ fn smollm2_by_name_completes_the_capital_of_france() {
     println!("P(Paris): f32 {p32:.4}, bf16 {p16:.4}");
     assert!((p32 - p16).abs() < 0.1 * p32, "f32 {p32} vs bf16 {p16}");
 
+    // Deferred weights: the mapped file gives config and tokenizer without dequantizing a
+    // tensor; the first pass reads them, with the eager model's numbers exactly.
+    let lazy = HfModel::load(
+        &ModelSource::parse("smollm2-135m-instruct"),
+        &LoadOptions {
+            defer_weights: true,
+            ..LoadOptions::default()
+        },
+    )
+    .unwrap();
+    assert!(!lazy.weights_loaded());
+    assert_eq!(
+        lazy.target_token("The capital of France is", " Paris")
+            .unwrap(),
+        paris
+    );
+    assert!(!lazy.weights_loaded());
+    assert_eq!(p(&lazy), p32);
+    assert!(lazy.weights_loaded());
+    drop(lazy);
+
     // NeurGrad of all 46,080 FF neurons in bf16 (half-precision pass, tape backward) against
     // f32, on prompts a skill probe sees: relative L2 error over all values.
     let prompts: Vec<neg_core::TargetedPrompt> = [

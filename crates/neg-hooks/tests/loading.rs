@@ -241,6 +241,100 @@ fn nonexistent_cuda_device_is_a_typed_error() {
     assert!(matches!(DType::parse("int8"), Err(HooksError::DType { spec }) if spec == "int8"));
 }
 
+/// With `defer_weights`, a load reads config and tokenizer only. Everything that needs no
+/// weights (tokens, shapes, batching hints, answer ids) answers as the eagerly loaded model
+/// does without reading them; the first call that runs the model reads them, and its numbers
+/// are the eager model's, bit for bit.
+#[test]
+fn deferred_weights_load_at_first_use_and_give_the_eager_numbers() {
+    let source = ModelSource::Dir(common::stories_dir());
+    let eager = HfModel::load(&source, &LoadOptions::default()).unwrap();
+    let lazy = HfModel::load(
+        &source,
+        &LoadOptions {
+            defer_weights: true,
+            ..LoadOptions::default()
+        },
+    )
+    .unwrap();
+    assert!(eager.weights_loaded());
+    assert!(!lazy.weights_loaded());
+    let story =
+        "Once upon a time, there was a little girl named Lily. She liked to play in the park";
+    let texts = [
+        format!("{story}. One day, she saw a big dog"),
+        format!("{story} with her mom"),
+    ];
+    let texts = [texts[0].as_str(), texts[1].as_str()];
+    for t in texts {
+        assert_eq!(lazy.encode(t).unwrap(), eager.encode(t).unwrap());
+        assert_eq!(lazy.token_count(t), eager.token_count(t));
+        assert_eq!(
+            lazy.target_token(t, ".").unwrap(),
+            eager.target_token(t, ".").unwrap()
+        );
+    }
+    let shared = lazy.shared_prefix_len(&texts);
+    assert!(shared > 0, "the two prompts share their first sentences");
+    assert_eq!(shared, eager.shared_prefix_len(&texts));
+    assert_eq!(
+        (
+            lazy.num_layers(),
+            lazy.ff_width(),
+            lazy.kind(),
+            lazy.files()
+        ),
+        (
+            eager.num_layers(),
+            eager.ff_width(),
+            eager.kind(),
+            eager.files()
+        )
+    );
+    assert!(!lazy.weights_loaded(), "nothing above runs the model");
+
+    let target = eager.target_token(texts[0], ".").unwrap();
+    let prompts: Vec<TargetedPrompt> = texts
+        .iter()
+        .map(|t| TargetedPrompt::new(*t, vec![target]))
+        .collect();
+    let got = lazy.gradients(&prompts).unwrap();
+    assert!(lazy.weights_loaded());
+    let want = eager.gradients(&prompts).unwrap();
+    assert_eq!(got.grads, want.grads);
+    assert_eq!(got.probs, want.probs);
+    assert_eq!(got.activations, want.activations);
+}
+
+/// A deferred model on a device this machine lacks still loads (a merge job on a CPU node
+/// whose shards ran on GPUs), and the first call that runs it, and every one after, returns
+/// the typed device error.
+#[test]
+fn deferred_weights_on_a_missing_device_fail_at_first_use_with_the_device_error() {
+    let opts = LoadOptions {
+        device: DeviceSpec::Cuda(97),
+        defer_weights: true,
+        ..LoadOptions::default()
+    };
+    let m = HfModel::load(&ModelSource::Dir(common::stories_dir()), &opts).unwrap();
+    let text = "Once upon a time";
+    assert!(m.encode(text).is_ok());
+    let target = m.target_token(text, ",").unwrap();
+    let prompt = TargetedPrompt::new(text, vec![target]);
+    for _ in 0..2 {
+        let err = m.forward(std::slice::from_ref(&prompt)).unwrap_err();
+        let hooks = match &err {
+            AdapterError::Backend(b) => b.downcast_ref::<HooksError>(),
+            _ => None,
+        };
+        assert!(
+            matches!(hooks, Some(HooksError::Device { spec, .. }) if spec == "cuda:97"),
+            "{err:?}"
+        );
+        assert!(!m.weights_loaded());
+    }
+}
+
 #[test]
 fn missing_or_malformed_config_is_a_typed_error() {
     let dir = stories_copy();

@@ -136,8 +136,35 @@ pub struct GgufFile {
     pub metadata: BTreeMap<String, MetaValue>,
     /// In file order.
     pub tensors: Vec<TensorInfo>,
-    data: Vec<u8>,
+    data: Bytes,
     data_start: usize,
+}
+
+/// A GGUF file's bytes: mapped from disk by [`GgufFile::open`], so that reading the metadata
+/// (config, tokenizer) costs the header's pages, not the whole checkpoint, and dequantizing
+/// holds one copy of the weights instead of two; or owned, by [`GgufFile::parse`].
+enum Bytes {
+    Mapped(memmap2::Mmap),
+    Owned(Vec<u8>),
+}
+
+impl std::ops::Deref for Bytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Bytes::Mapped(m) => m,
+            Bytes::Owned(v) => v,
+        }
+    }
+}
+
+impl std::fmt::Debug for Bytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Bytes::Mapped(m) => write!(f, "Mapped({} bytes)", m.len()),
+            Bytes::Owned(v) => write!(f, "Owned({} bytes)", v.len()),
+        }
+    }
 }
 
 /// A bounds-checked cursor over the file's bytes.
@@ -180,16 +207,26 @@ impl<'a> Cursor<'a> {
 impl GgufFile {
     /// Reads and checks the header, metadata and tensor directory of `path`, and that every
     /// tensor's bytes lie inside the file.
+    /// The file is memory-mapped: tensor bytes are read from disk when first touched.
     pub fn open(path: &Path) -> Result<Self, GgufError> {
-        let data = std::fs::read(path).map_err(|source| GgufError::Io {
+        let io = |source| GgufError::Io {
             path: path.to_path_buf(),
             source,
-        })?;
-        Self::parse(path, data)
+        };
+        let file = std::fs::File::open(path).map_err(io)?;
+        // SAFETY: the map is read-only and private to this value. Like every reader that maps
+        // checkpoints (safetensors, llama.cpp), this assumes no one truncates or rewrites the
+        // file while it is open; a checkpoint is not a file that changes under a run.
+        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io)?;
+        Self::from_bytes(path, Bytes::Mapped(map))
     }
 
     /// Parses bytes already in memory; `path` names them in errors.
     pub fn parse(path: &Path, data: Vec<u8>) -> Result<Self, GgufError> {
+        Self::from_bytes(path, Bytes::Owned(data))
+    }
+
+    fn from_bytes(path: &Path, data: Bytes) -> Result<Self, GgufError> {
         let bad = |field: String, reason: String| GgufError::Format {
             path: path.to_path_buf(),
             field,

@@ -66,21 +66,29 @@ pub enum GgufError {
     },
 }
 
-/// What a GGUF file holds, ready for [`crate::HfModel`]. The EOS id is in the config
-/// (`eos_token_id`), `add_bos_token`/`add_eos_token` in the tokenizer.
+/// What a GGUF file says of its model, ready for [`crate::HfModel`]. The EOS id is in the
+/// config (`eos_token_id`), `add_bos_token`/`add_eos_token` in the tokenizer.
 pub(crate) struct Checkpoint {
     pub config: ModelConfig,
     pub tokenizer: tokenizers::Tokenizer,
-    /// f32 tensors under Hugging Face names; `loader::Weights` converts them to the model's
-    /// dtype and device as it does for safetensors checkpoints.
-    pub tensors: HashMap<String, Tensor>,
+    pub tensors: GgufTensors,
+}
+
+/// The tensors of an open (memory-mapped) GGUF file, not yet dequantized.
+pub(crate) struct GgufTensors {
+    file: GgufFile,
+    /// Whether llama.cpp's converter permuted the q/k rows (it does for `llama` only).
+    permutes_qk: bool,
+    num_heads: i64,
+    num_kv_heads: i64,
 }
 
 /// Architectures whose tensors map onto [`crate::llama`]; `permutes_qk` says whether
 /// llama.cpp's converter permuted the q/k rows (it does for `llama` only).
 const ARCHITECTURES: &[(&str, &str, bool)] = &[("llama", "llama", true), ("qwen2", "qwen2", false)];
 
-/// Reads `path` into a config, tokenizer and Hugging Face-named f32 tensors.
+/// Reads the config and tokenizer of `path`; the tensors stay on disk until
+/// [`GgufTensors::dequantize_all`].
 pub(crate) fn load(path: &Path) -> Result<Checkpoint, GgufError> {
     let file = GgufFile::open(path)?;
     let arch = file.str("general.architecture")?;
@@ -105,37 +113,57 @@ pub(crate) fn load(path: &Path) -> Result<Checkpoint, GgufError> {
     let ModelConfig::Llama(cfg) = &config else {
         unreachable!("llama and qwen2 parse as Llama configs")
     };
-    let (nh, kvh) = (cfg.num_heads as i64, cfg.num_kv_heads as i64);
-    let mut tensors = HashMap::new();
-    for info in &file.tensors {
-        let hf = hf_name(&info.name).ok_or_else(|| GgufError::Tensor {
-            path: path.to_path_buf(),
-            tensor: info.name.clone(),
-            reason: "no Hugging Face Llama weight corresponds to this name".into(),
-        })?;
-        let (values, shape) = file.dequantize(&info.name)?;
-        let mut t = Tensor::from_slice(&values).reshape(&shape);
-        if permutes_qk {
-            let heads = match info.name.rsplit('.').nth(1) {
-                Some("attn_q") => Some(nh),
-                Some("attn_k") => Some(kvh),
-                _ => None,
-            };
-            if let Some(heads) = heads {
-                t = unpermute_rows(&t, heads).map_err(|reason| GgufError::Tensor {
-                    path: path.to_path_buf(),
-                    tensor: info.name.clone(),
-                    reason,
-                })?;
-            }
-        }
-        tensors.insert(hf, t);
-    }
+    let tensors = GgufTensors {
+        num_heads: cfg.num_heads as i64,
+        num_kv_heads: cfg.num_kv_heads as i64,
+        file,
+        permutes_qk,
+    };
     Ok(Checkpoint {
         config,
         tokenizer,
         tensors,
     })
+}
+
+impl GgufTensors {
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        self.file.path()
+    }
+
+    /// Every tensor dequantized to f32, under its Hugging Face name; `loader::Weights`
+    /// converts them to the model's dtype and device as it does for safetensors checkpoints.
+    pub fn dequantize_all(&self) -> Result<HashMap<String, Tensor>, GgufError> {
+        let path = self.file.path();
+        let (nh, kvh) = (self.num_heads, self.num_kv_heads);
+        let mut tensors = HashMap::new();
+        for info in &self.file.tensors {
+            let hf = hf_name(&info.name).ok_or_else(|| GgufError::Tensor {
+                path: path.to_path_buf(),
+                tensor: info.name.clone(),
+                reason: "no Hugging Face Llama weight corresponds to this name".into(),
+            })?;
+            let (values, shape) = self.file.dequantize(&info.name)?;
+            let mut t = Tensor::from_slice(&values).reshape(&shape);
+            if self.permutes_qk {
+                let heads = match info.name.rsplit('.').nth(1) {
+                    Some("attn_q") => Some(nh),
+                    Some("attn_k") => Some(kvh),
+                    _ => None,
+                };
+                if let Some(heads) = heads {
+                    t = unpermute_rows(&t, heads).map_err(|reason| GgufError::Tensor {
+                        path: path.to_path_buf(),
+                        tensor: info.name.clone(),
+                        reason,
+                    })?;
+                }
+            }
+            tensors.insert(hf, t);
+        }
+        Ok(tensors)
+    }
 }
 
 /// llama.cpp's per-layer module names and their Hugging Face Llama counterparts.

@@ -23,7 +23,7 @@ fn stories(dtype: DType) -> HfModel {
 
 /// The decoder inside `model`.
 fn llama_of(model: &HfModel) -> &Llama {
-    let Arch::Llama(llama) = &model.arch else {
+    let Arch::Llama(llama) = model.arch().unwrap() else {
         panic!("stories260k is a Llama")
     };
     llama
