@@ -183,6 +183,7 @@ impl Command {
         matches!(
             self,
             Self::SkillProbe(_)
+                | Self::Linearity(_)
                 | Self::TrainingSize(_)
                 | Self::Robustness(_)
                 | Self::Substitutability(_)

@@ -179,6 +179,92 @@ fn differing(a: &[(String, Vec<u8>)], b: &[(String, Vec<u8>)]) -> Vec<String> {
         .collect()
 }
 
+/// `neg linearity --shard i/n` (blocks of 16 prompts: their sweeps, NeurGrad and top-neuron
+/// sweeps) as separate processes, merged, writes exactly the unsharded run's files (its
+/// results.json differs only in the wall-clock `runtime_s`); an interrupted run resumes from
+/// the blocks its cache holds, with the same files.
+#[test]
+fn sharded_linearity_merges_into_the_unsharded_outputs_and_a_cut_run_resumes() {
+    let work = tempfile::tempdir().unwrap();
+    let cwd = work.path();
+    let model = shared("models/stories260k").display().to_string();
+    let common = [
+        "linearity",
+        "--model",
+        &model,
+        "--neurons",
+        "6",
+        "--top-neurons",
+        "3",
+        "--ranges",
+        "1,2",
+        "--max-prompts",
+        "40",
+        "--quiet",
+    ];
+    let run = |more: &[&str]| {
+        let args: Vec<&str> = [&common[..], more].concat();
+        let o = neg(&args, cwd);
+        assert!(
+            o.status.success(),
+            "neg {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        o
+    };
+    // results.json without its wall-clock field, then every other file as bytes.
+    let files = |dir: &str| {
+        let mut t = tree_bytes(&cwd.join(dir));
+        for (name, bytes) in &mut t {
+            if name == "results.json" {
+                let mut v: serde_json::Value = serde_json::from_slice(bytes).unwrap();
+                let info = v["info"].as_object_mut().unwrap();
+                assert!(info.remove("runtime_s").is_some());
+                *bytes = serde_json::to_vec(&v).unwrap();
+            }
+        }
+        t
+    };
+    run(&["--out", "whole"]);
+    let reference = files("whole");
+    assert!(
+        !cwd.join("whole.resume").exists(),
+        "the cache outlived the run"
+    );
+    for (i, out) in [(2, "s2"), (1, "s1")] {
+        let printed =
+            String::from_utf8_lossy(&run(&["--shard", &format!("{i}/2"), "--out", out]).stdout)
+                .into_owned();
+        assert!(
+            printed.contains(&format!("shard {i}/2: 4 of 8 batches")),
+            "{printed}"
+        );
+    }
+    let o = neg(&["merge", "--out", "merged", "s1", "s2"], cwd);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        differing(&reference, &files("merged")),
+        Vec::<String>::new()
+    );
+
+    // A run cut after shard 1's blocks: its cache holds them, the rerun computes the rest.
+    let cut = cwd.join("resumed.resume");
+    std::fs::create_dir_all(&cut).unwrap();
+    for e in std::fs::read_dir(cwd.join("s1/entries")).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), cut.join(e.file_name())).unwrap();
+    }
+    let o = run(&["--out", "resumed"]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(stderr.contains("4 of 8 blocks' items resumed"), "{stderr}");
+    assert_eq!(
+        differing(&reference, &files("resumed")),
+        Vec::<String>::new()
+    );
+    assert!(!cut.exists(), "the cache outlived the resumed run");
+}
+
 /// `--shard i/n` runs as separate processes (in any order), merged by `neg merge`, write
 /// exactly the files of the unsharded run (only the wall-clock timings.json differs), for
 /// skill-probe and for a study; shards that do not belong together are refused by name,

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::Instant;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use ndarray::{concatenate, Array4, Axis};
 use neg_core::analysis::{self, EstimationQuality};
 use neg_core::methods::{self, Method};
@@ -86,7 +86,8 @@ pub fn run_estimation<A: ModelAdapter + ?Sized>(
         show_progress,
     );
     let t0 = Instant::now();
-    let truth = sweep_with_progress(model, prompts, &neurons, &config.sweep, &bar)?;
+    let truth = sweep_with_progress(model, prompts, &neurons, &config.sweep, None, &bar)?
+        .context("every block is swept without a shard")?;
     let sweep_seconds_per_prompt = t0.elapsed().as_secs_f64() / prompts.len() as f64;
     let mut named: Vec<(String, Array4<f32>, f64)> = Vec::new();
     let mut unsupported = Vec::new();

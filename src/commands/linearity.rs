@@ -10,15 +10,17 @@ use anyhow::{bail, Context, Result};
 use indicatif::ProgressBar;
 use ndarray::s;
 use neg_core::analysis::{self, Generality, LinearityConfig};
-use neg_core::neg::{ground_truth_neg, ShiftMode, SweepConfig};
+use neg_core::methods::Method;
+use neg_core::neg::{ground_truth_neg, GroundTruth, ShiftMode, SweepConfig};
 use neg_core::{sampling, ModelAdapter, NeuronId, TargetedPrompt};
 use serde::{Deserialize, Serialize};
 
 use crate::factual::progress as progress_bar;
 use crate::factual::{self as common, FactualArgs, FactualSet, RunInfo};
-use crate::factual::{neurgrad_with_progress, sweep_with_progress};
+use crate::factual::{attribute_blocks, block_work, sweep_with_progress, Outcome, BLOCK};
 use crate::output::{csv, Outputs, TensorFile};
 use crate::plot::{self, LineSpec, Panel, Series};
+use crate::skill::{CachedItem, FeatureCache, Shard};
 
 /// Parameters of [`run_linearity`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -97,6 +99,24 @@ pub fn run_linearity<A: ModelAdapter + ?Sized>(
     out: &Path,
     show_progress: bool,
 ) -> Result<LinearityResult> {
+    match run_linearity_through(model, set, config, out, show_progress, None)? {
+        Outcome::Done(r) => Ok(*r),
+        Outcome::Shard(_) => bail!("a run without a cache has no shard"),
+    }
+}
+
+/// [`run_linearity`] with every sweep and NeurGrad block going through `cache`
+/// ([`crate::factual::BLOCK`] prompts per entry): a rerun after an interruption resumes, and
+/// with a sharded cache only the shard's blocks are computed and written as a shard
+/// ([`crate::skill::shard`]) instead of the results.
+pub fn run_linearity_through<A: ModelAdapter + ?Sized>(
+    model: &A,
+    set: &FactualSet,
+    config: &LinearityRun,
+    out: &Path,
+    show_progress: bool,
+    cache: Option<&FeatureCache>,
+) -> Result<Outcome<LinearityResult>> {
     let started = Instant::now();
     let cfg = &config.sweep;
     if cfg.points_per_side == 0 || cfg.ranges.is_empty() {
@@ -130,21 +150,32 @@ pub fn run_linearity<A: ModelAdapter + ?Sized>(
             max_variants_per_call: cfg.max_variants_per_call,
             naive: false,
         };
-        truths.push(sweep_with_progress(model, prompts, &neurons, &sweep, &bar)?);
+        truths.push(sweep_with_progress(
+            model, prompts, &neurons, &sweep, cache, &bar,
+        )?);
     }
+    // `None` when this is a shard that computed only its part; `Some(None)` without Table 5.
+    let table5 = if config.top_neurons > 0 {
+        top_neuron_linearity(model, prompts, config, cache, &bar)?.map(Some)
+    } else {
+        Some(None)
+    };
+    bar.finish_and_clear();
+    let truths: Option<Vec<GroundTruth>> = truths.into_iter().collect();
+    let (Some(truths), Some(table5)) = (truths, table5) else {
+        // A shard: its blocks are in the cache; `neg merge` computes the results.
+        let cache = cache.context("every block is computed without a shard")?;
+        let run = crate::output::RunOutput::begin(out)?;
+        return Ok(Outcome::Shard(crate::skill::shard::write_shard(
+            run, out, cache,
+        )?));
+    };
     let judged_idx = ranges
         .iter()
         .position(|&r| r == cfg.linear_range)
         .context("judging range missing")?;
     let shown = truths[..cfg.ranges.len()].to_vec();
     let report = analysis::linearity_from(cfg, &shown, &truths[judged_idx], l)?;
-
-    let table5 = if config.top_neurons > 0 {
-        Some(top_neuron_linearity(model, prompts, config, &bar)?)
-    } else {
-        None
-    };
-    bar.finish_and_clear();
 
     let fig2: Vec<RangePoint> = report
         .per_range
@@ -240,19 +271,70 @@ pub fn run_linearity<A: ModelAdapter + ?Sized>(
     );
     files.tensors("sweeps.safetensors", &t)?;
     files.write(out)?;
-    Ok(result)
+    if let Some(cache) = cache {
+        if cache.hits() > 0 {
+            eprintln!(
+                "note: linearity: {} of {} blocks' items resumed from {}",
+                cache.hits(),
+                cache.batches_seen(),
+                FeatureCache::beside(out).display()
+            );
+        }
+        FeatureCache::discard(out)?;
+    }
+    Ok(Outcome::Done(Box::new(result)))
 }
 
+/// The `k` neurons with the largest |NeurGrad| of prompt `p`'s (first) target in `scores`
+/// (`[P, T, L, N]`), in `NeuronId` order.
+fn top_neurons(scores: &ndarray::Array4<f32>, p: usize, k: usize) -> Vec<NeuronId> {
+    let scores = scores.slice(s![p, 0, .., ..]);
+    let (l, n) = scores.dim();
+    let mut order: Vec<NeuronId> = (0..l)
+        .flat_map(|li| (0..n).map(move |ni| NeuronId::new(li, ni)))
+        .collect();
+    order.sort_by(|a, b| {
+        scores[[b.layer, b.neuron]]
+            .abs()
+            .total_cmp(&scores[[a.layer, a.neuron]].abs())
+    });
+    order.truncate(k);
+    order.sort();
+    order
+}
+
+/// The Pearson r of each prompt's own top neurons, `[P, T, K]`, as a cache entry holds it.
+struct TopR(ndarray::Array3<f32>);
+
+impl CachedItem for TopR {
+    const NAMES: &'static [&'static str] = &["r"];
+
+    fn arrays(&self) -> Vec<ndarray::ArrayViewD<'_, f32>> {
+        vec![self.0.view().into_dyn()]
+    }
+
+    fn from_arrays(arrays: Vec<ndarray::ArrayD<f32>>, prompts: usize) -> Option<Self> {
+        let [r]: [ndarray::ArrayD<f32>; 1] = arrays.try_into().ok()?;
+        let r = r.into_dimensionality::<ndarray::Ix3>().ok()?;
+        (r.dim().0 == prompts).then_some(TopR(r))
+    }
+}
+
+/// Table 5 by blocks of prompts: each block's NeurGrad, then the sweep of each of its prompts'
+/// top neurons, through `cache`. `None` when another shard owns some blocks. The counts add
+/// up in the order of the unblocked loop (prompts, targets, neurons), so the numbers are the
+/// same.
 fn top_neuron_linearity<A: ModelAdapter + ?Sized>(
     model: &A,
     prompts: &[TargetedPrompt],
     config: &LinearityRun,
+    cache: Option<&FeatureCache>,
     bar: &ProgressBar,
-) -> Result<TopNeuronLinearity> {
+) -> Result<Option<TopNeuronLinearity>> {
     let cfg = &config.sweep;
     let (l, n) = (model.num_layers(), model.ff_width());
     let k = config.top_neurons.min(l * n);
-    let ng = neurgrad_with_progress(model, prompts, bar)?;
+    let grads = attribute_blocks(model, prompts, Method::NeurGrad, cache, bar)?;
     let sweep = SweepConfig {
         range: cfg.linear_range,
         step: cfg.step_for(cfg.linear_range)?,
@@ -260,42 +342,53 @@ fn top_neuron_linearity<A: ModelAdapter + ?Sized>(
         max_variants_per_call: cfg.max_variants_per_call,
         naive: false,
     };
+    let what = format!("top-|NeurGrad| linearity v1 k={k} {sweep:?}");
+    let mut rs = Vec::new();
+    for (b, (block, ng)) in prompts.chunks(BLOCK).zip(&grads).enumerate() {
+        rs.push(block_work(cache, b, &what, block, bar, || {
+            // Both items of a block belong to one shard: a block computed here has NeurGrad.
+            let ng = ng
+                .as_ref()
+                .context("NeurGrad of a block this process computes")?;
+            let mut r = ndarray::Array3::zeros((block.len(), block[0].targets.len(), k));
+            for (p, prompt) in block.iter().enumerate() {
+                let order = top_neurons(&ng.scores, p, k);
+                let g = ground_truth_neg(model, std::slice::from_ref(prompt), &order, &sweep)?;
+                r.slice_mut(s![p, .., ..]).assign(&g.r.slice(s![0, .., ..]));
+                bar.inc(1);
+            }
+            Ok(TopR(r))
+        })?);
+    }
+    let Some(rs) = rs.into_iter().collect::<Option<Vec<TopR>>>() else {
+        return Ok(None);
+    };
     let thr = cfg.linear_threshold;
     let (mut per_layer, mut per_prompt) = (vec![0usize; l], vec![0usize; prompts.len()]);
     let (mut linear, mut total, mut sum_abs_r) = (0usize, 0usize, 0f64);
-    for (p, prompt) in prompts.iter().enumerate() {
-        // The prompt's top-k neurons by |NeurGrad| of its (first) target.
-        let scores = ng.scores.slice(s![p, 0, .., ..]);
-        let mut order: Vec<NeuronId> = (0..l)
-            .flat_map(|li| (0..n).map(move |ni| NeuronId::new(li, ni)))
-            .collect();
-        order.sort_by(|a, b| {
-            scores[[b.layer, b.neuron]]
-                .abs()
-                .total_cmp(&scores[[a.layer, a.neuron]].abs())
-        });
-        order.truncate(k);
-        order.sort();
-        let g = ground_truth_neg(model, std::slice::from_ref(prompt), &order, &sweep)?;
-        for ((_, _, ki), r) in g.r.indexed_iter() {
-            total += 1;
-            sum_abs_r += r.abs() as f64;
-            if r.abs() >= thr {
-                linear += 1;
-                per_layer[order[ki].layer] += 1;
-                per_prompt[p] += 1;
+    for (b, (TopR(r), ng)) in rs.iter().zip(&grads).enumerate() {
+        let ng = ng.as_ref().context("a block without NeurGrad")?;
+        for p in 0..r.dim().0 {
+            let order = top_neurons(&ng.scores, p, k);
+            for ((_, ki), r) in r.slice(s![p, .., ..]).indexed_iter() {
+                total += 1;
+                sum_abs_r += r.abs() as f64;
+                if r.abs() >= thr {
+                    linear += 1;
+                    per_layer[order[ki].layer] += 1;
+                    per_prompt[b * BLOCK + p] += 1;
+                }
             }
         }
-        bar.inc(1);
     }
-    Ok(TopNeuronLinearity {
+    Ok(Some(TopNeuronLinearity {
         neurons_per_prompt: k,
         range: cfg.linear_range,
         linear_ratio: linear as f64 / total.max(1) as f64,
         mean_abs_r: sum_abs_r / total.max(1) as f64,
         layer_generality: analysis::generality(&per_layer),
         prompt_generality: analysis::generality(&per_prompt),
-    })
+    }))
 }
 
 /// The console table of [`run_linearity`].
@@ -362,11 +455,20 @@ pub struct Args {
     /// magnitude (a -> a + d sign(a), the paper's) or additive (a -> a + d).
     #[arg(long, value_enum, default_value = "magnitude")]
     pub mode: ShiftMode,
+    /// Compute only part i of n of the prompt blocks (16 prompts each: their sweeps and
+    /// NeurGrad) and write a shard to --out (e.g. `--shard 2/8`); `neg merge` then writes the
+    /// run's results from all n shards.
+    #[arg(long)]
+    pub shard: Option<Shard>,
 }
 
-/// Checks the inputs, runs the sweeps and writes the files.
-pub fn run(args: &Args) -> Result<LinearityResult> {
+/// Checks the inputs, runs the sweeps and writes the files (or, with `--shard`, the shard).
+/// Every block's sweeps and NeurGrad are kept in `<out>.resume` until the results are
+/// written, so a rerun after an interruption resumes.
+pub fn run(args: &Args) -> Result<Outcome<LinearityResult>> {
     let (model, set, out, _lock) = common::setup(&args.common, "linearity", 10)?;
+    let m = &args.common.model;
+    let cache = FeatureCache::for_run(&out, &model, &m.dtype, &m.device)?.sharded(args.shard);
     let config = LinearityRun {
         random_neurons: args.neurons,
         top_neurons: args.top_neurons,
@@ -381,12 +483,25 @@ pub fn run(args: &Args) -> Result<LinearityResult> {
         },
         seed: args.common.seed,
     };
-    run_linearity(&model, &set, &config, &out, args.common.run.progress())
+    run_linearity_through(
+        &model,
+        &set,
+        &config,
+        &out,
+        args.common.run.progress(),
+        Some(&cache),
+    )
 }
 
-/// Runs and prints Fig. 2 and Tables 1 and 5.
+/// Runs and prints Fig. 2 and Tables 1 and 5 (or the shard's line).
 pub fn main(args: &Args) -> Result<()> {
-    let result = run(args)?;
+    let result = match run(args)? {
+        Outcome::Done(r) => r,
+        Outcome::Shard(s) => {
+            println!("{}", s.line());
+            return Ok(());
+        }
+    };
     common::print_result(
         &linearity_table(&result),
         &args.common,

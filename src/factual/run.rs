@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::cli::{ModelArgs, RunArgs};
 use crate::factual::{FactualSet, FactualSummary};
 use crate::output::OutLock;
+use crate::skill::{BatchFeatures, CachedItem, FeatureCache};
 use crate::sources::DefaultModel;
 
 /// The model and prompt set a result was computed on.
@@ -66,28 +67,152 @@ fn concat_truths(parts: Vec<GroundTruth>) -> Result<GroundTruth> {
     })
 }
 
-/// Ground-truth NEG of `neurons` on every prompt, one prompt at a time so that `bar` moves.
+/// What a factual command that can run as a shard returns.
+#[derive(Debug)]
+pub enum Outcome<T> {
+    /// The whole run: its results (written under `--out`).
+    Done(Box<T>),
+    /// One shard of it (`--shard i/n`): its blocks, written as a shard under `--out`.
+    Shard(crate::skill::ShardSummary),
+}
+
+/// Prompts per block: the unit of a factual command's resume cache and of its `--shard`
+/// split (block `b` of the run's prompts, `b mod n`-th shard), and the NeurGrad chunk.
+pub const BLOCK: usize = 16;
+
+/// A block's sweep as a resume-cache entry holds it ([`GroundTruth`] less what its inputs
+/// fix: the configuration and the neurons).
+struct SweepArrays {
+    shifts: ndarray::Array1<f32>,
+    base_probs: ndarray::Array2<f32>,
+    activations: ndarray::Array2<f32>,
+    delta_probs: ndarray::Array4<f32>,
+    neg: ndarray::Array3<f32>,
+    r: ndarray::Array3<f32>,
+}
+
+impl CachedItem for SweepArrays {
+    const NAMES: &'static [&'static str] = &[
+        "shifts",
+        "base_probs",
+        "activations",
+        "delta_probs",
+        "neg",
+        "r",
+    ];
+
+    fn arrays(&self) -> Vec<ndarray::ArrayViewD<'_, f32>> {
+        vec![
+            self.shifts.view().into_dyn(),
+            self.base_probs.view().into_dyn(),
+            self.activations.view().into_dyn(),
+            self.delta_probs.view().into_dyn(),
+            self.neg.view().into_dyn(),
+            self.r.view().into_dyn(),
+        ]
+    }
+
+    fn from_arrays(arrays: Vec<ndarray::ArrayD<f32>>, prompts: usize) -> Option<Self> {
+        use ndarray::{Ix1, Ix2, Ix3, Ix4};
+        let [shifts, base_probs, activations, delta_probs, neg, r]: [ndarray::ArrayD<f32>; 6] =
+            arrays.try_into().ok()?;
+        let a = SweepArrays {
+            shifts: shifts.into_dimensionality::<Ix1>().ok()?,
+            base_probs: base_probs.into_dimensionality::<Ix2>().ok()?,
+            activations: activations.into_dimensionality::<Ix2>().ok()?,
+            delta_probs: delta_probs.into_dimensionality::<Ix4>().ok()?,
+            neg: neg.into_dimensionality::<Ix3>().ok()?,
+            r: r.into_dimensionality::<Ix3>().ok()?,
+        };
+        let (p, t, k, steps) = a.delta_probs.dim();
+        (p == prompts
+            && steps == a.shifts.len()
+            && a.base_probs.dim() == (p, t)
+            && a.activations.dim() == (p, k)
+            && a.neg.dim() == (p, t, k)
+            && a.r.dim() == (p, t, k))
+            .then_some(a)
+    }
+}
+
+/// A factual command's unit of work over one block of prompts, through `cache` when there is
+/// one: computed (or, with `cache`, read back from an earlier run's entry), or `None` when
+/// another shard owns the block. `bar` ends at `done + prompts` whichever it was.
+pub(crate) fn block_work<T: CachedItem>(
+    cache: Option<&FeatureCache>,
+    block: usize,
+    what: &str,
+    prompts: &[TargetedPrompt],
+    bar: &ProgressBar,
+    compute: impl FnOnce() -> Result<T>,
+) -> Result<Option<T>> {
+    let done = bar.position();
+    let item = match cache {
+        Some(c) => c.block_item(block, what, prompts, compute)?,
+        None => Some(compute()?),
+    };
+    bar.set_position(done + prompts.len() as u64);
+    Ok(item)
+}
+
+/// Ground-truth NEG of `neurons` on every prompt, one prompt at a time so that `bar` moves,
+/// in blocks of [`BLOCK`] prompts through `cache` ([`FeatureCache::block_item`]). `None` when
+/// `cache` is a shard's and other shards own some blocks.
 pub fn sweep_with_progress<A: ModelAdapter + ?Sized>(
     model: &A,
     prompts: &[TargetedPrompt],
     neurons: &[NeuronId],
     config: &SweepConfig,
+    cache: Option<&FeatureCache>,
     bar: &ProgressBar,
-) -> Result<GroundTruth> {
-    let mut parts = Vec::with_capacity(prompts.len());
-    for p in prompts {
-        parts.push(ground_truth_neg(
-            model,
-            std::slice::from_ref(p),
-            neurons,
-            config,
-        )?);
-        bar.inc(1);
+) -> Result<Option<GroundTruth>> {
+    let what = format!("ground-truth NEG v1 {config:?} of {neurons:?}");
+    let mut parts = Vec::new();
+    let mut complete = true;
+    for (b, block) in prompts.chunks(BLOCK).enumerate() {
+        let item = block_work(cache, b, &what, block, bar, || {
+            let mut swept = Vec::with_capacity(block.len());
+            for p in block {
+                swept.push(ground_truth_neg(
+                    model,
+                    std::slice::from_ref(p),
+                    neurons,
+                    config,
+                )?);
+                bar.inc(1);
+            }
+            let g = concat_truths(swept)?;
+            Ok(SweepArrays {
+                shifts: ndarray::Array1::from(g.shifts),
+                base_probs: g.base_probs,
+                activations: g.activations,
+                delta_probs: g.delta_probs,
+                neg: g.neg,
+                r: g.r,
+            })
+        })?;
+        match item {
+            Some(a) => parts.push(a),
+            None => complete = false,
+        }
     }
-    concat_truths(parts)
+    if !complete {
+        return Ok(None);
+    }
+    let first = parts.first().context("no prompts were swept")?;
+    Ok(Some(GroundTruth {
+        config: config.clone(),
+        shifts: first.shifts.to_vec(),
+        neurons: neurons.to_vec(),
+        base_probs: cat_parts(&parts, |a| a.base_probs.view())?,
+        activations: cat_parts(&parts, |a| a.activations.view())?,
+        delta_probs: cat_parts(&parts, |a| a.delta_probs.view())?,
+        neg: cat_parts(&parts, |a| a.neg.view())?,
+        r: cat_parts(&parts, |a| a.r.view())?,
+    }))
 }
 
-/// NeurGrad for every prompt, in chunks of 16 prompts so that `bar` moves.
+/// NeurGrad for every prompt, in chunks of [`BLOCK`] prompts so that `bar` moves.
 pub fn neurgrad_with_progress<A: ModelAdapter + ?Sized>(
     model: &A,
     prompts: &[TargetedPrompt],
@@ -103,22 +228,59 @@ pub fn attribute_with_progress<A: ModelAdapter + ?Sized>(
     method: Method,
     bar: &ProgressBar,
 ) -> Result<methods::Attribution> {
+    let blocks = attribute_blocks(model, prompts, method, None, bar)?;
+    join_blocks(method, blocks)?.context("every block is computed without a shard")
+}
+
+/// `method`'s scores of each block of [`BLOCK`] prompts (IG and LPI one prompt per call, the
+/// others a block per call), through `cache`; a block another shard owns is `None`.
+pub fn attribute_blocks<A: ModelAdapter + ?Sized>(
+    model: &A,
+    prompts: &[TargetedPrompt],
+    method: Method,
+    cache: Option<&FeatureCache>,
+    bar: &ProgressBar,
+) -> Result<Vec<Option<BatchFeatures>>> {
     let chunk = if matches!(method, Method::Ig | Method::Lpi) {
         1
     } else {
-        16
+        BLOCK
     };
-    let mut parts = Vec::new();
-    for c in prompts.chunks(chunk) {
-        parts.push(methods::attribute(model, c, method)?);
-        bar.inc(c.len() as u64);
-    }
-    Ok(methods::Attribution {
+    let what = format!("attribution v1 {}", method.name());
+    prompts
+        .chunks(BLOCK)
+        .enumerate()
+        .map(|(b, block)| {
+            block_work(cache, b, &what, block, bar, || {
+                let mut parts = Vec::new();
+                for c in block.chunks(chunk) {
+                    parts.push(methods::attribute(model, c, method)?);
+                    bar.inc(c.len() as u64);
+                }
+                Ok(BatchFeatures {
+                    probs: cat_parts(&parts, |a| a.probs.view())?,
+                    activations: cat_parts(&parts, |a| a.activations.view())?,
+                    scores: cat_parts(&parts, |a| a.scores.view())?,
+                })
+            })
+        })
+        .collect()
+}
+
+/// The blocks of [`attribute_blocks`] as one attribution; `None` when a block is missing.
+pub fn join_blocks(
+    method: Method,
+    blocks: Vec<Option<BatchFeatures>>,
+) -> Result<Option<methods::Attribution>> {
+    let Some(parts) = blocks.into_iter().collect::<Option<Vec<_>>>() else {
+        return Ok(None);
+    };
+    Ok(Some(methods::Attribution {
         method,
         probs: cat_parts(&parts, |a| a.probs.view())?,
         activations: cat_parts(&parts, |a| a.activations.view())?,
         scores: cat_parts(&parts, |a| a.scores.view())?,
-    })
+    }))
 }
 
 /// A number for the printed tables: 4 decimals, or scientific notation when tiny or huge.

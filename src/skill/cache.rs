@@ -18,7 +18,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use ndarray::{Array2, Array3, Array4};
+use ndarray::{Array2, Array3, Array4, ArrayD, ArrayViewD};
 use neg_core::TargetedPrompt;
 use neg_hooks::HfModel;
 use safetensors::SafeTensors;
@@ -184,8 +184,21 @@ impl FeatureCache {
 
     /// Where the entry of `batch` lives.
     pub fn entry(&self, batch: &[TargetedPrompt]) -> PathBuf {
+        self.item_entry("", batch)
+    }
+
+    /// Where the entry of a work item lives: `what` says what is computed over `batch` besides
+    /// NeurGrad (the method and every setting that changes its numbers: a sweep's range, step,
+    /// mode and neurons); `""` is a skill-probe NeurGrad batch ([`FeatureCache::entry`]).
+    pub fn item_entry(&self, what: &str, batch: &[TargetedPrompt]) -> PathBuf {
         let mut h = Sha256::new();
         h.update(self.base.as_bytes());
+        // Only a named item hashes a name, so that NeurGrad batches keep their v3 keys.
+        if !what.is_empty() {
+            h.update(b"item\n");
+            h.update((what.len() as u64).to_le_bytes());
+            h.update(what.as_bytes());
+        }
         for p in batch {
             h.update((p.text.len() as u64).to_le_bytes());
             h.update(p.text.as_bytes());
@@ -228,6 +241,56 @@ impl FeatureCache {
         Ok(computed)
     }
 
+    /// The factual commands' unit of work: the result of `what` over `batch`, the prompts of
+    /// block `block` (0-based, in run order) of the run. It is read from the cache when an
+    /// earlier run stored it, else computed and stored. With a shard, only the blocks the
+    /// shard owns ([`Shard::owns`]) are; another shard's block gives `None` (and is counted,
+    /// so that the shard knows the run's size). Every item of one block belongs to the same
+    /// shard, so an item computed from another (a sweep of the neurons NeurGrad ranks first)
+    /// finds it in its own shard.
+    pub fn block_item<T: CachedItem>(
+        &self,
+        block: usize,
+        what: &str,
+        batch: &[TargetedPrompt],
+        compute: impl FnOnce() -> Result<T>,
+    ) -> Result<Option<T>> {
+        self.batches_seen.set(self.batches_seen.get() + 1);
+        if self.shard.is_some_and(|s| !s.owns(block)) {
+            return Ok(None);
+        }
+        let path = self.item_entry(what, batch);
+        let found = read_arrays(&path, T::NAMES).and_then(|a| T::from_arrays(a, batch.len()));
+        let value = match found {
+            Some(v) => {
+                self.hits.set(self.hits.get() + 1);
+                v
+            }
+            None if self.cached_only => anyhow::bail!(
+                "merge: {what} over {} prompts (the first: `{}`) is in none of the shards; \
+                 were they run with other settings or another model?",
+                batch.len(),
+                batch.first().map_or("", |p| p.text.as_str())
+            ),
+            None => {
+                let computed = compute()?;
+                let mut t = TensorFile::default();
+                for (name, a) in T::NAMES.iter().zip(computed.arrays()) {
+                    t.add(name, &a);
+                }
+                t.write(&path).with_context(|| {
+                    format!("cannot write resume cache entry {}", path.display())
+                })?;
+                self.misses.set(self.misses.get() + 1);
+                computed
+            }
+        };
+        if self.shard.is_some() {
+            self.owned.borrow_mut().push(path);
+        }
+        Ok(Some(value))
+    }
+
     /// Batches found in the cache so far.
     pub fn hits(&self) -> usize {
         self.hits.get()
@@ -237,6 +300,67 @@ impl FeatureCache {
     pub fn misses(&self) -> usize {
         self.misses.get()
     }
+}
+
+/// A work item's result that a cache entry holds ([`FeatureCache::block_item`]): f32 arrays
+/// whose first axis is the item's prompts.
+pub trait CachedItem: Sized {
+    /// The arrays' names in the entry, in the order of [`CachedItem::arrays`].
+    const NAMES: &'static [&'static str];
+    /// Its arrays, in the order of `NAMES`.
+    fn arrays(&self) -> Vec<ArrayViewD<'_, f32>>;
+    /// It back from an entry's arrays (in the order of `NAMES`), for `prompts` prompts;
+    /// `None` when they do not form one, so that the entry is recomputed.
+    fn from_arrays(arrays: Vec<ArrayD<f32>>, prompts: usize) -> Option<Self>;
+}
+
+/// NeurGrad (or any attribution method's scores) of a batch.
+impl CachedItem for BatchFeatures {
+    const NAMES: &'static [&'static str] = &["scores", "activations", "probs"];
+
+    fn arrays(&self) -> Vec<ArrayViewD<'_, f32>> {
+        vec![
+            self.scores.view().into_dyn(),
+            self.activations.view().into_dyn(),
+            self.probs.view().into_dyn(),
+        ]
+    }
+
+    fn from_arrays(arrays: Vec<ArrayD<f32>>, prompts: usize) -> Option<Self> {
+        let [scores, activations, probs]: [ArrayD<f32>; 3] = arrays.try_into().ok()?;
+        let scores = scores.into_dimensionality::<ndarray::Ix4>().ok()?;
+        let activations = activations.into_dimensionality::<ndarray::Ix3>().ok()?;
+        let probs = probs.into_dimensionality::<ndarray::Ix2>().ok()?;
+        let (p, t, l, n) = scores.dim();
+        (p == prompts && activations.dim() == (p, l, n) && probs.dim() == (p, t)).then_some(
+            BatchFeatures {
+                scores,
+                activations,
+                probs,
+            },
+        )
+    }
+}
+
+/// The f32 arrays `names` of the entry at `path`, when it is readable and holds them all.
+fn read_arrays(path: &Path, names: &[&str]) -> Option<Vec<ArrayD<f32>>> {
+    let bytes = std::fs::read(path).ok()?;
+    let st = SafeTensors::deserialize(&bytes).ok()?;
+    names
+        .iter()
+        .map(|name| {
+            let v = st.tensor(name).ok()?;
+            if v.dtype() != safetensors::Dtype::F32 {
+                return None;
+            }
+            let values = v
+                .data()
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect();
+            ArrayD::from_shape_vec(v.shape().to_vec(), values).ok()
+        })
+        .collect()
 }
 
 /// The entry at `path`, which must be readable and hold `p` prompts of `t` targets.
@@ -347,6 +471,66 @@ mod tests {
         FeatureCache::discard(&out).unwrap();
         assert!(!path.exists());
         FeatureCache::discard(&out).unwrap();
+    }
+
+    #[test]
+    fn block_items_are_keyed_by_what_and_owned_by_their_blocks_shard() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.resume");
+        let b = batch(&["one", "two"]);
+        let cache = FeatureCache::open(&path, "m", "f32", "cpu").unwrap();
+        // The NeurGrad batch keys are those of before named items existed.
+        assert_eq!(cache.entry(&b), cache.item_entry("", &b));
+        assert_ne!(cache.item_entry("sweep R=1", &b), cache.entry(&b));
+        assert_ne!(
+            cache.item_entry("sweep R=1", &b),
+            cache.item_entry("sweep R=2", &b)
+        );
+        let got = cache
+            .block_item(0, "sweep R=1", &b, || Ok(features(2, 1.0)))
+            .unwrap();
+        assert_eq!(got, Some(features(2, 1.0)));
+        let again = cache
+            .block_item(0, "sweep R=1", &b, || -> Result<BatchFeatures> {
+                panic!("recomputed a cached item")
+            })
+            .unwrap();
+        assert_eq!(again, Some(features(2, 1.0)));
+        assert_eq!(
+            (cache.hits(), cache.misses(), cache.batches_seen()),
+            (1, 1, 2)
+        );
+        // An entry of another shape (here: for 3 prompts) is recomputed, not trusted.
+        let three = batch(&["one", "two", "three"]);
+        std::fs::copy(
+            cache.item_entry("sweep R=1", &b),
+            cache.item_entry("x", &three),
+        )
+        .unwrap();
+        let fixed = cache
+            .block_item(0, "x", &three, || Ok(features(3, 5.0)))
+            .unwrap();
+        assert_eq!(fixed, Some(features(3, 5.0)));
+
+        // Shard 2 of 2 owns the odd blocks: block 0 is counted, not computed.
+        let shard = FeatureCache::open(&path, "m", "f32", "cpu")
+            .unwrap()
+            .sharded(Some(Shard { index: 2, count: 2 }));
+        let none = shard
+            .block_item(0, "sweep R=9", &b, || -> Result<BatchFeatures> {
+                panic!("computed another shard's block")
+            })
+            .unwrap();
+        assert_eq!(none, None);
+        let mine = shard
+            .block_item(1, "sweep R=9", &b, || Ok(features(2, 2.0)))
+            .unwrap();
+        assert_eq!(mine, Some(features(2, 2.0)));
+        assert_eq!(shard.batches_seen(), 2);
+        assert_eq!(
+            shard.owned_entries(),
+            vec![shard.item_entry("sweep R=9", &b)]
+        );
     }
 
     #[test]

@@ -35,7 +35,7 @@ pub mod files;
 pub mod shard;
 pub mod study;
 
-pub use cache::{files_digest, BatchFeatures, FeatureCache};
+pub use cache::{files_digest, BatchFeatures, CachedItem, FeatureCache};
 pub use data::*;
 pub use evaluate::*;
 pub use features::*;
