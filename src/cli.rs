@@ -184,6 +184,7 @@ impl Command {
             self,
             Self::SkillProbe(_)
                 | Self::Linearity(_)
+                | Self::Estimate(_)
                 | Self::TrainingSize(_)
                 | Self::Robustness(_)
                 | Self::Substitutability(_)

@@ -179,90 +179,115 @@ fn differing(a: &[(String, Vec<u8>)], b: &[(String, Vec<u8>)]) -> Vec<String> {
         .collect()
 }
 
-/// `neg linearity --shard i/n` (blocks of 16 prompts: their sweeps, NeurGrad and top-neuron
-/// sweeps) as separate processes, merged, writes exactly the unsharded run's files (its
-/// results.json differs only in the wall-clock `runtime_s`); an interrupted run resumes from
-/// the blocks its cache holds, with the same files.
+/// `neg linearity` and `neg estimate` with `--shard i/n` (blocks of 16 prompts: their sweeps,
+/// NeurGrad, the other estimators and the top-neuron sweeps) as separate processes, merged,
+/// write exactly the unsharded run's files (results.json and table2.csv differ only in their
+/// wall-clock fields); an interrupted run resumes from the blocks its cache holds, with the
+/// same files.
 #[test]
-fn sharded_linearity_merges_into_the_unsharded_outputs_and_a_cut_run_resumes() {
+fn sharded_factual_runs_merge_into_the_unsharded_outputs_and_a_cut_run_resumes() {
     let work = tempfile::tempdir().unwrap();
     let cwd = work.path();
     let model = shared("models/stories260k").display().to_string();
-    let common = [
-        "linearity",
-        "--model",
-        &model,
-        "--neurons",
-        "6",
-        "--top-neurons",
-        "3",
-        "--ranges",
-        "1,2",
-        "--max-prompts",
-        "40",
-        "--quiet",
-    ];
-    let run = |more: &[&str]| {
-        let args: Vec<&str> = [&common[..], more].concat();
-        let o = neg(&args, cwd);
-        assert!(
-            o.status.success(),
-            "neg {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&o.stderr)
-        );
-        o
-    };
-    // results.json without its wall-clock field, then every other file as bytes.
-    let files = |dir: &str| {
-        let mut t = tree_bytes(&cwd.join(dir));
-        for (name, bytes) in &mut t {
-            if name == "results.json" {
-                let mut v: serde_json::Value = serde_json::from_slice(bytes).unwrap();
-                let info = v["info"].as_object_mut().unwrap();
-                assert!(info.remove("runtime_s").is_some());
-                *bytes = serde_json::to_vec(&v).unwrap();
+    let common = ["--model", &model, "--max-prompts", "20", "--quiet"];
+    for (command, extra, items) in [
+        (
+            "linearity",
+            &["--neurons", "6", "--top-neurons", "3", "--ranges", "1,2"][..],
+            8,
+        ),
+        (
+            "estimate",
+            &["--neurons", "6", "--methods", "neurgrad,ig,lpi"][..],
+            8,
+        ),
+    ] {
+        let run = |more: &[&str]| {
+            let args: Vec<&str> = [&[command][..], &common, extra, more].concat();
+            let o = neg(&args, cwd);
+            assert!(
+                o.status.success(),
+                "neg {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&o.stderr)
+            );
+            o
+        };
+        // The files without their wall-clock fields (seconds are the computations' own, so
+        // they differ between runs), every other byte as written.
+        let files = |dir: &str| {
+            let mut t = tree_bytes(&cwd.join(dir));
+            for (name, bytes) in &mut t {
+                if name == "results.json" {
+                    let mut v: serde_json::Value = serde_json::from_slice(bytes).unwrap();
+                    strip_seconds(&mut v);
+                    *bytes = serde_json::to_vec(&v).unwrap();
+                } else if name == "table2.csv" {
+                    let text = String::from_utf8(bytes.clone()).unwrap();
+                    let rows: Vec<String> = text
+                        .lines()
+                        .map(|l| l.rsplit_once(',').map_or(l, |(kept, _)| kept).to_string())
+                        .collect();
+                    *bytes = rows.join("\n").into_bytes();
+                }
             }
-        }
-        t
-    };
-    run(&["--out", "whole"]);
-    let reference = files("whole");
-    assert!(
-        !cwd.join("whole.resume").exists(),
-        "the cache outlived the run"
-    );
-    for (i, out) in [(2, "s2"), (1, "s1")] {
-        let printed =
-            String::from_utf8_lossy(&run(&["--shard", &format!("{i}/2"), "--out", out]).stdout)
-                .into_owned();
+            t
+        };
+        run(&["--out", "whole"]);
+        let reference = files("whole");
         assert!(
-            printed.contains(&format!("shard {i}/2: 4 of 8 batches")),
-            "{printed}"
+            !cwd.join("whole.resume").exists(),
+            "the cache outlived the run"
         );
-    }
-    let o = neg(&["merge", "--out", "merged", "s1", "s2"], cwd);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    assert_eq!(
-        differing(&reference, &files("merged")),
-        Vec::<String>::new()
-    );
+        let half = items / 2;
+        for (i, out) in [(2, "s2"), (1, "s1")] {
+            let o = run(&["--shard", &format!("{i}/2"), "--out", out]);
+            let printed = String::from_utf8_lossy(&o.stdout).into_owned();
+            let expected = format!("shard {i}/2: {half} of {items} batches");
+            assert!(printed.contains(&expected), "{command}: {printed}");
+        }
+        let o = neg(&["merge", "--out", "merged", "s1", "s2"], cwd);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert_eq!(
+            differing(&reference, &files("merged")),
+            Vec::<String>::new(),
+            "{command}"
+        );
 
-    // A run cut after shard 1's blocks: its cache holds them, the rerun computes the rest.
-    let cut = cwd.join("resumed.resume");
-    std::fs::create_dir_all(&cut).unwrap();
-    for e in std::fs::read_dir(cwd.join("s1/entries")).unwrap() {
-        let e = e.unwrap();
-        std::fs::copy(e.path(), cut.join(e.file_name())).unwrap();
+        // A run cut after shard 1's blocks: its cache holds them, the rerun computes the rest.
+        let cut = cwd.join("resumed.resume");
+        std::fs::create_dir_all(&cut).unwrap();
+        for e in std::fs::read_dir(cwd.join("s1/entries")).unwrap() {
+            let e = e.unwrap();
+            std::fs::copy(e.path(), cut.join(e.file_name())).unwrap();
+        }
+        let o = run(&["--out", "resumed"]);
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        let note = format!("{half} of {items} blocks' items resumed");
+        assert!(stderr.contains(&note), "{command}: {stderr}");
+        assert_eq!(
+            differing(&reference, &files("resumed")),
+            Vec::<String>::new(),
+            "{command}"
+        );
+        assert!(!cut.exists(), "the cache outlived the resumed run");
+        for dir in ["whole", "merged", "resumed", "s1", "s2"] {
+            std::fs::remove_dir_all(cwd.join(dir)).unwrap();
+        }
     }
-    let o = run(&["--out", "resumed"]);
-    let stderr = String::from_utf8_lossy(&o.stderr);
-    assert!(stderr.contains("4 of 8 blocks' items resumed"), "{stderr}");
-    assert_eq!(
-        differing(&reference, &files("resumed")),
-        Vec::<String>::new()
-    );
-    assert!(!cut.exists(), "the cache outlived the resumed run");
+}
+
+/// `v` without its wall-clock values (`runtime_s`, `seconds_per_prompt`,
+/// `sweep_seconds_per_prompt`), at any depth.
+fn strip_seconds(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(map) => {
+            map.retain(|k, _| k != "runtime_s" && !k.ends_with("seconds_per_prompt"));
+            map.values_mut().for_each(strip_seconds);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(strip_seconds),
+        _ => {}
+    }
 }
 
 /// `--shard i/n` runs as separate processes (in any order), merged by `neg merge`, write

@@ -15,8 +15,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::factual::progress as progress_bar;
 use crate::factual::{self as common, FactualArgs, FactualSet, MethodArgs, RunInfo};
-use crate::factual::{fmt, sweep_with_progress};
+use crate::factual::{
+    attribute_blocks, block_work, fmt, join_blocks, sweep_with_progress, Outcome, BLOCK,
+};
 use crate::output::{csv, Outputs, TensorFile};
+use crate::skill::{CachedItem, FeatureCache, Shard};
 
 /// Parameters of [`run_estimation`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -73,6 +76,63 @@ pub fn run_estimation<A: ModelAdapter + ?Sized>(
     out: &Path,
     show_progress: bool,
 ) -> Result<EstimationResult> {
+    match run_estimation_through(model, set, config, out, show_progress, None)? {
+        Outcome::Done(r) => Ok(*r),
+        Outcome::Shard(_) => bail!("a run without a cache has no shard"),
+    }
+}
+
+/// IG's two results for a block of prompts, as a resume-cache entry holds them.
+struct IgArrays {
+    attribution: Array4<f32>,
+    mean_gradient: Array4<f32>,
+}
+
+impl CachedItem for IgArrays {
+    const NAMES: &'static [&'static str] = &["attribution", "mean_gradient"];
+
+    fn arrays(&self) -> Vec<ndarray::ArrayViewD<'_, f32>> {
+        vec![
+            self.attribution.view().into_dyn(),
+            self.mean_gradient.view().into_dyn(),
+        ]
+    }
+
+    fn from_arrays(arrays: Vec<ndarray::ArrayD<f32>>, prompts: usize) -> Option<Self> {
+        let [a, m]: [ndarray::ArrayD<f32>; 2] = arrays.try_into().ok()?;
+        let a = IgArrays {
+            attribution: a.into_dimensionality().ok()?,
+            mean_gradient: m.into_dimensionality().ok()?,
+        };
+        (a.attribution.dim().0 == prompts && a.attribution.dim() == a.mean_gradient.dim())
+            .then_some(a)
+    }
+}
+
+/// Why `method` cannot run on `model`, when that follows from the model's kind alone (LPI is
+/// defined for causal LMs): known before any block is computed, so that a sharded run and its
+/// merge agree without computing anything.
+fn unsupported_by_kind<A: ModelAdapter + ?Sized>(model: &A, method: Method) -> Option<String> {
+    (method == Method::Lpi && model.kind() == neg_core::ModelKind::MaskedLm).then(|| {
+        neg_core::AdapterError::Unsupported {
+            what: "log-probability increase (LPI), defined for Llama-family causal LMs".into(),
+            model: model.model_id().into(),
+        }
+        .to_string()
+    })
+}
+
+/// [`run_estimation`] with the sweeps and every estimator's blocks going through `cache`
+/// ([`crate::factual::BLOCK`] prompts per entry): a rerun after an interruption resumes, and
+/// with a sharded cache only the shard's blocks are computed and written as a shard.
+pub fn run_estimation_through<A: ModelAdapter + ?Sized>(
+    model: &A,
+    set: &FactualSet,
+    config: &EstimationRun,
+    out: &Path,
+    show_progress: bool,
+    cache: Option<&FeatureCache>,
+) -> Result<Outcome<EstimationResult>> {
     let started = Instant::now();
     if config.methods.is_empty() {
         bail!("no methods to compare");
@@ -85,67 +145,91 @@ pub fn run_estimation<A: ModelAdapter + ?Sized>(
         "NEG estimation",
         show_progress,
     );
-    let t0 = Instant::now();
-    let truth = sweep_with_progress(model, prompts, &neurons, &config.sweep, None, &bar)?
-        .context("every block is swept without a shard")?;
-    let sweep_seconds_per_prompt = t0.elapsed().as_secs_f64() / prompts.len() as f64;
-    let mut named: Vec<(String, Array4<f32>, f64)> = Vec::new();
+    // Seconds are the computations' own, summed over blocks (stored with each block), so a
+    // resumed or merged run reports what the methods cost where they ran.
+    let per_prompt = |seconds: f64| seconds / prompts.len() as f64;
+    let truth = sweep_with_progress(model, prompts, &neurons, &config.sweep, cache, &bar)?;
+    // `None` scores: a shard's part only.
+    let mut named: Vec<(String, Option<Array4<f32>>, f64)> = Vec::new();
     let mut unsupported = Vec::new();
     for &m in &config.methods {
-        let t0 = Instant::now();
-        let result: std::result::Result<(), neg_core::NegError> = (|| {
+        if let Some(why) = unsupported_by_kind(model, m) {
+            bar.inc(prompts.len() as u64);
+            unsupported.push((m.name().to_string(), why));
+            continue;
+        }
+        let result: Result<()> = (|| {
             if m == Method::Ig {
-                let mut mean = Vec::new();
-                let mut attr = Vec::new();
-                for p in prompts {
-                    let ig = methods::integrated_gradients(
-                        model,
-                        std::slice::from_ref(p),
-                        methods::IG_STEPS,
-                    )?;
-                    mean.push(ig.mean_gradient);
-                    attr.push(ig.attribution);
-                    bar.inc(1);
+                let what = format!("integrated gradients v1 steps={}", methods::IG_STEPS);
+                let mut blocks = Vec::new();
+                for (b, block) in prompts.chunks(BLOCK).enumerate() {
+                    blocks.push(block_work(cache, b, &what, block, &bar, || {
+                        let (mut mean, mut attr) = (Vec::new(), Vec::new());
+                        for p in block {
+                            let ig = methods::integrated_gradients(
+                                model,
+                                std::slice::from_ref(p),
+                                methods::IG_STEPS,
+                            )?;
+                            mean.push(ig.mean_gradient);
+                            attr.push(ig.attribution);
+                            bar.inc(1);
+                        }
+                        Ok(IgArrays {
+                            attribution: cat(&attr)?,
+                            mean_gradient: cat(&mean)?,
+                        })
+                    })?);
                 }
-                let secs = t0.elapsed().as_secs_f64() / prompts.len() as f64;
-                let cat = |v: &[Array4<f32>]| {
-                    concatenate(Axis(0), &v.iter().map(|a| a.view()).collect::<Vec<_>>()).map_err(
-                        |e| neg_core::NegError::InvalidArgument {
-                            name: "ig",
-                            reason: e.to_string(),
-                        },
-                    )
+                let (attr, mean, secs) = match crate::factual::all_blocks(blocks) {
+                    Some((parts, seconds)) => {
+                        let attr: Vec<Array4<f32>> =
+                            parts.iter().map(|p| p.attribution.clone()).collect();
+                        let mean: Vec<Array4<f32>> =
+                            parts.iter().map(|p| p.mean_gradient.clone()).collect();
+                        (Some(cat(&attr)?), Some(cat(&mean)?), per_prompt(seconds))
+                    }
+                    None => (None, None, 0.0),
                 };
-                named.push(("ig".into(), cat(&attr)?, secs));
-                named.push(("ig_mean_gradient".into(), cat(&mean)?, secs));
+                named.push(("ig".into(), attr, secs));
+                named.push(("ig_mean_gradient".into(), mean, secs));
             } else {
-                let chunk = if m == Method::Lpi { 1 } else { 16 };
-                let mut parts = Vec::new();
-                for c in prompts.chunks(chunk) {
-                    parts.push(methods::attribute(model, c, m)?.scores);
-                    bar.inc(c.len() as u64);
-                }
-                let scores =
-                    concatenate(Axis(0), &parts.iter().map(|a| a.view()).collect::<Vec<_>>())
-                        .map_err(|e| neg_core::NegError::InvalidArgument {
-                            name: "scores",
-                            reason: e.to_string(),
-                        })?;
-                let secs = t0.elapsed().as_secs_f64() / prompts.len() as f64;
+                let blocks = attribute_blocks(model, prompts, m, cache, &bar)?;
+                let (scores, secs) = match join_blocks(m, blocks)? {
+                    Some((a, seconds)) => (Some(a.scores), per_prompt(seconds)),
+                    None => (None, 0.0),
+                };
                 named.push((m.name().into(), scores, secs));
             }
             Ok(())
         })();
-        match result {
-            Ok(()) => {}
-            Err(neg_core::NegError::Adapter(e @ neg_core::AdapterError::Unsupported { .. })) => {
-                bar.inc(prompts.len() as u64);
-                unsupported.push((m.name().to_string(), e.to_string()));
+        if let Err(e) = result {
+            match e.downcast_ref::<neg_core::NegError>() {
+                Some(neg_core::NegError::Adapter(
+                    u @ neg_core::AdapterError::Unsupported { .. },
+                )) => {
+                    bar.inc(prompts.len() as u64);
+                    unsupported.push((m.name().to_string(), u.to_string()));
+                }
+                _ => return Err(e),
             }
-            Err(e) => return Err(e.into()),
         }
     }
+    let named: Option<Vec<(String, Array4<f32>, f64)>> = named
+        .into_iter()
+        .map(|(name, scores, secs)| scores.map(|s| (name, s, secs)))
+        .collect();
+    let (Some((truth, sweep_seconds)), Some(named)) = (truth, named) else {
+        bar.finish_and_clear();
+        // A shard: its blocks are in the cache; `neg merge` computes the results.
+        let cache = cache.context("every block is computed without a shard")?;
+        let run = crate::output::RunOutput::begin(out)?;
+        return Ok(Outcome::Shard(crate::skill::shard::write_shard(
+            run, out, cache,
+        )?));
+    };
     bar.finish_and_clear();
+    let sweep_seconds_per_prompt = per_prompt(sweep_seconds);
     let refs: Vec<(&str, &Array4<f32>)> = named.iter().map(|(n, s, _)| (n.as_str(), s)).collect();
     let quality: EstimationQuality = analysis::estimation_quality(&truth, &refs)?;
     let rows: Vec<EstimationRow> = quality
@@ -207,7 +291,26 @@ pub fn run_estimation<A: ModelAdapter + ?Sized>(
     t.meta("layout", "every tensor [P, T, K] at the sampled neurons");
     files.tensors("estimates.safetensors", &t)?;
     files.write(out)?;
-    Ok(result)
+    if let Some(cache) = cache {
+        if cache.hits() > 0 {
+            eprintln!(
+                "note: estimate: {} of {} blocks' items resumed from {}",
+                cache.hits(),
+                cache.batches_seen(),
+                FeatureCache::beside(out).display()
+            );
+        }
+        FeatureCache::discard(out)?;
+    }
+    Ok(Outcome::Done(Box::new(result)))
+}
+
+/// Arrays of blocks of prompts, concatenated along the prompts.
+fn cat(parts: &[Array4<f32>]) -> Result<Array4<f32>> {
+    Ok(concatenate(
+        Axis(0),
+        &parts.iter().map(|a| a.view()).collect::<Vec<_>>(),
+    )?)
 }
 
 /// The console table of [`run_estimation`].
@@ -263,11 +366,20 @@ pub struct Args {
     /// Estimators and shift mode.
     #[command(flatten)]
     pub estimators: MethodArgs,
+    /// Compute only part i of n of the prompt blocks (16 prompts each: their sweeps and every
+    /// estimator) and write a shard to --out (e.g. `--shard 2/8`); `neg merge` then writes the
+    /// run's results from all n shards.
+    #[arg(long)]
+    pub shard: Option<Shard>,
 }
 
-/// Checks the inputs, sweeps the ground truth, runs every estimator and writes the files.
-pub fn run(args: &Args) -> Result<EstimationResult> {
+/// Checks the inputs, sweeps the ground truth, runs every estimator and writes the files (or,
+/// with `--shard`, the shard). Every block's results are kept in `<out>.resume` until the
+/// results are written, so a rerun after an interruption resumes.
+pub fn run(args: &Args) -> Result<Outcome<EstimationResult>> {
     let (model, set, out, _lock) = common::setup(&args.common, "estimate", 0)?;
+    let m = &args.common.model;
+    let cache = FeatureCache::for_run(&out, &model, &m.dtype, &m.device)?.sharded(args.shard);
     let config = EstimationRun {
         neurons: args.neurons,
         sweep: SweepConfig {
@@ -279,12 +391,25 @@ pub fn run(args: &Args) -> Result<EstimationResult> {
         methods: args.estimators.methods.clone(),
         seed: args.common.seed,
     };
-    run_estimation(&model, &set, &config, &out, args.common.run.progress())
+    run_estimation_through(
+        &model,
+        &set,
+        &config,
+        &out,
+        args.common.run.progress(),
+        Some(&cache),
+    )
 }
 
-/// Runs and prints Table 2.
+/// Runs and prints Table 2 (or the shard's line).
 pub fn main(args: &Args) -> Result<()> {
-    let result = run(args)?;
+    let result = match run(args)? {
+        Outcome::Done(r) => r,
+        Outcome::Shard(s) => {
+            println!("{}", s.line());
+            return Ok(());
+        }
+    };
     common::print_result(
         &estimation_table(&result),
         &args.common,

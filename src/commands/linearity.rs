@@ -161,7 +161,10 @@ pub fn run_linearity_through<A: ModelAdapter + ?Sized>(
         Some(None)
     };
     bar.finish_and_clear();
-    let truths: Option<Vec<GroundTruth>> = truths.into_iter().collect();
+    let truths: Option<Vec<GroundTruth>> = truths
+        .into_iter()
+        .map(|t| t.map(|(truth, _seconds)| truth))
+        .collect();
     let (Some(truths), Some(table5)) = (truths, table5) else {
         // A shard: its blocks are in the cache; `neg merge` computes the results.
         let cache = cache.context("every block is computed without a shard")?;
@@ -347,7 +350,7 @@ fn top_neuron_linearity<A: ModelAdapter + ?Sized>(
     for (b, (block, ng)) in prompts.chunks(BLOCK).zip(&grads).enumerate() {
         rs.push(block_work(cache, b, &what, block, bar, || {
             // Both items of a block belong to one shard: a block computed here has NeurGrad.
-            let ng = ng
+            let (ng, _) = ng
                 .as_ref()
                 .context("NeurGrad of a block this process computes")?;
             let mut r = ndarray::Array3::zeros((block.len(), block[0].targets.len(), k));
@@ -360,14 +363,14 @@ fn top_neuron_linearity<A: ModelAdapter + ?Sized>(
             Ok(TopR(r))
         })?);
     }
-    let Some(rs) = rs.into_iter().collect::<Option<Vec<TopR>>>() else {
+    let Some((rs, _seconds)) = crate::factual::all_blocks(rs) else {
         return Ok(None);
     };
     let thr = cfg.linear_threshold;
     let (mut per_layer, mut per_prompt) = (vec![0usize; l], vec![0usize; prompts.len()]);
     let (mut linear, mut total, mut sum_abs_r) = (0usize, 0usize, 0f64);
     for (b, (TopR(r), ng)) in rs.iter().zip(&grads).enumerate() {
-        let ng = ng.as_ref().context("a block without NeurGrad")?;
+        let (ng, _) = ng.as_ref().context("a block without NeurGrad")?;
         for p in 0..r.dim().0 {
             let order = top_neurons(&ng.scores, p, k);
             for ((_, ki), r) in r.slice(s![p, .., ..]).indexed_iter() {

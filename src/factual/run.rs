@@ -136,8 +136,9 @@ impl CachedItem for SweepArrays {
 }
 
 /// A factual command's unit of work over one block of prompts, through `cache` when there is
-/// one: computed (or, with `cache`, read back from an earlier run's entry), or `None` when
-/// another shard owns the block. `bar` ends at `done + prompts` whichever it was.
+/// one: computed (or, with `cache`, read back from an earlier run's entry), with the seconds
+/// its computation took; `None` when another shard owns the block. `bar` ends at
+/// `done + prompts` whichever it was.
 pub(crate) fn block_work<T: CachedItem>(
     cache: Option<&FeatureCache>,
     block: usize,
@@ -145,18 +146,30 @@ pub(crate) fn block_work<T: CachedItem>(
     prompts: &[TargetedPrompt],
     bar: &ProgressBar,
     compute: impl FnOnce() -> Result<T>,
-) -> Result<Option<T>> {
+) -> Result<Option<(T, f64)>> {
     let done = bar.position();
     let item = match cache {
         Some(c) => c.block_item(block, what, prompts, compute)?,
-        None => Some(compute()?),
+        None => {
+            let start = Instant::now();
+            let value = compute()?;
+            Some((value, start.elapsed().as_secs_f64()))
+        }
     };
     bar.set_position(done + prompts.len() as u64);
     Ok(item)
 }
 
+/// Blocks' results with the seconds their computations took, when every block is there.
+pub(crate) fn all_blocks<T>(blocks: Vec<Option<(T, f64)>>) -> Option<(Vec<T>, f64)> {
+    let blocks: Vec<(T, f64)> = blocks.into_iter().collect::<Option<_>>()?;
+    let seconds = blocks.iter().map(|(_, s)| s).sum();
+    Some((blocks.into_iter().map(|(v, _)| v).collect(), seconds))
+}
+
 /// Ground-truth NEG of `neurons` on every prompt, one prompt at a time so that `bar` moves,
-/// in blocks of [`BLOCK`] prompts through `cache` ([`FeatureCache::block_item`]). `None` when
+/// in blocks of [`BLOCK`] prompts through `cache` ([`FeatureCache::block_item`]), with the
+/// seconds the sweeps took (summed over blocks, wherever they were computed). `None` when
 /// `cache` is a shard's and other shards own some blocks.
 pub fn sweep_with_progress<A: ModelAdapter + ?Sized>(
     model: &A,
@@ -165,12 +178,11 @@ pub fn sweep_with_progress<A: ModelAdapter + ?Sized>(
     config: &SweepConfig,
     cache: Option<&FeatureCache>,
     bar: &ProgressBar,
-) -> Result<Option<GroundTruth>> {
+) -> Result<Option<(GroundTruth, f64)>> {
     let what = format!("ground-truth NEG v1 {config:?} of {neurons:?}");
-    let mut parts = Vec::new();
-    let mut complete = true;
+    let mut blocks = Vec::new();
     for (b, block) in prompts.chunks(BLOCK).enumerate() {
-        let item = block_work(cache, b, &what, block, bar, || {
+        blocks.push(block_work(cache, b, &what, block, bar, || {
             let mut swept = Vec::with_capacity(block.len());
             for p in block {
                 swept.push(ground_truth_neg(
@@ -190,17 +202,13 @@ pub fn sweep_with_progress<A: ModelAdapter + ?Sized>(
                 neg: g.neg,
                 r: g.r,
             })
-        })?;
-        match item {
-            Some(a) => parts.push(a),
-            None => complete = false,
-        }
+        })?);
     }
-    if !complete {
+    let Some((parts, seconds)) = all_blocks(blocks) else {
         return Ok(None);
-    }
+    };
     let first = parts.first().context("no prompts were swept")?;
-    Ok(Some(GroundTruth {
+    let truth = GroundTruth {
         config: config.clone(),
         shifts: first.shifts.to_vec(),
         neurons: neurons.to_vec(),
@@ -209,7 +217,8 @@ pub fn sweep_with_progress<A: ModelAdapter + ?Sized>(
         delta_probs: cat_parts(&parts, |a| a.delta_probs.view())?,
         neg: cat_parts(&parts, |a| a.neg.view())?,
         r: cat_parts(&parts, |a| a.r.view())?,
-    }))
+    };
+    Ok(Some((truth, seconds)))
 }
 
 /// NeurGrad for every prompt, in chunks of [`BLOCK`] prompts so that `bar` moves.
@@ -229,18 +238,21 @@ pub fn attribute_with_progress<A: ModelAdapter + ?Sized>(
     bar: &ProgressBar,
 ) -> Result<methods::Attribution> {
     let blocks = attribute_blocks(model, prompts, method, None, bar)?;
-    join_blocks(method, blocks)?.context("every block is computed without a shard")
+    let (attribution, _) =
+        join_blocks(method, blocks)?.context("every block is computed without a shard")?;
+    Ok(attribution)
 }
 
 /// `method`'s scores of each block of [`BLOCK`] prompts (IG and LPI one prompt per call, the
-/// others a block per call), through `cache`; a block another shard owns is `None`.
+/// others a block per call), through `cache`, with the seconds each took; a block another
+/// shard owns is `None`.
 pub fn attribute_blocks<A: ModelAdapter + ?Sized>(
     model: &A,
     prompts: &[TargetedPrompt],
     method: Method,
     cache: Option<&FeatureCache>,
     bar: &ProgressBar,
-) -> Result<Vec<Option<BatchFeatures>>> {
+) -> Result<Vec<Option<(BatchFeatures, f64)>>> {
     let chunk = if matches!(method, Method::Ig | Method::Lpi) {
         1
     } else {
@@ -267,20 +279,22 @@ pub fn attribute_blocks<A: ModelAdapter + ?Sized>(
         .collect()
 }
 
-/// The blocks of [`attribute_blocks`] as one attribution; `None` when a block is missing.
+/// The blocks of [`attribute_blocks`] as one attribution, with the seconds they took
+/// together; `None` when a block is missing.
 pub fn join_blocks(
     method: Method,
-    blocks: Vec<Option<BatchFeatures>>,
-) -> Result<Option<methods::Attribution>> {
-    let Some(parts) = blocks.into_iter().collect::<Option<Vec<_>>>() else {
+    blocks: Vec<Option<(BatchFeatures, f64)>>,
+) -> Result<Option<(methods::Attribution, f64)>> {
+    let Some((parts, seconds)) = all_blocks(blocks) else {
         return Ok(None);
     };
-    Ok(Some(methods::Attribution {
+    let attribution = methods::Attribution {
         method,
         probs: cat_parts(&parts, |a| a.probs.view())?,
         activations: cat_parts(&parts, |a| a.activations.view())?,
         scores: cat_parts(&parts, |a| a.scores.view())?,
-    }))
+    };
+    Ok(Some((attribution, seconds)))
 }
 
 /// A number for the printed tables: 4 decimals, or scientific notation when tiny or huge.

@@ -248,19 +248,27 @@ impl FeatureCache {
     /// so that the shard knows the run's size). Every item of one block belongs to the same
     /// shard, so an item computed from another (a sweep of the neurons NeurGrad ranks first)
     /// finds it in its own shard.
+    ///
+    /// With the value come the seconds `compute` took, kept in the entry
+    /// (`compute_seconds`): a resumed or merged run reports how long the computation took
+    /// where it ran, not how long reading it back did.
     pub fn block_item<T: CachedItem>(
         &self,
         block: usize,
         what: &str,
         batch: &[TargetedPrompt],
         compute: impl FnOnce() -> Result<T>,
-    ) -> Result<Option<T>> {
+    ) -> Result<Option<(T, f64)>> {
         self.batches_seen.set(self.batches_seen.get() + 1);
         if self.shard.is_some_and(|s| !s.owns(block)) {
             return Ok(None);
         }
         let path = self.item_entry(what, batch);
-        let found = read_arrays(&path, T::NAMES).and_then(|a| T::from_arrays(a, batch.len()));
+        let names: Vec<&str> = T::NAMES.iter().copied().chain([SECONDS]).collect();
+        let found = read_arrays(&path, &names).and_then(|mut a| {
+            let seconds = a.pop().filter(|s| s.len() == 1)?[0];
+            Some((T::from_arrays(a, batch.len())?, f64::from(seconds)))
+        });
         let value = match found {
             Some(v) => {
                 self.hits.set(self.hits.get() + 1);
@@ -273,16 +281,19 @@ impl FeatureCache {
                 batch.first().map_or("", |p| p.text.as_str())
             ),
             None => {
+                let start = std::time::Instant::now();
                 let computed = compute()?;
+                let seconds = start.elapsed().as_secs_f64();
                 let mut t = TensorFile::default();
                 for (name, a) in T::NAMES.iter().zip(computed.arrays()) {
                     t.add(name, &a);
                 }
+                t.add(SECONDS, &ndarray::arr1(&[seconds as f32]));
                 t.write(&path).with_context(|| {
                     format!("cannot write resume cache entry {}", path.display())
                 })?;
                 self.misses.set(self.misses.get() + 1);
-                computed
+                (computed, seconds)
             }
         };
         if self.shard.is_some() {
@@ -301,6 +312,9 @@ impl FeatureCache {
         self.misses.get()
     }
 }
+
+/// The array of a [`FeatureCache::block_item`] entry that holds its compute time.
+const SECONDS: &str = "compute_seconds";
 
 /// A work item's result that a cache entry holds ([`FeatureCache::block_item`]): f32 arrays
 /// whose first axis is the item's prompts.
@@ -489,13 +503,15 @@ mod tests {
         let got = cache
             .block_item(0, "sweep R=1", &b, || Ok(features(2, 1.0)))
             .unwrap();
-        assert_eq!(got, Some(features(2, 1.0)));
+        let (got, seconds) = got.unwrap();
+        assert_eq!(got, features(2, 1.0));
         let again = cache
             .block_item(0, "sweep R=1", &b, || -> Result<BatchFeatures> {
                 panic!("recomputed a cached item")
             })
             .unwrap();
-        assert_eq!(again, Some(features(2, 1.0)));
+        // The stored value, with the compute time stored beside it.
+        assert_eq!(again, Some((features(2, 1.0), f64::from(seconds as f32))));
         assert_eq!(
             (cache.hits(), cache.misses(), cache.batches_seen()),
             (1, 1, 2)
@@ -510,7 +526,7 @@ mod tests {
         let fixed = cache
             .block_item(0, "x", &three, || Ok(features(3, 5.0)))
             .unwrap();
-        assert_eq!(fixed, Some(features(3, 5.0)));
+        assert_eq!(fixed.unwrap().0, features(3, 5.0));
 
         // Shard 2 of 2 owns the odd blocks: block 0 is counted, not computed.
         let shard = FeatureCache::open(&path, "m", "f32", "cpu")
@@ -525,7 +541,7 @@ mod tests {
         let mine = shard
             .block_item(1, "sweep R=9", &b, || Ok(features(2, 2.0)))
             .unwrap();
-        assert_eq!(mine, Some(features(2, 2.0)));
+        assert_eq!(mine.unwrap().0, features(2, 2.0));
         assert_eq!(shard.batches_seen(), 2);
         assert_eq!(
             shard.owned_entries(),
