@@ -185,6 +185,8 @@ impl Command {
             Self::SkillProbe(_)
                 | Self::Linearity(_)
                 | Self::Estimate(_)
+                | Self::Attribution(_)
+                | Self::Distribution(_)
                 | Self::TrainingSize(_)
                 | Self::Robustness(_)
                 | Self::Substitutability(_)

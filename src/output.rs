@@ -666,6 +666,13 @@ impl Element for f32 {
     }
 }
 
+impl Element for f64 {
+    const DTYPE: Dtype = Dtype::F64;
+    fn put_le(self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.to_le_bytes());
+    }
+}
+
 impl Element for i64 {
     const DTYPE: Dtype = Dtype::I64;
     fn put_le(self, out: &mut Vec<u8>) {

@@ -179,8 +179,9 @@ fn differing(a: &[(String, Vec<u8>)], b: &[(String, Vec<u8>)]) -> Vec<String> {
         .collect()
 }
 
-/// `neg linearity` and `neg estimate` with `--shard i/n` (blocks of 16 prompts: their sweeps,
-/// NeurGrad, the other estimators and the top-neuron sweeps) as separate processes, merged,
+/// `neg linearity`, `estimate`, `attribution` and `distribution` with `--shard i/n` (blocks
+/// of 16 prompts: their sweeps, NeurGrad, the other estimators, the top-neuron sweeps and
+/// top-K enhancements) as separate processes, merged,
 /// write exactly the unsharded run's files (results.json and table2.csv differ only in their
 /// wall-clock fields); an interrupted run resumes from the blocks its cache holds, with the
 /// same files.
@@ -199,6 +200,18 @@ fn sharded_factual_runs_merge_into_the_unsharded_outputs_and_a_cut_run_resumes()
         (
             "estimate",
             &["--neurons", "6", "--methods", "neurgrad,ig,lpi"][..],
+            8,
+        ),
+        (
+            "attribution",
+            &[
+                "--methods",
+                "neurgrad,lpi",
+                "--ks",
+                "1,4",
+                "--max-shift",
+                "0.5",
+            ][..],
             8,
         ),
     ] {

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::Instant;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use ndarray::s;
 use neg_core::analysis::{self, Ranking, TopKConfig, TopKCurve};
 use neg_core::methods::Method;
@@ -14,9 +14,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::factual::progress as progress_bar;
 use crate::factual::{self as common, FactualArgs, FactualSet, MethodArgs, RunInfo};
-use crate::factual::{attribute_with_progress, fmt};
+use crate::factual::{
+    all_blocks, attribute_blocks, block_work, fmt, unsupported_by_kind, Outcome, BLOCK,
+};
 use crate::output::{csv, Outputs};
 use crate::plot::{self, LineSpec, Panel, Series};
+use crate::skill::{CachedItem, FeatureCache, Shard};
 
 /// Parameters of [`run_attribution`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -53,6 +56,43 @@ pub fn run_attribution<A: ModelAdapter + ?Sized>(
     out: &Path,
     show_progress: bool,
 ) -> Result<AttributionResult> {
+    match run_attribution_through(model, set, config, out, show_progress, None)? {
+        Outcome::Done(r) => Ok(*r),
+        Outcome::Shard(_) => bail!("a run without a cache has no shard"),
+    }
+}
+
+/// Each prompt's top-K curves of one block, `[P, K values, shifts]`, as a cache entry holds
+/// them (f64, as `topk_attribution` sums them).
+struct BlockCurves(ndarray::Array3<f64>);
+
+impl CachedItem for BlockCurves {
+    type Elem = f64;
+    const NAMES: &'static [&'static str] = &["mean_output_shift"];
+
+    fn arrays(&self) -> Vec<ndarray::ArrayViewD<'_, f64>> {
+        vec![self.0.view().into_dyn()]
+    }
+
+    fn from_arrays(arrays: Vec<ndarray::ArrayD<f64>>, prompts: usize) -> Option<Self> {
+        let [a]: [ndarray::ArrayD<f64>; 1] = arrays.try_into().ok()?;
+        let a = a.into_dimensionality::<ndarray::Ix3>().ok()?;
+        (a.dim().0 == prompts).then_some(BlockCurves(a))
+    }
+}
+
+/// [`run_attribution`] with each method's scores and each block's top-K enhancements going
+/// through `cache` ([`crate::factual::BLOCK`] prompts per entry): a rerun after an
+/// interruption resumes, and with a sharded cache only the shard's blocks are computed and
+/// written as a shard.
+pub fn run_attribution_through<A: ModelAdapter + ?Sized>(
+    model: &A,
+    set: &FactualSet,
+    config: &AttributionRun,
+    out: &Path,
+    show_progress: bool,
+    cache: Option<&FeatureCache>,
+) -> Result<Outcome<AttributionResult>> {
     let started = Instant::now();
     if config.methods.is_empty() {
         bail!("no methods to compare");
@@ -63,10 +103,17 @@ pub fn run_attribution<A: ModelAdapter + ?Sized>(
         "top-K attribution",
         show_progress,
     );
+    let (nk, ns) = (config.topk.ks.len(), config.topk.shifts.len());
     let mut curves = Vec::new();
     let mut unsupported = Vec::new();
+    let mut complete = true;
     for &m in &config.methods {
-        let attr = match attribute_with_progress(model, prompts, m, &bar) {
+        if let Some(why) = unsupported_by_kind(model, m) {
+            unsupported.push((m.name().to_string(), why));
+            bar.inc(2 * prompts.len() as u64);
+            continue;
+        }
+        let scored = match attribute_blocks(model, prompts, m, cache, &bar) {
             Ok(a) => a,
             Err(e) => match e.downcast_ref::<neg_core::NegError>() {
                 Some(neg_core::NegError::Adapter(
@@ -79,37 +126,72 @@ pub fn run_attribution<A: ModelAdapter + ?Sized>(
                 _ => return Err(e),
             },
         };
-        // One prompt per call so the bar moves; the mean over prompts is the mean of the
-        // per-prompt means because every prompt has the same number of targets.
-        let mut sum: Option<Vec<TopKCurve>> = None;
-        for (p, prompt) in prompts.iter().enumerate() {
-            let c = analysis::topk_attribution(
-                model,
-                std::slice::from_ref(prompt),
-                m.name(),
-                &attr.scores.slice(s![p..p + 1, .., .., ..]).to_owned(),
-                &attr.activations.slice(s![p..p + 1, .., ..]).to_owned(),
-                Ranking::for_method(m),
-                &config.topk,
-            )?;
-            match &mut sum {
-                None => sum = Some(c),
-                Some(acc) => {
-                    for (a, b) in acc.iter_mut().zip(&c) {
-                        for (x, y) in a.mean_output_shift.iter_mut().zip(&b.mean_output_shift) {
-                            *x += y;
+        let what = format!("top-K attribution v1 {} {:?}", m.name(), config.topk);
+        let mut blocks = Vec::new();
+        for (b, (block, scored)) in prompts.chunks(BLOCK).zip(&scored).enumerate() {
+            blocks.push(block_work(cache, b, &what, block, &bar, || {
+                // Both items of a block belong to one shard: a block computed here has scores.
+                let (attr, _) = scored
+                    .as_ref()
+                    .context("the scores of a block this process computes")?;
+                let mut values = ndarray::Array3::zeros((block.len(), nk, ns));
+                // One prompt per call so the bar moves.
+                for (p, prompt) in block.iter().enumerate() {
+                    let c = analysis::topk_attribution(
+                        model,
+                        std::slice::from_ref(prompt),
+                        m.name(),
+                        &attr.scores.slice(s![p..p + 1, .., .., ..]).to_owned(),
+                        &attr.activations.slice(s![p..p + 1, .., ..]).to_owned(),
+                        Ranking::for_method(m),
+                        &config.topk,
+                    )?;
+                    for (ki, curve) in c.iter().enumerate() {
+                        for (si, v) in curve.mean_output_shift.iter().enumerate() {
+                            values[[p, ki, si]] = *v;
                         }
                     }
+                    bar.inc(1);
+                }
+                Ok(BlockCurves(values))
+            })?);
+        }
+        let Some((blocks, _seconds)) = all_blocks(blocks) else {
+            complete = false;
+            continue;
+        };
+        // The mean over prompts is the mean of the per-prompt means because every prompt has
+        // the same number of targets; summed in prompt order, as one prompt at a time would.
+        let mut sums = vec![vec![0f64; ns]; nk];
+        for (p, values) in blocks
+            .iter()
+            .flat_map(|BlockCurves(v)| v.outer_iter())
+            .enumerate()
+        {
+            for (ki, sum) in sums.iter_mut().enumerate() {
+                for (si, x) in sum.iter_mut().enumerate() {
+                    let y = values[[ki, si]];
+                    *x = if p == 0 { y } else { *x + y };
                 }
             }
-            bar.inc(1);
         }
-        for mut c in sum.unwrap_or_default() {
-            for v in c.mean_output_shift.iter_mut() {
-                *v /= prompts.len() as f64;
-            }
-            curves.push(c);
+        for (ki, sum) in sums.into_iter().enumerate() {
+            curves.push(TopKCurve {
+                method: m.name().to_string(),
+                k: config.topk.ks[ki],
+                shifts: config.topk.shifts.clone(),
+                mean_output_shift: sum.into_iter().map(|v| v / prompts.len() as f64).collect(),
+            });
         }
+    }
+    if !complete {
+        bar.finish_and_clear();
+        // A shard: its blocks are in the cache; `neg merge` computes the results.
+        let cache = cache.context("every block is computed without a shard")?;
+        let run = crate::output::RunOutput::begin(out)?;
+        return Ok(Outcome::Shard(crate::skill::shard::write_shard(
+            run, out, cache,
+        )?));
     }
     bar.finish_and_clear();
     let result = AttributionResult {
@@ -174,7 +256,10 @@ pub fn run_attribution<A: ModelAdapter + ?Sized>(
     )?;
     files.text("fig3_attribution.svg", svg);
     files.write(out)?;
-    Ok(result)
+    if let Some(cache) = cache {
+        crate::factual::discard_cache(cache, out, "attribution")?;
+    }
+    Ok(Outcome::Done(Box::new(result)))
 }
 
 /// The console table of [`run_attribution`]: the output shift at the largest activation shift.
@@ -228,10 +313,17 @@ pub struct Args {
     /// Estimators and shift mode.
     #[command(flatten)]
     pub estimators: MethodArgs,
+    /// Compute only part i of n of the prompt blocks (16 prompts each: every method's scores
+    /// and top-K enhancements) and write a shard to --out (e.g. `--shard 2/8`); `neg merge`
+    /// then writes the run's results from all n shards.
+    #[arg(long)]
+    pub shard: Option<Shard>,
 }
 
-/// Checks the inputs, enhances each method's top-K neurons and writes the files.
-pub fn run(args: &Args) -> Result<AttributionResult> {
+/// Checks the inputs, enhances each method's top-K neurons and writes the files (or, with
+/// `--shard`, the shard). Every block's results are kept in `<out>.resume` until the results
+/// are written, so a rerun after an interruption resumes.
+pub fn run(args: &Args) -> Result<Outcome<AttributionResult>> {
     if !(args.step > 0.0 && args.max_shift >= args.step) {
         bail!(
             "--step must be > 0 and --max-shift >= --step (got {} and {})",
@@ -250,12 +342,27 @@ pub fn run(args: &Args) -> Result<AttributionResult> {
             ..TopKConfig::default()
         },
     };
-    run_attribution(&model, &set, &config, &out, args.common.run.progress())
+    let m = &args.common.model;
+    let cache = FeatureCache::for_run(&out, &model, &m.dtype, &m.device)?.sharded(args.shard);
+    run_attribution_through(
+        &model,
+        &set,
+        &config,
+        &out,
+        args.common.run.progress(),
+        Some(&cache),
+    )
 }
 
-/// Runs and prints Fig. 3's numbers.
+/// Runs and prints Fig. 3's numbers (or the shard's line).
 pub fn main(args: &Args) -> Result<()> {
-    let result = run(args)?;
+    let result = match run(args)? {
+        Outcome::Done(r) => r,
+        Outcome::Shard(s) => {
+            println!("{}", s.line());
+            return Ok(());
+        }
+    };
     common::print_result(
         &attribution_table(&result),
         &args.common,

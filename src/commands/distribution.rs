@@ -5,16 +5,18 @@
 use std::path::Path;
 use std::time::Instant;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use neg_core::analysis::{self, NegDistribution};
+use neg_core::methods::Method;
 use neg_core::ModelAdapter;
 use serde::{Deserialize, Serialize};
 
 use crate::factual::progress as progress_bar;
 use crate::factual::{self as common, FactualArgs, FactualSet, RunInfo};
-use crate::factual::{fmt, neurgrad_with_progress};
+use crate::factual::{attribute_blocks, fmt, join_blocks, Outcome};
 use crate::output::{csv, Outputs, TensorFile};
 use crate::plot::{self, LineSpec, Panel, Series};
+use crate::skill::{FeatureCache, Shard};
 
 /// Parameters of [`run_distribution`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -53,11 +55,36 @@ pub fn run_distribution<A: ModelAdapter + ?Sized>(
     out: &Path,
     show_progress: bool,
 ) -> Result<DistributionResult> {
+    match run_distribution_through(model, set, config, out, show_progress, None)? {
+        Outcome::Done(r) => Ok(*r),
+        Outcome::Shard(_) => bail!("a run without a cache has no shard"),
+    }
+}
+
+/// [`run_distribution`] with NeurGrad computed in blocks of [`crate::factual::BLOCK`] prompts
+/// through `cache`: a rerun after an interruption resumes, and with a sharded cache only the
+/// shard's blocks are computed and written as a shard.
+pub fn run_distribution_through<A: ModelAdapter + ?Sized>(
+    model: &A,
+    set: &FactualSet,
+    config: &DistributionRun,
+    out: &Path,
+    show_progress: bool,
+    cache: Option<&FeatureCache>,
+) -> Result<Outcome<DistributionResult>> {
     let started = Instant::now();
     let prompts = &set.prompts;
     let bar = progress_bar(prompts.len(), "NeurGrad", show_progress);
-    let ng = neurgrad_with_progress(model, prompts, &bar)?;
+    let blocks = attribute_blocks(model, prompts, Method::NeurGrad, cache, &bar)?;
     bar.finish_and_clear();
+    let Some((ng, _seconds)) = join_blocks(Method::NeurGrad, blocks)? else {
+        // A shard: its blocks are in the cache; `neg merge` computes the results.
+        let cache = cache.context("every block is computed without a shard")?;
+        let run = crate::output::RunOutput::begin(out)?;
+        return Ok(Outcome::Shard(crate::skill::shard::write_shard(
+            run, out, cache,
+        )?));
+    };
     let dist = analysis::neg_distribution(&ng.scores, config.bins)?;
     let share = |q: usize| {
         dist.cumulative_share
@@ -173,7 +200,10 @@ pub fn run_distribution<A: ModelAdapter + ?Sized>(
     t.meta("target_ids", serde_json::to_string(&targets)?);
     files.tensors("neurgrad.safetensors", &t)?;
     files.write(out)?;
-    Ok(result)
+    if let Some(cache) = cache {
+        crate::factual::discard_cache(cache, out, "distribution")?;
+    }
+    Ok(Outcome::Done(Box::new(result)))
 }
 
 /// A histogram with a logarithmic count axis, as in the paper's Figs. 10 and 11 (almost every
@@ -262,21 +292,43 @@ pub struct Args {
     /// Histogram bins (Fig. 11).
     #[arg(long, default_value_t = 50)]
     pub bins: usize,
+    /// Compute only part i of n of the prompt blocks (16 prompts each: their NeurGrad) and
+    /// write a shard to --out (e.g. `--shard 2/8`); `neg merge` then writes the run's results
+    /// from all n shards.
+    #[arg(long)]
+    pub shard: Option<Shard>,
 }
 
-/// Checks the inputs, computes NeurGrad on every prompt and writes the files.
-pub fn run(args: &Args) -> Result<DistributionResult> {
+/// Checks the inputs, computes NeurGrad on every prompt and writes the files (or, with
+/// `--shard`, the shard). Every block's NeurGrad is kept in `<out>.resume` until the results
+/// are written, so a rerun after an interruption resumes.
+pub fn run(args: &Args) -> Result<Outcome<DistributionResult>> {
     if args.bins == 0 {
         bail!("--bins must be at least 1");
     }
     let (model, set, out, _lock) = common::setup(&args.common, "distribution", 0)?;
     let config = DistributionRun { bins: args.bins };
-    run_distribution(&model, &set, &config, &out, args.common.run.progress())
+    let m = &args.common.model;
+    let cache = FeatureCache::for_run(&out, &model, &m.dtype, &m.device)?.sharded(args.shard);
+    run_distribution_through(
+        &model,
+        &set,
+        &config,
+        &out,
+        args.common.run.progress(),
+        Some(&cache),
+    )
 }
 
-/// Runs and prints the distribution summary.
+/// Runs and prints the distribution summary (or the shard's line).
 pub fn main(args: &Args) -> Result<()> {
-    let result = run(args)?;
+    let result = match run(args)? {
+        Outcome::Done(r) => r,
+        Outcome::Shard(s) => {
+            println!("{}", s.line());
+            return Ok(());
+        }
+    };
     common::print_result(
         &distribution_table(&result),
         &args.common,

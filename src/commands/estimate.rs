@@ -16,7 +16,8 @@ use serde::{Deserialize, Serialize};
 use crate::factual::progress as progress_bar;
 use crate::factual::{self as common, FactualArgs, FactualSet, MethodArgs, RunInfo};
 use crate::factual::{
-    attribute_blocks, block_work, fmt, join_blocks, sweep_with_progress, Outcome, BLOCK,
+    attribute_blocks, block_work, fmt, join_blocks, sweep_with_progress, unsupported_by_kind,
+    Outcome, BLOCK,
 };
 use crate::output::{csv, Outputs, TensorFile};
 use crate::skill::{CachedItem, FeatureCache, Shard};
@@ -89,6 +90,7 @@ struct IgArrays {
 }
 
 impl CachedItem for IgArrays {
+    type Elem = f32;
     const NAMES: &'static [&'static str] = &["attribution", "mean_gradient"];
 
     fn arrays(&self) -> Vec<ndarray::ArrayViewD<'_, f32>> {
@@ -107,19 +109,6 @@ impl CachedItem for IgArrays {
         (a.attribution.dim().0 == prompts && a.attribution.dim() == a.mean_gradient.dim())
             .then_some(a)
     }
-}
-
-/// Why `method` cannot run on `model`, when that follows from the model's kind alone (LPI is
-/// defined for causal LMs): known before any block is computed, so that a sharded run and its
-/// merge agree without computing anything.
-fn unsupported_by_kind<A: ModelAdapter + ?Sized>(model: &A, method: Method) -> Option<String> {
-    (method == Method::Lpi && model.kind() == neg_core::ModelKind::MaskedLm).then(|| {
-        neg_core::AdapterError::Unsupported {
-            what: "log-probability increase (LPI), defined for Llama-family causal LMs".into(),
-            model: model.model_id().into(),
-        }
-        .to_string()
-    })
 }
 
 /// [`run_estimation`] with the sweeps and every estimator's blocks going through `cache`
@@ -292,15 +281,7 @@ pub fn run_estimation_through<A: ModelAdapter + ?Sized>(
     files.tensors("estimates.safetensors", &t)?;
     files.write(out)?;
     if let Some(cache) = cache {
-        if cache.hits() > 0 {
-            eprintln!(
-                "note: estimate: {} of {} blocks' items resumed from {}",
-                cache.hits(),
-                cache.batches_seen(),
-                FeatureCache::beside(out).display()
-            );
-        }
-        FeatureCache::discard(out)?;
+        crate::factual::discard_cache(cache, out, "estimate")?;
     }
     Ok(Outcome::Done(Box::new(result)))
 }

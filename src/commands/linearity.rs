@@ -275,15 +275,7 @@ pub fn run_linearity_through<A: ModelAdapter + ?Sized>(
     files.tensors("sweeps.safetensors", &t)?;
     files.write(out)?;
     if let Some(cache) = cache {
-        if cache.hits() > 0 {
-            eprintln!(
-                "note: linearity: {} of {} blocks' items resumed from {}",
-                cache.hits(),
-                cache.batches_seen(),
-                FeatureCache::beside(out).display()
-            );
-        }
-        FeatureCache::discard(out)?;
+        crate::factual::discard_cache(cache, out, "linearity")?;
     }
     Ok(Outcome::Done(Box::new(result)))
 }
@@ -310,6 +302,7 @@ fn top_neurons(scores: &ndarray::Array4<f32>, p: usize, k: usize) -> Vec<NeuronI
 struct TopR(ndarray::Array3<f32>);
 
 impl CachedItem for TopR {
+    type Elem = f32;
     const NAMES: &'static [&'static str] = &["r"];
 
     fn arrays(&self) -> Vec<ndarray::ArrayViewD<'_, f32>> {

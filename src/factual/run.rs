@@ -76,6 +76,37 @@ pub enum Outcome<T> {
     Shard(crate::skill::ShardSummary),
 }
 
+/// Why `method` cannot run on `model`, when that follows from the model's kind alone (LPI is
+/// defined for causal LMs): known before any block is computed, so that a sharded run and its
+/// merge agree without computing anything.
+pub fn unsupported_by_kind<A: ModelAdapter + ?Sized>(model: &A, method: Method) -> Option<String> {
+    (method == Method::Lpi && model.kind() == neg_core::ModelKind::MaskedLm).then(|| {
+        neg_core::AdapterError::Unsupported {
+            what: "log-probability increase (LPI), defined for Llama-family causal LMs".into(),
+            model: model.model_id().into(),
+        }
+        .to_string()
+    })
+}
+
+/// Once a run's results are written: says how many of its blocks' items came from an
+/// earlier, interrupted run's cache, and removes the cache.
+pub(crate) fn discard_cache(
+    cache: &FeatureCache,
+    out: &std::path::Path,
+    command: &str,
+) -> Result<()> {
+    if cache.hits() > 0 {
+        eprintln!(
+            "note: {command}: {} of {} blocks' items resumed from {}",
+            cache.hits(),
+            cache.batches_seen(),
+            FeatureCache::beside(out).display()
+        );
+    }
+    FeatureCache::discard(out)
+}
+
 /// Prompts per block: the unit of a factual command's resume cache and of its `--shard`
 /// split (block `b` of the run's prompts, `b mod n`-th shard), and the NeurGrad chunk.
 pub const BLOCK: usize = 16;
@@ -92,6 +123,7 @@ struct SweepArrays {
 }
 
 impl CachedItem for SweepArrays {
+    type Elem = f32;
     const NAMES: &'static [&'static str] = &[
         "shifts",
         "base_probs",

@@ -264,10 +264,13 @@ impl FeatureCache {
             return Ok(None);
         }
         let path = self.item_entry(what, batch);
-        let names: Vec<&str> = T::NAMES.iter().copied().chain([SECONDS]).collect();
-        let found = read_arrays(&path, &names).and_then(|mut a| {
-            let seconds = a.pop().filter(|s| s.len() == 1)?[0];
-            Some((T::from_arrays(a, batch.len())?, f64::from(seconds)))
+        let bytes = std::fs::read(&path).ok();
+        let found = bytes.as_deref().and_then(|bytes| {
+            let st = SafeTensors::deserialize(bytes).ok()?;
+            let seconds = read_arrays::<f32>(&st, &[SECONDS])?.pop()?;
+            let seconds = *seconds.first().filter(|_| seconds.len() == 1)?;
+            let value = T::from_arrays(read_arrays(&st, T::NAMES)?, batch.len())?;
+            Some((value, f64::from(seconds)))
         });
         let value = match found {
             Some(v) => {
@@ -316,20 +319,42 @@ impl FeatureCache {
 /// The array of a [`FeatureCache::block_item`] entry that holds its compute time.
 const SECONDS: &str = "compute_seconds";
 
-/// A work item's result that a cache entry holds ([`FeatureCache::block_item`]): f32 arrays
-/// whose first axis is the item's prompts.
+/// A work item's result that a cache entry holds ([`FeatureCache::block_item`]): arrays of
+/// one element type (f32 for model outputs, f64 for sums the analyses keep in f64), whose
+/// first axis is the item's prompts.
 pub trait CachedItem: Sized {
+    /// The arrays' element type, stored exactly.
+    type Elem: StoredElem;
     /// The arrays' names in the entry, in the order of [`CachedItem::arrays`].
     const NAMES: &'static [&'static str];
     /// Its arrays, in the order of `NAMES`.
-    fn arrays(&self) -> Vec<ArrayViewD<'_, f32>>;
+    fn arrays(&self) -> Vec<ArrayViewD<'_, Self::Elem>>;
     /// It back from an entry's arrays (in the order of `NAMES`), for `prompts` prompts;
     /// `None` when they do not form one, so that the entry is recomputed.
-    fn from_arrays(arrays: Vec<ArrayD<f32>>, prompts: usize) -> Option<Self>;
+    fn from_arrays(arrays: Vec<ArrayD<Self::Elem>>, prompts: usize) -> Option<Self>;
+}
+
+/// An element type a cache entry stores: written by [`TensorFile::add`], read back bit for bit.
+pub trait StoredElem: crate::output::Element + Clone {
+    /// The element from its little-endian bytes (as many as the type has).
+    fn from_le(bytes: &[u8]) -> Self;
+}
+
+impl StoredElem for f32 {
+    fn from_le(b: &[u8]) -> Self {
+        f32::from_le_bytes([b[0], b[1], b[2], b[3]])
+    }
+}
+
+impl StoredElem for f64 {
+    fn from_le(b: &[u8]) -> Self {
+        f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
+    }
 }
 
 /// NeurGrad (or any attribution method's scores) of a batch.
 impl CachedItem for BatchFeatures {
+    type Elem = f32;
     const NAMES: &'static [&'static str] = &["scores", "activations", "probs"];
 
     fn arrays(&self) -> Vec<ArrayViewD<'_, f32>> {
@@ -356,22 +381,17 @@ impl CachedItem for BatchFeatures {
     }
 }
 
-/// The f32 arrays `names` of the entry at `path`, when it is readable and holds them all.
-fn read_arrays(path: &Path, names: &[&str]) -> Option<Vec<ArrayD<f32>>> {
-    let bytes = std::fs::read(path).ok()?;
-    let st = SafeTensors::deserialize(&bytes).ok()?;
+/// The arrays `names` (of element type `E`) of an entry, when it holds them all.
+fn read_arrays<E: StoredElem>(st: &SafeTensors, names: &[&str]) -> Option<Vec<ArrayD<E>>> {
     names
         .iter()
         .map(|name| {
             let v = st.tensor(name).ok()?;
-            if v.dtype() != safetensors::Dtype::F32 {
+            if v.dtype() != E::DTYPE {
                 return None;
             }
-            let values = v
-                .data()
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect();
+            let size = std::mem::size_of::<E>();
+            let values = v.data().chunks_exact(size).map(E::from_le).collect();
             ArrayD::from_shape_vec(v.shape().to_vec(), values).ok()
         })
         .collect()

@@ -1,9 +1,9 @@
 //! Sharded runs for clusters: `--shard i/n` computes the `i`-th of `n` deterministic parts of
 //! the NeurGrad batches of a `skill-probe` or study run (or of the prompt blocks of a
-//! `linearity` or `estimate` run, [`FeatureCache::block_item`]) and writes a self-describing
-//! shard;
-//! `neg merge --out OUT SHARD...` pools the shards and reruns the command, which then finds
-//! every batch already computed and writes exactly the files of the unsharded run.
+//! `linearity`, `estimate`, `attribution` or `distribution` run,
+//! [`FeatureCache::block_item`]) and writes a self-describing shard; `neg merge --out OUT
+//! SHARD...` pools the shards and reruns the command, which then finds every batch already
+//! computed and writes exactly the files of the unsharded run.
 //!
 //! The work items are the run's NeurGrad batches, in the order the unsharded run meets them
 //! (tasks, then contexts, then [`super::length_batches`]); batch `b` belongs to shard
