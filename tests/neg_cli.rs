@@ -57,8 +57,9 @@ fn help_lists_every_subcommand_and_each_has_the_shared_flags() {
                 );
             }
         }
-        // The commands whose NeurGrad batches can be split over machines.
-        let sharded = SUBCOMMANDS[..5].contains(&sub);
+        // The commands whose work can be split over machines: the skill probes' NeurGrad
+        // batches, the NEG experiments' prompt blocks (all but multi-neuron).
+        let sharded = SUBCOMMANDS[..9].contains(&sub);
         assert_eq!(
             text.contains("--shard <SHARD>"),
             sharded,
@@ -431,6 +432,6 @@ fn sharded_runs_merge_into_exactly_the_unsharded_outputs() {
         "{stderr}"
     );
     // A command without shards is refused at parse time.
-    let o = neg(&["linearity", "--shard", "1/2", "--quiet"], cwd);
+    let o = neg(&["multi-neuron", "--shard", "1/2", "--quiet"], cwd);
     assert_eq!(o.status.code(), Some(2));
 }
