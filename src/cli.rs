@@ -187,6 +187,7 @@ impl Command {
                 | Self::Estimate(_)
                 | Self::Attribution(_)
                 | Self::Distribution(_)
+                | Self::MultiNeuron(_)
                 | Self::TrainingSize(_)
                 | Self::Robustness(_)
                 | Self::Substitutability(_)

@@ -58,8 +58,8 @@ fn help_lists_every_subcommand_and_each_has_the_shared_flags() {
             }
         }
         // The commands whose work can be split over machines: the skill probes' NeurGrad
-        // batches, the NEG experiments' prompt blocks (all but multi-neuron).
-        let sharded = SUBCOMMANDS[..9].contains(&sub);
+        // batches, the NEG experiments' prompt blocks.
+        let sharded = SUBCOMMANDS[..10].contains(&sub);
         assert_eq!(
             text.contains("--shard <SHARD>"),
             sharded,
@@ -180,12 +180,11 @@ fn differing(a: &[(String, Vec<u8>)], b: &[(String, Vec<u8>)]) -> Vec<String> {
         .collect()
 }
 
-/// `neg linearity`, `estimate`, `attribution` and `distribution` with `--shard i/n` (blocks
-/// of 16 prompts: their sweeps, NeurGrad, the other estimators, the top-neuron sweeps and
-/// top-K enhancements) as separate processes, merged,
-/// write exactly the unsharded run's files (results.json and table2.csv differ only in their
-/// wall-clock fields); an interrupted run resumes from the blocks its cache holds, with the
-/// same files.
+/// The five NEG experiments with `--shard i/n` (blocks of 16 prompts: their sweeps, NeurGrad,
+/// the other estimators, the top-neuron sweeps, top-K enhancements and shifted neuron sets)
+/// as separate processes, merged, write exactly the unsharded run's files (results.json and
+/// table2.csv differ only in their wall-clock fields); an interrupted run resumes from the
+/// blocks its cache holds, with the same files.
 #[test]
 fn sharded_factual_runs_merge_into_the_unsharded_outputs_and_a_cut_run_resumes() {
     let work = tempfile::tempdir().unwrap();
@@ -214,6 +213,12 @@ fn sharded_factual_runs_merge_into_the_unsharded_outputs_and_a_cut_run_resumes()
                 "0.5",
             ][..],
             8,
+        ),
+        ("distribution", &["--bins", "10"][..], 2),
+        (
+            "multi-neuron",
+            &["--ranges", "0.5", "--step", "0.1", "--max-log2", "3"][..],
+            4,
         ),
     ] {
         let run = |more: &[&str]| {
@@ -432,6 +437,6 @@ fn sharded_runs_merge_into_exactly_the_unsharded_outputs() {
         "{stderr}"
     );
     // A command without shards is refused at parse time.
-    let o = neg(&["multi-neuron", "--shard", "1/2", "--quiet"], cwd);
+    let o = neg(&["neurgrad", "--shard", "1/2", "--quiet"], cwd);
     assert_eq!(o.status.code(), Some(2));
 }

@@ -5,17 +5,19 @@
 use std::path::Path;
 use std::time::Instant;
 
-use anyhow::{bail, Result};
-use neg_core::analysis::{self, AccumulationConfig, AccumulationReport};
+use anyhow::{bail, Context, Result};
+use neg_core::analysis::{self, AccumulationConfig, AccumulationPlan, AccumulationReport};
+use neg_core::methods::Method;
 use neg_core::neg::ShiftMode;
 use neg_core::ModelAdapter;
 use serde::{Deserialize, Serialize};
 
 use crate::factual::progress as progress_bar;
 use crate::factual::{self as common, FactualArgs, FactualSet, RunInfo};
-use crate::factual::{fmt, neurgrad_with_progress};
+use crate::factual::{all_blocks, attribute_blocks, block_work, fmt, Outcome, BLOCK};
 use crate::output::{csv, Outputs};
 use crate::plot::{self, LineSpec, Panel, Series};
+use crate::skill::{CachedItem, FeatureCache, Shard};
 
 /// Parameters of [`run_multi_neuron`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -60,18 +62,64 @@ pub fn run_multi_neuron<A: ModelAdapter + ?Sized>(
     out: &Path,
     show_progress: bool,
 ) -> Result<MultiNeuronResult> {
+    match run_multi_neuron_through(model, set, config, out, show_progress, None)? {
+        Outcome::Done(r) => Ok(*r),
+        Outcome::Shard(_) => bail!("a run without a cache has no shard"),
+    }
+}
+
+/// A block's patched probabilities, `[P, 1 + T x sizes x shifts, T]`, as a cache entry holds
+/// them ([`AccumulationPlan::probs`] of each of its prompts).
+struct BlockProbs(ndarray::Array3<f32>);
+
+impl CachedItem for BlockProbs {
+    type Elem = f32;
+    const NAMES: &'static [&'static str] = &["probs"];
+
+    fn arrays(&self) -> Vec<ndarray::ArrayViewD<'_, f32>> {
+        vec![self.0.view().into_dyn()]
+    }
+
+    fn from_arrays(arrays: Vec<ndarray::ArrayD<f32>>, prompts: usize) -> Option<Self> {
+        let [a]: [ndarray::ArrayD<f32>; 1] = arrays.try_into().ok()?;
+        let a = a.into_dimensionality::<ndarray::Ix3>().ok()?;
+        (a.dim().0 == prompts).then_some(BlockProbs(a))
+    }
+}
+
+/// [`run_multi_neuron`] with NeurGrad and each range's patched probabilities computed in
+/// blocks of [`BLOCK`] prompts through `cache`: a rerun after an interruption resumes, and
+/// with a sharded cache only the shard's blocks are computed and written as a shard. The
+/// neurons each prompt shifts are drawn in prompt order from the seed alone
+/// ([`AccumulationPlan`]), so every shard draws the same ones.
+pub fn run_multi_neuron_through<A: ModelAdapter + ?Sized>(
+    model: &A,
+    set: &FactualSet,
+    config: &MultiNeuronRun,
+    out: &Path,
+    show_progress: bool,
+    cache: Option<&FeatureCache>,
+) -> Result<Outcome<MultiNeuronResult>> {
     let started = Instant::now();
     if config.ranges.is_empty() {
         bail!("no enhancement ranges given");
     }
     let prompts = &set.prompts;
+    let (l, n) = (model.num_layers(), model.ff_width());
     let bar = progress_bar(
         prompts.len() * (1 + config.ranges.len()),
         "multi-neuron",
         show_progress,
     );
-    let ng = neurgrad_with_progress(model, prompts, &bar)?;
-    let mut reports = Vec::new();
+    let grads = attribute_blocks(model, prompts, Method::NeurGrad, cache, &bar)?;
+    // Every prompt's NeurGrad, for the reports; `None` in a shard, which makes none.
+    let all_scores = grads
+        .iter()
+        .map(|g| g.as_ref().map(|(ng, _)| ng.scores.view()))
+        .collect::<Option<Vec<_>>>()
+        .map(|views| ndarray::concatenate(ndarray::Axis(0), &views))
+        .transpose()?;
+    let mut reports = Some(Vec::new());
     for (i, &range) in config.ranges.iter().enumerate() {
         let acc = AccumulationConfig {
             max_log2: config.max_log2,
@@ -82,16 +130,46 @@ pub fn run_multi_neuron<A: ModelAdapter + ?Sized>(
             mode: config.mode,
             max_variants_per_call: 4096,
         };
-        reports.push(analysis::multi_neuron_accumulation(
-            model,
-            prompts,
-            &ng.scores,
-            &ng.activations,
-            &acc,
-        )?);
-        bar.inc(prompts.len() as u64);
+        let plan = AccumulationPlan::new(&acc, prompts.len(), l, n)?;
+        let what = format!("multi-neuron accumulation v1 {acc:?}");
+        let mut blocks = Vec::new();
+        for (b, (block, ng)) in prompts.chunks(BLOCK).zip(&grads).enumerate() {
+            blocks.push(block_work(cache, b, &what, block, &bar, || {
+                // Both items of a block belong to one shard: a block computed here has NeurGrad.
+                let (ng, _) = ng
+                    .as_ref()
+                    .context("NeurGrad of a block this process computes")?;
+                let mut rows = Vec::with_capacity(block.len());
+                for (row, prompt) in block.iter().enumerate() {
+                    let p = b * BLOCK + row;
+                    rows.push(plan.probs(model, prompt, p, &ng.scores, &ng.activations, row)?);
+                }
+                let views: Vec<_> = rows.iter().map(|r| r.view()).collect();
+                Ok(BlockProbs(ndarray::stack(ndarray::Axis(0), &views)?))
+            })?);
+        }
+        let Some((blocks, _seconds)) = all_blocks(blocks) else {
+            reports = None;
+            continue;
+        };
+        let (Some(done), Some(scores)) = (reports.as_mut(), all_scores.as_ref()) else {
+            continue;
+        };
+        let probs: Vec<ndarray::Array2<f32>> = blocks
+            .iter()
+            .flat_map(|BlockProbs(a)| a.outer_iter().map(|r| r.to_owned()))
+            .collect();
+        done.push(plan.report(scores, &probs)?);
     }
     bar.finish_and_clear();
+    let Some(reports) = reports else {
+        // A shard: its blocks are in the cache; `neg merge` computes the results.
+        let cache = cache.context("every block is computed without a shard")?;
+        let run = crate::output::RunOutput::begin(out)?;
+        return Ok(Outcome::Shard(crate::skill::shard::write_shard(
+            run, out, cache,
+        )?));
+    };
     let result = MultiNeuronResult {
         info: RunInfo::new(model, set, started),
         config: config.clone(),
@@ -163,7 +241,10 @@ pub fn run_multi_neuron<A: ModelAdapter + ?Sized>(
     )?;
     files.text("fig5_multi_neuron.svg", svg);
     files.write(out)?;
-    Ok(result)
+    if let Some(cache) = cache {
+        crate::factual::discard_cache(cache, out, "multi-neuron")?;
+    }
+    Ok(Outcome::Done(Box::new(result)))
 }
 
 /// The console table of [`run_multi_neuron`].
@@ -206,10 +287,17 @@ pub struct Args {
     /// magnitude (a -> a + d pol sign(a), the paper's) or additive (a -> a + d pol).
     #[arg(long, value_enum, default_value = "magnitude")]
     pub mode: ShiftMode,
+    /// Compute only part i of n of the prompt blocks (16 prompts each: their NeurGrad and
+    /// shifted neuron sets) and write a shard to --out (e.g. `--shard 2/8`); `neg merge` then
+    /// writes the run's results from all n shards.
+    #[arg(long)]
+    pub shard: Option<Shard>,
 }
 
-/// Checks the inputs, shifts growing neuron sets and writes the files.
-pub fn run(args: &Args) -> Result<MultiNeuronResult> {
+/// Checks the inputs, shifts growing neuron sets and writes the files (or, with `--shard`,
+/// the shard). Every block's results are kept in `<out>.resume` until the results are
+/// written, so a rerun after an interruption resumes.
+pub fn run(args: &Args) -> Result<Outcome<MultiNeuronResult>> {
     let (model, set, out, _lock) = common::setup(&args.common, "multi-neuron", 16)?;
     let config = MultiNeuronRun {
         ranges: args.ranges.clone(),
@@ -218,12 +306,27 @@ pub fn run(args: &Args) -> Result<MultiNeuronResult> {
         mode: args.mode,
         seed: args.common.seed,
     };
-    run_multi_neuron(&model, &set, &config, &out, args.common.run.progress())
+    let m = &args.common.model;
+    let cache = FeatureCache::for_run(&out, &model, &m.dtype, &m.device)?.sharded(args.shard);
+    run_multi_neuron_through(
+        &model,
+        &set,
+        &config,
+        &out,
+        args.common.run.progress(),
+        Some(&cache),
+    )
 }
 
-/// Runs and prints Figs. 5 and 14's numbers.
+/// Runs and prints Figs. 5 and 14's numbers (or the shard's line).
 pub fn main(args: &Args) -> Result<()> {
-    let result = run(args)?;
+    let result = match run(args)? {
+        Outcome::Done(r) => r,
+        Outcome::Shard(s) => {
+            println!("{}", s.line());
+            return Ok(());
+        }
+    };
     common::print_result(
         &multi_neuron_table(&result),
         &args.common,

@@ -1,6 +1,6 @@
 //! Sharded runs for clusters: `--shard i/n` computes the `i`-th of `n` deterministic parts of
-//! the NeurGrad batches of a `skill-probe` or study run (or of the prompt blocks of a
-//! `linearity`, `estimate`, `attribution` or `distribution` run,
+//! the NeurGrad batches of a `skill-probe` or study run (or of the prompt blocks of a NEG
+//! experiment's run: `linearity`, `estimate`, `attribution`, `distribution`, `multi-neuron`,
 //! [`FeatureCache::block_item`]) and writes a self-describing shard; `neg merge --out OUT
 //! SHARD...` pools the shards and reruns the command, which then finds every batch already
 //! computed and writes exactly the files of the unsharded run.

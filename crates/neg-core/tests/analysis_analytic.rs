@@ -235,3 +235,48 @@ fn multi_neuron_shifts_accumulate_exactly_for_a_linear_model() {
     ));
     let _ = soft.num_layers();
 }
+
+/// The accumulation in steps (plan, each prompt's probabilities from arrays holding only its
+/// block, report) gives exactly the one-call result: what lets a run spread prompts over
+/// processes and resume them. Rows and plans that do not fit are typed errors.
+#[test]
+fn accumulation_by_blocks_equals_one_call() {
+    use ndarray::s;
+    use neg_core::analysis::AccumulationPlan;
+    let ps = prompts();
+    let cfg = AccumulationConfig {
+        max_log2: 5,
+        seed: 3,
+        ..AccumulationConfig::default()
+    };
+    let soft = model(Head::Softmax);
+    let ng = methods::neurgrad(&soft, &ps).unwrap();
+    let whole = multi_neuron_accumulation(&soft, &ps, &ng.scores, &ng.activations, &cfg).unwrap();
+    let (l, n) = (soft.num_layers(), soft.ff_width());
+    let plan = AccumulationPlan::new(&cfg, ps.len(), l, n).unwrap();
+    let mut probs = Vec::new();
+    for (b, block) in ps.chunks(3).enumerate() {
+        let rows = b * 3..b * 3 + block.len();
+        let neg = ng.scores.slice(s![rows.clone(), .., .., ..]).to_owned();
+        let acts = ng.activations.slice(s![rows.clone(), .., ..]).to_owned();
+        for (row, (p, prompt)) in rows.zip(block).enumerate() {
+            probs.push(plan.probs(&soft, prompt, p, &neg, &acts, row).unwrap());
+        }
+    }
+    assert_eq!(plan.report(&ng.scores, &probs).unwrap(), whole);
+    // A row past the arrays, a prompt past the plan, or too few prompts' probabilities.
+    let neg = ng.scores.slice(s![0..1, .., .., ..]).to_owned();
+    let acts = ng.activations.slice(s![0..1, .., ..]).to_owned();
+    assert!(matches!(
+        plan.probs(&soft, &ps[0], 0, &neg, &acts, 1),
+        Err(NegError::InvalidArgument { name: "row", .. })
+    ));
+    assert!(matches!(
+        plan.probs(&soft, &ps[0], 9, &neg, &acts, 0),
+        Err(NegError::InvalidArgument { name: "index", .. })
+    ));
+    assert!(matches!(
+        plan.report(&ng.scores, &probs[..2]),
+        Err(NegError::InvalidArgument { name: "probs", .. })
+    ));
+}
