@@ -187,11 +187,7 @@ pub fn run_attribution_through<A: ModelAdapter + ?Sized>(
     if !complete {
         bar.finish_and_clear();
         // A shard: its blocks are in the cache; `neg merge` computes the results.
-        let cache = cache.context("every block is computed without a shard")?;
-        let run = crate::output::RunOutput::begin(out)?;
-        return Ok(Outcome::Shard(crate::skill::shard::write_shard(
-            run, out, cache,
-        )?));
+        return crate::factual::shard_outcome(cache, out);
     }
     bar.finish_and_clear();
     let result = AttributionResult {
@@ -356,12 +352,8 @@ pub fn run(args: &Args) -> Result<Outcome<AttributionResult>> {
 
 /// Runs and prints Fig. 3's numbers (or the shard's line).
 pub fn main(args: &Args) -> Result<()> {
-    let result = match run(args)? {
-        Outcome::Done(r) => r,
-        Outcome::Shard(s) => {
-            println!("{}", s.line());
-            return Ok(());
-        }
+    let Some(result) = crate::factual::done_or_print_shard(run(args)?) else {
+        return Ok(());
     };
     common::print_result(
         &attribution_table(&result),

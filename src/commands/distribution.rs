@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use neg_core::analysis::{self, NegDistribution};
 use neg_core::methods::Method;
 use neg_core::ModelAdapter;
@@ -79,11 +79,7 @@ pub fn run_distribution_through<A: ModelAdapter + ?Sized>(
     bar.finish_and_clear();
     let Some((ng, _seconds)) = join_blocks(Method::NeurGrad, blocks)? else {
         // A shard: its blocks are in the cache; `neg merge` computes the results.
-        let cache = cache.context("every block is computed without a shard")?;
-        let run = crate::output::RunOutput::begin(out)?;
-        return Ok(Outcome::Shard(crate::skill::shard::write_shard(
-            run, out, cache,
-        )?));
+        return crate::factual::shard_outcome(cache, out);
     };
     let dist = analysis::neg_distribution(&ng.scores, config.bins)?;
     let share = |q: usize| {
@@ -322,12 +318,8 @@ pub fn run(args: &Args) -> Result<Outcome<DistributionResult>> {
 
 /// Runs and prints the distribution summary (or the shard's line).
 pub fn main(args: &Args) -> Result<()> {
-    let result = match run(args)? {
-        Outcome::Done(r) => r,
-        Outcome::Shard(s) => {
-            println!("{}", s.line());
-            return Ok(());
-        }
+    let Some(result) = crate::factual::done_or_print_shard(run(args)?) else {
+        return Ok(());
     };
     common::print_result(
         &distribution_table(&result),

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use ndarray::{concatenate, Array4, Axis};
 use neg_core::analysis::{self, EstimationQuality};
 use neg_core::methods::{self, Method};
@@ -211,11 +211,7 @@ pub fn run_estimation_through<A: ModelAdapter + ?Sized>(
     let (Some((truth, sweep_seconds)), Some(named)) = (truth, named) else {
         bar.finish_and_clear();
         // A shard: its blocks are in the cache; `neg merge` computes the results.
-        let cache = cache.context("every block is computed without a shard")?;
-        let run = crate::output::RunOutput::begin(out)?;
-        return Ok(Outcome::Shard(crate::skill::shard::write_shard(
-            run, out, cache,
-        )?));
+        return crate::factual::shard_outcome(cache, out);
     };
     bar.finish_and_clear();
     let sweep_seconds_per_prompt = per_prompt(sweep_seconds);
@@ -384,12 +380,8 @@ pub fn run(args: &Args) -> Result<Outcome<EstimationResult>> {
 
 /// Runs and prints Table 2 (or the shard's line).
 pub fn main(args: &Args) -> Result<()> {
-    let result = match run(args)? {
-        Outcome::Done(r) => r,
-        Outcome::Shard(s) => {
-            println!("{}", s.line());
-            return Ok(());
-        }
+    let Some(result) = crate::factual::done_or_print_shard(run(args)?) else {
+        return Ok(());
     };
     common::print_result(
         &estimation_table(&result),

@@ -167,11 +167,7 @@ pub fn run_linearity_through<A: ModelAdapter + ?Sized>(
         .collect();
     let (Some(truths), Some(table5)) = (truths, table5) else {
         // A shard: its blocks are in the cache; `neg merge` computes the results.
-        let cache = cache.context("every block is computed without a shard")?;
-        let run = crate::output::RunOutput::begin(out)?;
-        return Ok(Outcome::Shard(crate::skill::shard::write_shard(
-            run, out, cache,
-        )?));
+        return crate::factual::shard_outcome(cache, out);
     };
     let judged_idx = ranges
         .iter()
@@ -491,12 +487,8 @@ pub fn run(args: &Args) -> Result<Outcome<LinearityResult>> {
 
 /// Runs and prints Fig. 2 and Tables 1 and 5 (or the shard's line).
 pub fn main(args: &Args) -> Result<()> {
-    let result = match run(args)? {
-        Outcome::Done(r) => r,
-        Outcome::Shard(s) => {
-            println!("{}", s.line());
-            return Ok(());
-        }
+    let Some(result) = crate::factual::done_or_print_shard(run(args)?) else {
+        return Ok(());
     };
     common::print_result(
         &linearity_table(&result),

@@ -164,11 +164,7 @@ pub fn run_multi_neuron_through<A: ModelAdapter + ?Sized>(
     bar.finish_and_clear();
     let Some(reports) = reports else {
         // A shard: its blocks are in the cache; `neg merge` computes the results.
-        let cache = cache.context("every block is computed without a shard")?;
-        let run = crate::output::RunOutput::begin(out)?;
-        return Ok(Outcome::Shard(crate::skill::shard::write_shard(
-            run, out, cache,
-        )?));
+        return crate::factual::shard_outcome(cache, out);
     };
     let result = MultiNeuronResult {
         info: RunInfo::new(model, set, started),
@@ -320,12 +316,8 @@ pub fn run(args: &Args) -> Result<Outcome<MultiNeuronResult>> {
 
 /// Runs and prints Figs. 5 and 14's numbers (or the shard's line).
 pub fn main(args: &Args) -> Result<()> {
-    let result = match run(args)? {
-        Outcome::Done(r) => r,
-        Outcome::Shard(s) => {
-            println!("{}", s.line());
-            return Ok(());
-        }
+    let Some(result) = crate::factual::done_or_print_shard(run(args)?) else {
+        return Ok(());
     };
     common::print_result(
         &multi_neuron_table(&result),

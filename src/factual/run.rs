@@ -107,6 +107,30 @@ pub(crate) fn discard_cache(
     FeatureCache::discard(out)
 }
 
+/// The outcome of a shard run whose blocks `cache` holds: writes the shard under `out`
+/// ([`crate::skill::shard::write_shard`]).
+pub(crate) fn shard_outcome<T>(
+    cache: Option<&FeatureCache>,
+    out: &std::path::Path,
+) -> Result<Outcome<T>> {
+    let cache = cache.context("every block is computed without a shard")?;
+    let run = crate::output::RunOutput::begin(out)?;
+    Ok(Outcome::Shard(crate::skill::shard::write_shard(
+        run, out, cache,
+    )?))
+}
+
+/// A command's results, or `None` after printing the line of the shard it wrote.
+pub fn done_or_print_shard<T>(outcome: Outcome<T>) -> Option<Box<T>> {
+    match outcome {
+        Outcome::Done(r) => Some(r),
+        Outcome::Shard(s) => {
+            println!("{}", s.line());
+            None
+        }
+    }
+}
+
 /// Prompts per block: the unit of a factual command's resume cache and of its `--shard`
 /// split (block `b` of the run's prompts, `b mod n`-th shard), and the NeurGrad chunk.
 pub const BLOCK: usize = 16;
