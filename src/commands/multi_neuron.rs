@@ -131,9 +131,15 @@ pub fn run_multi_neuron_through<A: ModelAdapter + ?Sized>(
             max_variants_per_call: 4096,
         };
         let plan = AccumulationPlan::new(&acc, prompts.len(), l, n)?;
-        let what = format!("multi-neuron accumulation v1 {acc:?}");
         let mut blocks = Vec::new();
         for (b, (block, ng)) in prompts.chunks(BLOCK).zip(&grads).enumerate() {
+            // A prompt's neurons depend on its position (the draws before it), not only on
+            // its text: the key names the block's first position, so that the same prompts
+            // elsewhere in another run's set never take these entries.
+            let what = format!(
+                "multi-neuron accumulation v1 {acc:?} from prompt {}",
+                b * BLOCK
+            );
             blocks.push(block_work(cache, b, &what, block, &bar, || {
                 // Both items of a block belong to one shard: a block computed here has NeurGrad.
                 let (ng, _) = ng
