@@ -38,6 +38,18 @@ fn neg(args: &[&str], cwd: &Path) -> Output {
         .expect("run neg")
 }
 
+/// `neg args` in `cwd`, which must succeed (else the failure names the command and its stderr).
+fn neg_ok(args: &[&str], cwd: &Path) -> Output {
+    let o = neg(args, cwd);
+    assert!(
+        o.status.success(),
+        "neg {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    o
+}
+
 #[test]
 fn help_lists_every_subcommand_and_each_has_the_shared_flags() {
     let here = std::env::temp_dir();
@@ -223,14 +235,7 @@ fn sharded_factual_runs_merge_into_the_unsharded_outputs_and_a_cut_run_resumes()
     ] {
         let run = |more: &[&str]| {
             let args: Vec<&str> = [&[command][..], &common, extra, more].concat();
-            let o = neg(&args, cwd);
-            assert!(
-                o.status.success(),
-                "neg {}: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&o.stderr)
-            );
-            o
+            neg_ok(&args, cwd)
         };
         // The files without their wall-clock fields (seconds are the computations' own, so
         // they differ between runs), every other byte as written.
@@ -343,14 +348,7 @@ fn sharded_runs_merge_into_exactly_the_unsharded_outputs() {
     ] {
         let run = |more: &[&str]| {
             let args: Vec<&str> = [&[command][..], &common, extra, more].concat();
-            let o = neg(&args, cwd);
-            assert!(
-                o.status.success(),
-                "neg {}: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&o.stderr)
-            );
-            String::from_utf8_lossy(&o.stdout).into_owned()
+            String::from_utf8_lossy(&neg_ok(&args, cwd).stdout).into_owned()
         };
         run(&["--out", "whole"]);
         let reference = tree_bytes(&cwd.join("whole"));

@@ -19,7 +19,7 @@ use crate::factual::{
 };
 use crate::output::{csv, Outputs};
 use crate::plot::{self, LineSpec, Panel, Series};
-use crate::skill::{CachedItem, FeatureCache, Shard};
+use crate::skill::{FeatureCache, Shard};
 
 /// Parameters of [`run_attribution`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -56,29 +56,7 @@ pub fn run_attribution<A: ModelAdapter + ?Sized>(
     out: &Path,
     show_progress: bool,
 ) -> Result<AttributionResult> {
-    match run_attribution_through(model, set, config, out, show_progress, None)? {
-        Outcome::Done(r) => Ok(*r),
-        Outcome::Shard(_) => bail!("a run without a cache has no shard"),
-    }
-}
-
-/// Each prompt's top-K curves of one block, `[P, K values, shifts]`, as a cache entry holds
-/// them (f64, as `topk_attribution` sums them).
-struct BlockCurves(ndarray::Array3<f64>);
-
-impl CachedItem for BlockCurves {
-    type Elem = f64;
-    const NAMES: &'static [&'static str] = &["mean_output_shift"];
-
-    fn arrays(&self) -> Vec<ndarray::ArrayViewD<'_, f64>> {
-        vec![self.0.view().into_dyn()]
-    }
-
-    fn from_arrays(arrays: Vec<ndarray::ArrayD<f64>>, prompts: usize) -> Option<Self> {
-        let [a]: [ndarray::ArrayD<f64>; 1] = arrays.try_into().ok()?;
-        let a = a.into_dimensionality::<ndarray::Ix3>().ok()?;
-        (a.dim().0 == prompts).then_some(BlockCurves(a))
-    }
+    run_attribution_through(model, set, config, out, show_progress, None)?.into_done()
 }
 
 /// [`run_attribution`] with each method's scores and each block's top-K enhancements going
@@ -153,7 +131,9 @@ pub fn run_attribution_through<A: ModelAdapter + ?Sized>(
                     }
                     bar.inc(1);
                 }
-                Ok(BlockCurves(values))
+                // Each prompt's curves, `[P, K values, shifts]`, in f64 as
+                // `topk_attribution` sums them.
+                Ok(values)
             })?);
         }
         let Some((blocks, _seconds)) = all_blocks(blocks) else {
@@ -165,7 +145,7 @@ pub fn run_attribution_through<A: ModelAdapter + ?Sized>(
         let mut sums = vec![vec![0f64; ns]; nk];
         for (p, values) in blocks
             .iter()
-            .flat_map(|BlockCurves(v)| v.outer_iter())
+            .flat_map(|v: &ndarray::Array3<f64>| v.outer_iter())
             .enumerate()
         {
             for (ki, sum) in sums.iter_mut().enumerate() {
@@ -338,8 +318,7 @@ pub fn run(args: &Args) -> Result<Outcome<AttributionResult>> {
             ..TopKConfig::default()
         },
     };
-    let m = &args.common.model;
-    let cache = FeatureCache::for_run(&out, &model, &m.dtype, &m.device)?.sharded(args.shard);
+    let cache = common::run_cache(&args.common, &model, &out, args.shard)?;
     run_attribution_through(
         &model,
         &set,

@@ -55,10 +55,7 @@ pub fn run_distribution<A: ModelAdapter + ?Sized>(
     out: &Path,
     show_progress: bool,
 ) -> Result<DistributionResult> {
-    match run_distribution_through(model, set, config, out, show_progress, None)? {
-        Outcome::Done(r) => Ok(*r),
-        Outcome::Shard(_) => bail!("a run without a cache has no shard"),
-    }
+    run_distribution_through(model, set, config, out, show_progress, None)?.into_done()
 }
 
 /// [`run_distribution`] with NeurGrad computed in blocks of [`crate::factual::BLOCK`] prompts
@@ -304,8 +301,7 @@ pub fn run(args: &Args) -> Result<Outcome<DistributionResult>> {
     }
     let (model, set, out, _lock) = common::setup(&args.common, "distribution", 0)?;
     let config = DistributionRun { bins: args.bins };
-    let m = &args.common.model;
-    let cache = FeatureCache::for_run(&out, &model, &m.dtype, &m.device)?.sharded(args.shard);
+    let cache = common::run_cache(&args.common, &model, &out, args.shard)?;
     run_distribution_through(
         &model,
         &set,

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{bail, Result};
-use ndarray::{concatenate, Array4, Axis};
+use ndarray::Array4;
 use neg_core::analysis::{self, EstimationQuality};
 use neg_core::methods::{self, Method};
 use neg_core::neg::SweepConfig;
@@ -16,8 +16,8 @@ use serde::{Deserialize, Serialize};
 use crate::factual::progress as progress_bar;
 use crate::factual::{self as common, FactualArgs, FactualSet, MethodArgs, RunInfo};
 use crate::factual::{
-    attribute_blocks, block_work, fmt, join_blocks, sweep_with_progress, unsupported_by_kind,
-    Outcome, BLOCK,
+    attribute_blocks, block_work, cat_parts, fmt, join_blocks, sweep_with_progress,
+    unsupported_by_kind, Outcome, BLOCK,
 };
 use crate::output::{csv, Outputs, TensorFile};
 use crate::skill::{CachedItem, FeatureCache, Shard};
@@ -77,10 +77,7 @@ pub fn run_estimation<A: ModelAdapter + ?Sized>(
     out: &Path,
     show_progress: bool,
 ) -> Result<EstimationResult> {
-    match run_estimation_through(model, set, config, out, show_progress, None)? {
-        Outcome::Done(r) => Ok(*r),
-        Outcome::Shard(_) => bail!("a run without a cache has no shard"),
-    }
+    run_estimation_through(model, set, config, out, show_progress, None)?.into_done()
 }
 
 /// IG's two results for a block of prompts, as a resume-cache entry holds them.
@@ -165,19 +162,17 @@ pub fn run_estimation_through<A: ModelAdapter + ?Sized>(
                             bar.inc(1);
                         }
                         Ok(IgArrays {
-                            attribution: cat(&attr)?,
-                            mean_gradient: cat(&mean)?,
+                            attribution: cat_parts(&attr, |a| a.view())?,
+                            mean_gradient: cat_parts(&mean, |a| a.view())?,
                         })
                     })?);
                 }
                 let (attr, mean, secs) = match crate::factual::all_blocks(blocks) {
-                    Some((parts, seconds)) => {
-                        let attr: Vec<Array4<f32>> =
-                            parts.iter().map(|p| p.attribution.clone()).collect();
-                        let mean: Vec<Array4<f32>> =
-                            parts.iter().map(|p| p.mean_gradient.clone()).collect();
-                        (Some(cat(&attr)?), Some(cat(&mean)?), per_prompt(seconds))
-                    }
+                    Some((parts, seconds)) => (
+                        Some(cat_parts(&parts, |p| p.attribution.view())?),
+                        Some(cat_parts(&parts, |p| p.mean_gradient.view())?),
+                        per_prompt(seconds),
+                    ),
                     None => (None, None, 0.0),
                 };
                 named.push(("ig".into(), attr, secs));
@@ -282,14 +277,6 @@ pub fn run_estimation_through<A: ModelAdapter + ?Sized>(
     Ok(Outcome::Done(Box::new(result)))
 }
 
-/// Arrays of blocks of prompts, concatenated along the prompts.
-fn cat(parts: &[Array4<f32>]) -> Result<Array4<f32>> {
-    Ok(concatenate(
-        Axis(0),
-        &parts.iter().map(|a| a.view()).collect::<Vec<_>>(),
-    )?)
-}
-
 /// The console table of [`run_estimation`].
 pub fn estimation_table(r: &EstimationResult) -> String {
     let mut s = format!(
@@ -355,8 +342,7 @@ pub struct Args {
 /// results are written, so a rerun after an interruption resumes.
 pub fn run(args: &Args) -> Result<Outcome<EstimationResult>> {
     let (model, set, out, _lock) = common::setup(&args.common, "estimate", 0)?;
-    let m = &args.common.model;
-    let cache = FeatureCache::for_run(&out, &model, &m.dtype, &m.device)?.sharded(args.shard);
+    let cache = common::run_cache(&args.common, &model, &out, args.shard)?;
     let config = EstimationRun {
         neurons: args.neurons,
         sweep: SweepConfig {

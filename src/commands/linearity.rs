@@ -20,7 +20,7 @@ use crate::factual::{self as common, FactualArgs, FactualSet, RunInfo};
 use crate::factual::{attribute_blocks, block_work, sweep_with_progress, Outcome, BLOCK};
 use crate::output::{csv, Outputs, TensorFile};
 use crate::plot::{self, LineSpec, Panel, Series};
-use crate::skill::{CachedItem, FeatureCache, Shard};
+use crate::skill::{FeatureCache, Shard};
 
 /// Parameters of [`run_linearity`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -99,10 +99,7 @@ pub fn run_linearity<A: ModelAdapter + ?Sized>(
     out: &Path,
     show_progress: bool,
 ) -> Result<LinearityResult> {
-    match run_linearity_through(model, set, config, out, show_progress, None)? {
-        Outcome::Done(r) => Ok(*r),
-        Outcome::Shard(_) => bail!("a run without a cache has no shard"),
-    }
+    run_linearity_through(model, set, config, out, show_progress, None)?.into_done()
 }
 
 /// [`run_linearity`] with every sweep and NeurGrad block going through `cache`
@@ -294,24 +291,6 @@ fn top_neurons(scores: &ndarray::Array4<f32>, p: usize, k: usize) -> Vec<NeuronI
     order
 }
 
-/// The Pearson r of each prompt's own top neurons, `[P, T, K]`, as a cache entry holds it.
-struct TopR(ndarray::Array3<f32>);
-
-impl CachedItem for TopR {
-    type Elem = f32;
-    const NAMES: &'static [&'static str] = &["r"];
-
-    fn arrays(&self) -> Vec<ndarray::ArrayViewD<'_, f32>> {
-        vec![self.0.view().into_dyn()]
-    }
-
-    fn from_arrays(arrays: Vec<ndarray::ArrayD<f32>>, prompts: usize) -> Option<Self> {
-        let [r]: [ndarray::ArrayD<f32>; 1] = arrays.try_into().ok()?;
-        let r = r.into_dimensionality::<ndarray::Ix3>().ok()?;
-        (r.dim().0 == prompts).then_some(TopR(r))
-    }
-}
-
 /// Table 5 by blocks of prompts: each block's NeurGrad, then the sweep of each of its prompts'
 /// top neurons, through `cache`. `None` when another shard owns some blocks. The counts add
 /// up in the order of the unblocked loop (prompts, targets, neurons), so the numbers are the
@@ -349,7 +328,8 @@ fn top_neuron_linearity<A: ModelAdapter + ?Sized>(
                 r.slice_mut(s![p, .., ..]).assign(&g.r.slice(s![0, .., ..]));
                 bar.inc(1);
             }
-            Ok(TopR(r))
+            // The Pearson r of each prompt's own top neurons, `[P, T, K]`.
+            Ok(r)
         })?);
     }
     let Some((rs, _seconds)) = crate::factual::all_blocks(rs) else {
@@ -358,7 +338,7 @@ fn top_neuron_linearity<A: ModelAdapter + ?Sized>(
     let thr = cfg.linear_threshold;
     let (mut per_layer, mut per_prompt) = (vec![0usize; l], vec![0usize; prompts.len()]);
     let (mut linear, mut total, mut sum_abs_r) = (0usize, 0usize, 0f64);
-    for (b, (TopR(r), ng)) in rs.iter().zip(&grads).enumerate() {
+    for (b, (r, ng)) in rs.iter().zip(&grads).enumerate() {
         let (ng, _) = ng.as_ref().context("a block without NeurGrad")?;
         for p in 0..r.dim().0 {
             let order = top_neurons(&ng.scores, p, k);
@@ -459,8 +439,7 @@ pub struct Args {
 /// written, so a rerun after an interruption resumes.
 pub fn run(args: &Args) -> Result<Outcome<LinearityResult>> {
     let (model, set, out, _lock) = common::setup(&args.common, "linearity", 10)?;
-    let m = &args.common.model;
-    let cache = FeatureCache::for_run(&out, &model, &m.dtype, &m.device)?.sharded(args.shard);
+    let cache = common::run_cache(&args.common, &model, &out, args.shard)?;
     let config = LinearityRun {
         random_neurons: args.neurons,
         top_neurons: args.top_neurons,

@@ -17,7 +17,7 @@ use crate::factual::{self as common, FactualArgs, FactualSet, RunInfo};
 use crate::factual::{all_blocks, attribute_blocks, block_work, fmt, Outcome, BLOCK};
 use crate::output::{csv, Outputs};
 use crate::plot::{self, LineSpec, Panel, Series};
-use crate::skill::{CachedItem, FeatureCache, Shard};
+use crate::skill::{FeatureCache, Shard};
 
 /// Parameters of [`run_multi_neuron`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -62,29 +62,7 @@ pub fn run_multi_neuron<A: ModelAdapter + ?Sized>(
     out: &Path,
     show_progress: bool,
 ) -> Result<MultiNeuronResult> {
-    match run_multi_neuron_through(model, set, config, out, show_progress, None)? {
-        Outcome::Done(r) => Ok(*r),
-        Outcome::Shard(_) => bail!("a run without a cache has no shard"),
-    }
-}
-
-/// A block's patched probabilities, `[P, 1 + T x sizes x shifts, T]`, as a cache entry holds
-/// them ([`AccumulationPlan::probs`] of each of its prompts).
-struct BlockProbs(ndarray::Array3<f32>);
-
-impl CachedItem for BlockProbs {
-    type Elem = f32;
-    const NAMES: &'static [&'static str] = &["probs"];
-
-    fn arrays(&self) -> Vec<ndarray::ArrayViewD<'_, f32>> {
-        vec![self.0.view().into_dyn()]
-    }
-
-    fn from_arrays(arrays: Vec<ndarray::ArrayD<f32>>, prompts: usize) -> Option<Self> {
-        let [a]: [ndarray::ArrayD<f32>; 1] = arrays.try_into().ok()?;
-        let a = a.into_dimensionality::<ndarray::Ix3>().ok()?;
-        (a.dim().0 == prompts).then_some(BlockProbs(a))
-    }
+    run_multi_neuron_through(model, set, config, out, show_progress, None)?.into_done()
 }
 
 /// [`run_multi_neuron`] with NeurGrad and each range's patched probabilities computed in
@@ -151,7 +129,8 @@ pub fn run_multi_neuron_through<A: ModelAdapter + ?Sized>(
                     rows.push(plan.probs(model, prompt, p, &ng.scores, &ng.activations, row)?);
                 }
                 let views: Vec<_> = rows.iter().map(|r| r.view()).collect();
-                Ok(BlockProbs(ndarray::stack(ndarray::Axis(0), &views)?))
+                // `[P, 1 + T x sizes x shifts, T]`: each prompt's `AccumulationPlan::probs`.
+                Ok(ndarray::stack(ndarray::Axis(0), &views)?)
             })?);
         }
         let Some((blocks, _seconds)) = all_blocks(blocks) else {
@@ -163,7 +142,7 @@ pub fn run_multi_neuron_through<A: ModelAdapter + ?Sized>(
         };
         let probs: Vec<ndarray::Array2<f32>> = blocks
             .iter()
-            .flat_map(|BlockProbs(a)| a.outer_iter().map(|r| r.to_owned()))
+            .flat_map(|a: &ndarray::Array3<f32>| a.outer_iter().map(|r| r.to_owned()))
             .collect();
         done.push(plan.report(scores, &probs)?);
     }
@@ -308,8 +287,7 @@ pub fn run(args: &Args) -> Result<Outcome<MultiNeuronResult>> {
         mode: args.mode,
         seed: args.common.seed,
     };
-    let m = &args.common.model;
-    let cache = FeatureCache::for_run(&out, &model, &m.dtype, &m.device)?.sharded(args.shard);
+    let cache = common::run_cache(&args.common, &model, &out, args.shard)?;
     run_multi_neuron_through(
         &model,
         &set,

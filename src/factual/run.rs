@@ -43,7 +43,7 @@ impl RunInfo {
 }
 
 /// One array field of every part, concatenated along axis 0 (parts are chunks of prompts).
-fn cat_parts<T, D: ndarray::RemoveAxis>(
+pub(crate) fn cat_parts<T, D: ndarray::RemoveAxis>(
     parts: &[T],
     field: impl Fn(&T) -> ndarray::ArrayView<f32, D>,
 ) -> Result<ndarray::Array<f32, D>> {
@@ -129,6 +129,28 @@ pub fn done_or_print_shard<T>(outcome: Outcome<T>) -> Option<Box<T>> {
             None
         }
     }
+}
+
+impl<T> Outcome<T> {
+    /// The results of a run made without a sharded cache (which always completes).
+    pub fn into_done(self) -> Result<T> {
+        match self {
+            Outcome::Done(r) => Ok(*r),
+            Outcome::Shard(_) => anyhow::bail!("a run without a cache has no shard"),
+        }
+    }
+}
+
+/// The resume cache of a factual command's run on `model` writing `out`, with the model's
+/// `--dtype` and `--device` from `args`, computing only `shard`'s blocks when given.
+pub(crate) fn run_cache(
+    args: &FactualArgs,
+    model: &neg_hooks::HfModel,
+    out: &std::path::Path,
+    shard: Option<crate::skill::Shard>,
+) -> Result<FeatureCache> {
+    let m = &args.model;
+    Ok(FeatureCache::for_run(out, model, &m.dtype, &m.device)?.sharded(shard))
 }
 
 /// Prompts per block: the unit of a factual command's resume cache and of its `--shard`

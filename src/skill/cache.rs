@@ -352,6 +352,23 @@ impl StoredElem for f64 {
     }
 }
 
+/// One `[P, _, _]` array per block (a sweep's r, a block's curves or patched
+/// probabilities), stored as `values`: what the entry's key names says what it holds.
+impl<E: StoredElem> CachedItem for Array3<E> {
+    type Elem = E;
+    const NAMES: &'static [&'static str] = &["values"];
+
+    fn arrays(&self) -> Vec<ArrayViewD<'_, E>> {
+        vec![self.view().into_dyn()]
+    }
+
+    fn from_arrays(arrays: Vec<ArrayD<E>>, prompts: usize) -> Option<Self> {
+        let [a]: [ArrayD<E>; 1] = arrays.try_into().ok()?;
+        let a = a.into_dimensionality::<ndarray::Ix3>().ok()?;
+        (a.dim().0 == prompts).then_some(a)
+    }
+}
+
 /// NeurGrad (or any attribution method's scores) of a batch.
 impl CachedItem for BatchFeatures {
     type Elem = f32;
@@ -412,30 +429,8 @@ pub fn read_batch(path: &Path, p: usize, t: usize) -> Result<BatchFeatures> {
 fn read_entry(path: &Path, p: usize, t: usize) -> Option<BatchFeatures> {
     let bytes = std::fs::read(path).ok()?;
     let st = SafeTensors::deserialize(&bytes).ok()?;
-    let get = |name: &str| -> Option<(Vec<usize>, Vec<f32>)> {
-        let v = st.tensor(name).ok()?;
-        if v.dtype() != safetensors::Dtype::F32 {
-            return None;
-        }
-        let values = v
-            .data()
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect();
-        Some((v.shape().to_vec(), values))
-    };
-    let (ss, sv) = get("scores")?;
-    let (as_, av) = get("activations")?;
-    let (ps, pv) = get("probs")?;
-    let [sp, st_, l, n] = ss[..] else { return None };
-    if sp != p || st_ != t || as_ != [p, l, n] || ps != [p, t] {
-        return None;
-    }
-    Some(BatchFeatures {
-        scores: Array4::from_shape_vec((p, t, l, n), sv).ok()?,
-        activations: Array3::from_shape_vec((p, l, n), av).ok()?,
-        probs: Array2::from_shape_vec((p, t), pv).ok()?,
-    })
+    let found = BatchFeatures::from_arrays(read_arrays(&st, BatchFeatures::NAMES)?, p)?;
+    (found.probs.dim().1 == t).then_some(found)
 }
 
 #[cfg(test)]
